@@ -1,0 +1,114 @@
+//! Flags (clap) and the commands they dispatch to.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use commands::run;
+
+#[derive(Debug, Parser)]
+#[command(name = "bedside", version, about = "Fine-tune, export and run biomedical BERT models; notes stay on this machine")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Turn a Hugging Face checkpoint directory (or a bundle) into a single-file bundle.
+    Export(ExportArgs),
+    /// Print one embedding per TEXT.
+    Embed(EmbedArgs),
+    /// Classify notes given as arguments or in a CSV file.
+    Classify(ClassifyArgs),
+    /// Print a bundle's metadata.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Hugging Face checkpoint directory or an existing bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Storage of the large matrices: f32, f16, q8_0 or q4_0.
+    #[arg(long, default_value = "q8_0")]
+    pub quant: String,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// embedding, classification, binary or multilabel (default: from the checkpoint).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Comma-separated labels in head order (default: the checkpoint's id2label).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
+    /// Tokens per window, [CLS]/[SEP] included.
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Tokens shared by consecutive windows of a long note.
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// cls or mean.
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// L2-normalise embeddings (true/false).
+    #[arg(long)]
+    pub normalize: Option<bool>,
+    /// clinicalbert, mean or max.
+    #[arg(long)]
+    pub aggregation: Option<String>,
+    /// The ClinicalBERT rule's constant c.
+    #[arg(long)]
+    pub aggregation_c: Option<f32>,
+    /// Binary/multi-label decision threshold.
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Flag predictions below this probability as uncertain.
+    #[arg(long)]
+    pub min_confidence: Option<f32>,
+    /// Lower-case text when the checkpoint ships only vocab.txt (default: tokenizer_config.json, else inferred).
+    #[arg(long)]
+    pub lowercase: Option<bool>,
+    /// Name recorded as the base model.
+    #[arg(long)]
+    pub base_model: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Bundle file or Hugging Face checkpoint directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Print one JSON array of vectors.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// Bundle file or Hugging Face checkpoint directory with a classification head.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Print one JSON object per note (JSON Lines).
+    #[arg(long)]
+    pub json: bool,
+    /// CSV file of notes (header row required).
+    #[arg(long, conflicts_with = "texts")]
+    pub input: Option<PathBuf>,
+    /// Column of --input that holds the note text.
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    /// Column of --input with an id to echo back (optional).
+    #[arg(long, default_value = "id")]
+    pub id_col: String,
+    #[arg(required_unless_present = "input")]
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    pub bundle: PathBuf,
+}

@@ -1,0 +1,119 @@
+//! The runtime's one error type.
+//!
+//! Variants are grouped by the step of the data path that raises them and carry the
+//! file, field or tensor they are about. Messages never contain note text (PHI): only
+//! names, lengths, offsets and counts.
+
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // === Checkpoint (Hugging Face directory) ===
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+
+    #[error("{path}: not valid JSON: {message}")]
+    Json { path: String, message: String },
+
+    #[error("{path}: file is not valid UTF-8 (byte {byte_offset})")]
+    NotUtf8 { path: String, byte_offset: usize },
+
+    #[error(
+        "unsupported architecture {found:?} (model_type {model_type:?}): Bedside runs BERT encoders \
+         (BertModel, BertForSequenceClassification, sentence-transformers BERT)"
+    )]
+    UnsupportedArchitecture { found: String, model_type: String },
+
+    #[error("config field `{field}`: {message}")]
+    Config { field: String, message: String },
+
+    #[error("{dir}: no weights found (looked for model.safetensors and pytorch_model.bin)")]
+    NoWeights { dir: PathBuf },
+
+    #[error("{dir}: no tokenizer found (looked for tokenizer.json and vocab.txt)")]
+    NoTokenizer { dir: PathBuf },
+
+    // === Weights ===
+    #[error("tensor `{name}` is missing from the {source_kind}")]
+    MissingTensor { name: String, source_kind: &'static str },
+
+    #[error("tensor `{name}` has shape {got:?}, expected {expected:?}")]
+    TensorShape { name: String, expected: Vec<usize>, got: Vec<usize> },
+
+    #[error("unknown quantization {0:?}: use one of f32, f16, q8_0, q4_0")]
+    UnknownQuantization(String),
+
+    // === Bundle ===
+    #[error("not a Bedside bundle: {0}")]
+    BadBundle(String),
+
+    #[error("bundle is truncated or corrupt: {0}")]
+    TruncatedBundle(String),
+
+    #[error(
+        "bundle format version {found} is not supported (this runtime reads {supported}); \
+         re-export it with `bedside export`"
+    )]
+    BundleVersion { found: u32, supported: u32 },
+
+    #[error("bundle metadata field `{field}`: {message}")]
+    Manifest { field: String, message: String },
+
+    #[error("bundle checksum mismatch: stored {stored}, computed {computed}; the file is damaged, download or export it again")]
+    Checksum { stored: String, computed: String },
+
+    // === Tokenize / window ===
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+
+    #[error("text {index} is empty")]
+    EmptyText { index: usize },
+
+    #[error("window: {0}")]
+    Window(String),
+
+    // === Model ===
+    #[error("this bundle's task is `{task}`; {operation} needs {needs}")]
+    WrongTask { task: String, operation: &'static str, needs: &'static str },
+
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+impl Error {
+    /// A stable, snake_case code for programs (the JS API exposes it as `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::File { .. } => "file",
+            Error::Json { .. } => "json",
+            Error::NotUtf8 { .. } => "not_utf8",
+            Error::UnsupportedArchitecture { .. } => "unsupported_architecture",
+            Error::Config { .. } => "config",
+            Error::NoWeights { .. } => "no_weights",
+            Error::NoTokenizer { .. } => "no_tokenizer",
+            Error::MissingTensor { .. } => "missing_tensor",
+            Error::TensorShape { .. } => "tensor_shape",
+            Error::UnknownQuantization(_) => "unknown_quantization",
+            Error::BadBundle(_) => "bad_magic",
+            Error::TruncatedBundle(_) => "truncated_bundle",
+            Error::BundleVersion { .. } => "bundle_version",
+            Error::Manifest { .. } => "manifest",
+            Error::Checksum { .. } => "checksum_mismatch",
+            Error::Tokenizer(_) => "tokenizer",
+            Error::EmptyText { .. } => "empty_text",
+            Error::Window(_) => "window",
+            Error::WrongTask { .. } => "wrong_task",
+            Error::Candle(_) => "compute",
+        }
+    }
+
+    pub(crate) fn config(field: &str, message: impl Into<String>) -> Self {
+        Error::Config { field: field.to_string(), message: message.into() }
+    }
+
+    pub(crate) fn manifest(field: &str, message: impl Into<String>) -> Self {
+        Error::Manifest { field: field.to_string(), message: message.into() }
+    }
+}

@@ -1,0 +1,265 @@
+//! The BERT encoder: Bedside's one model definition.
+//!
+//! Follows Hugging Face `modeling_bert.py` (BertEmbeddings → BertLayer × N; each layer is
+//! self-attention + output projection + LayerNorm, then intermediate + GELU + output +
+//! LayerNorm). The struct tree mirrors the checkpoint's name tree, so `load` walks the same
+//! names the files use. The same code runs f32 weights (checkpoints, training) and
+//! quantized weights (bundles): a [`Linear`] holds a `QMatMul`, which is either.
+//! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py>
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Module, Tensor};
+
+use super::config::{Activation, BertConfig};
+use super::weights::{Weight, Weights};
+use crate::error::Result;
+
+/// Added to attention scores at padded keys. Large enough that exp() underflows to 0,
+/// small enough that adding it to any real score stays finite.
+const MASKED_SCORE: f32 = -1.0e30;
+
+/// A dense layer `y = x Wᵀ + b`, with `W` plain or quantized.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn load(w: &Weights, prefix: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
+        let weight = w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?.to_matmul()?;
+        let bias_name = format!("{prefix}.bias");
+        let bias = if w.contains(&bias_name) { Some(w.get_f32(&bias_name, &[out_dim])?) } else { None };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = self.weight.forward(xs)?;
+        Ok(match &self.bias {
+            Some(b) => ys.broadcast_add(b)?,
+            None => ys,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f32,
+}
+
+impl LayerNorm {
+    pub fn load(w: &Weights, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.get_f32(&format!("{prefix}.weight"), &[dim])?,
+            bias: w.get_f32(&format!("{prefix}.bias"), &[dim])?,
+            eps: eps as f32,
+        })
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps)?)
+    }
+}
+
+/// Word embeddings: an f32 table, or a quantized one gathered row by row (so a q4_0
+/// bundle keeps its largest tensor at 4.5 bits per value in memory).
+#[derive(Debug, Clone)]
+enum WordEmbeddings {
+    Dense(Tensor),
+    Quantized(std::sync::Arc<candle_core::quantized::QTensor>),
+}
+
+/// `BertEmbeddings`: word + position + token-type (always type 0) embeddings, then LayerNorm.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    word_embeddings: WordEmbeddings,
+    position_embeddings: Tensor,
+    token_type_row: Tensor,
+    layer_norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(w: &Weights, c: &BertConfig) -> Result<Self> {
+        let h = c.hidden_size;
+        let word_embeddings = match w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])? {
+            Weight::Dense(t) => WordEmbeddings::Dense(t.to_dtype(DType::F32)?),
+            Weight::Quantized(q) => WordEmbeddings::Quantized(q.clone()),
+        };
+        let token_types = w.get_f32("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
+        Ok(Self {
+            word_embeddings,
+            position_embeddings: w
+                .get_f32("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
+            token_type_row: token_types.get(0)?,
+            layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        let words = match &self.word_embeddings {
+            WordEmbeddings::Dense(table) => {
+                let flat = table.index_select(&input_ids.flatten_all()?, 0)?;
+                flat.reshape((batch, seq_len, ()))?
+            }
+            WordEmbeddings::Quantized(q) => q.embedding(input_ids)?,
+        };
+        let positions = self.position_embeddings.narrow(0, 0, seq_len)?;
+        let xs = words.broadcast_add(&positions)?.broadcast_add(&self.token_type_row)?;
+        self.layer_norm.forward(&xs)
+    }
+}
+
+/// `BertSelfAttention` + `BertSelfOutput`.
+#[derive(Debug, Clone)]
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(w: &Weights, prefix: &str, c: &BertConfig) -> Result<Self> {
+        let h = c.hidden_size;
+        Ok(Self {
+            query: Linear::load(w, &format!("{prefix}.self.query"), h, h)?,
+            key: Linear::load(w, &format!("{prefix}.self.key"), h, h)?,
+            value: Linear::load(w, &format!("{prefix}.self.value"), h, h)?,
+            output: Linear::load(w, &format!("{prefix}.output.dense"), h, h)?,
+            layer_norm: LayerNorm::load(w, &format!("{prefix}.output.LayerNorm"), h, c.layer_norm_eps)?,
+            num_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+        })
+    }
+
+    /// [batch, seq, hidden] → [batch, heads, seq, head_dim]
+    fn split_heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        Ok(xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+    }
+
+    fn forward(&self, xs: &Tensor, score_mask: &Tensor) -> Result<Tensor> {
+        let (b, t, h) = xs.dims3()?;
+        let q = self.split_heads(&self.query.forward(xs)?)?;
+        let k = self.split_heads(&self.key.forward(xs)?)?;
+        let v = self.split_heads(&self.value.forward(xs)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(score_mask)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        let projected = self.output.forward(&context)?;
+        self.layer_norm.forward(&(projected + xs)?)
+    }
+}
+
+/// `BertLayer`: attention, then the feed-forward block (`intermediate` + `output`).
+#[derive(Debug, Clone)]
+struct Layer {
+    attention: Attention,
+    intermediate: Linear,
+    output: Linear,
+    layer_norm: LayerNorm,
+    activation: Activation,
+}
+
+impl Layer {
+    fn load(w: &Weights, prefix: &str, c: &BertConfig) -> Result<Self> {
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        Ok(Self {
+            attention: Attention::load(w, &format!("{prefix}.attention"), c)?,
+            intermediate: Linear::load(w, &format!("{prefix}.intermediate.dense"), i, h)?,
+            output: Linear::load(w, &format!("{prefix}.output.dense"), h, i)?,
+            layer_norm: LayerNorm::load(w, &format!("{prefix}.output.LayerNorm"), h, c.layer_norm_eps)?,
+            activation: c.hidden_act,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, score_mask: &Tensor) -> Result<Tensor> {
+        let attended = self.attention.forward(xs, score_mask)?;
+        let inner = self.intermediate.forward(&attended)?;
+        let inner = match self.activation {
+            Activation::Gelu => inner.gelu_erf()?,
+            Activation::GeluApproximate => inner.gelu()?,
+            Activation::Relu => inner.relu()?,
+        };
+        let out = self.output.forward(&inner)?;
+        self.layer_norm.forward(&(out + attended)?)
+    }
+}
+
+/// `BertModel` without the pooler: token ids in, last hidden states out.
+#[derive(Debug, Clone)]
+pub struct Bert {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    config: BertConfig,
+}
+
+impl Bert {
+    pub fn load(w: &Weights, config: &BertConfig) -> Result<Self> {
+        config.validate()?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| Layer::load(w, &format!("encoder.layer.{i}"), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings: Embeddings::load(w, config)?, layers, config: config.clone() })
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// `input_ids`: [batch, seq] u32; `attention_mask`: [batch, seq] f32 with 1 for real
+    /// tokens, 0 for padding. Returns the last hidden states, [batch, seq, hidden].
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (batch, seq_len) = input_ids.dims2()?;
+        // (1 - mask) * MASKED_SCORE, shaped to broadcast over heads and query positions.
+        let score_mask = ((attention_mask.to_dtype(DType::F32)?.affine(-1.0, 1.0))? * MASKED_SCORE as f64)?
+            .reshape((batch, 1, 1, seq_len))?;
+        let mut xs = self.embeddings.forward(input_ids)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &score_mask)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// Sequence-classification head: optional `pooler.dense` + tanh on [CLS], then `classifier`.
+/// (BertForSequenceClassification uses the pooler; a head trained on raw [CLS] has none.)
+#[derive(Debug, Clone)]
+pub struct SequenceHead {
+    pooler: Option<Linear>,
+    classifier: Linear,
+    num_outputs: usize,
+}
+
+impl SequenceHead {
+    pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize) -> Result<Self> {
+        let h = config.hidden_size;
+        let pooler = if w.contains("pooler.dense.weight") {
+            Some(Linear::load(w, "pooler.dense", h, h)?)
+        } else {
+            None
+        };
+        Ok(Self { pooler, classifier: Linear::load(w, "classifier", num_outputs, h)?, num_outputs })
+    }
+
+    pub fn num_outputs(&self) -> usize {
+        self.num_outputs
+    }
+
+    /// hidden: [batch, seq, hidden] → logits [batch, num_outputs]
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = match &self.pooler {
+            Some(p) => p.forward(&cls)?.tanh()?,
+            None => cls,
+        };
+        self.classifier.forward(&pooled)
+    }
+}

@@ -1,0 +1,9 @@
+//! The model: config, named weights, and the single BERT definition.
+
+pub mod bert;
+pub mod config;
+pub mod weights;
+
+pub use bert::{Bert, SequenceHead};
+pub use config::{Activation, BertConfig};
+pub use weights::{canonical_name, Weight, Weights};

@@ -1,0 +1,178 @@
+//! `Weights`: the tensors of one model under canonical names, whatever file they came from.
+//!
+//! Canonical names are the Hugging Face `BertModel` names without any wrapper prefix
+//! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
+//! `pooler.dense.weight`, `classifier.weight`). Checkpoints saved from
+//! `BertForSequenceClassification` (`bert.` prefix), sentence-transformers (`0.auto_model.`),
+//! and old TF conversions (`LayerNorm.gamma`/`beta`) are mapped onto them by [`canonical_name`].
+//! The loader, the bundle writer and the model all speak these names.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+
+/// Wrapper prefixes that different heads and libraries put in front of the encoder's names.
+const WRAPPER_PREFIXES: &[&str] = &["bert.", "0.auto_model.", "auto_model.", "model."];
+
+/// Maps a checkpoint tensor name onto Bedside's canonical name.
+pub fn canonical_name(name: &str) -> String {
+    let mut name = name;
+    for prefix in WRAPPER_PREFIXES {
+        if let Some(rest) = name.strip_prefix(prefix) {
+            name = rest;
+            break;
+        }
+    }
+    // TF-converted checkpoints (original BioBERT, ClinicalBERT) call LayerNorm's affine
+    // parameters gamma/beta.
+    if let Some(stem) = name.strip_suffix("LayerNorm.gamma") {
+        return format!("{stem}LayerNorm.weight");
+    }
+    if let Some(stem) = name.strip_suffix("LayerNorm.beta") {
+        return format!("{stem}LayerNorm.bias");
+    }
+    name.to_string()
+}
+
+/// One stored tensor: plain (f32, from a checkpoint or a trainer) or quantized (from a bundle).
+#[derive(Debug, Clone)]
+pub enum Weight {
+    Dense(Tensor),
+    Quantized(Arc<QTensor>),
+}
+
+impl Weight {
+    pub fn dims(&self) -> &[usize] {
+        match self {
+            Weight::Dense(t) => t.dims(),
+            Weight::Quantized(q) => q.shape().dims(),
+        }
+    }
+
+    /// The tensor in f32 (dequantizing if needed).
+    pub fn to_f32(&self) -> Result<Tensor> {
+        Ok(match self {
+            Weight::Dense(t) => t.to_dtype(DType::F32)?,
+            Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
+        })
+    }
+
+    /// A matmul operand: quantized weights stay quantized in memory.
+    pub fn to_matmul(&self) -> Result<QMatMul> {
+        Ok(match self {
+            Weight::Dense(t) => QMatMul::Tensor(t.to_dtype(DType::F32)?),
+            Weight::Quantized(q) => QMatMul::from_arc(q.clone())?,
+        })
+    }
+}
+
+/// Named tensors, plus where they came from (for error messages). Remembers which names
+/// a model asked for, so an export writes exactly the tensors the model uses (and not, say,
+/// a checkpoint's masked-LM head).
+#[derive(Debug)]
+pub struct Weights {
+    tensors: HashMap<String, Weight>,
+    source_kind: &'static str,
+    used: Mutex<BTreeSet<String>>,
+}
+
+impl Weights {
+    pub fn new(source_kind: &'static str) -> Self {
+        Self { tensors: HashMap::new(), source_kind, used: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Builds from checkpoint tensors, renaming them to canonical names and converting
+    /// half-precision storage to f32.
+    pub fn from_checkpoint(tensors: impl IntoIterator<Item = (String, Tensor)>) -> Result<Self> {
+        let mut weights = Self::new("checkpoint");
+        for (name, tensor) in tensors {
+            let tensor = match tensor.dtype() {
+                DType::F32 => tensor,
+                DType::F16 | DType::BF16 | DType::F64 => tensor.to_dtype(DType::F32)?,
+                // Integer buffers (position_ids, token_type_ids) are not weights.
+                _ => continue,
+            };
+            weights.insert(canonical_name(&name), Weight::Dense(tensor));
+        }
+        Ok(weights)
+    }
+
+    pub fn insert(&mut self, name: String, weight: Weight) {
+        self.tensors.insert(name, weight);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    fn mark_used(&self, name: &str) {
+        // A poisoned lock only means another loader panicked; the set is still valid.
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.insert(name.to_string());
+    }
+
+    /// Names fetched so far by `get`/`get_any`, sorted.
+    pub fn used_names(&self) -> Vec<String> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.tensors.keys()
+    }
+
+    /// The tensor `name`, checked against `shape`.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Weight> {
+        let weight = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            source_kind: self.source_kind,
+        })?;
+        self.mark_used(name);
+        if weight.dims() != shape {
+            return Err(Error::TensorShape {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                got: weight.dims().to_vec(),
+            });
+        }
+        Ok(weight)
+    }
+
+    /// The tensor `name`, whatever its shape.
+    pub fn get_any(&self, name: &str) -> Result<&Weight> {
+        let weight = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            source_kind: self.source_kind,
+        })?;
+        self.mark_used(name);
+        Ok(weight)
+    }
+
+    /// Like [`Weights::get`], returned as an f32 tensor.
+    pub fn get_f32(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.get(name, shape)?.to_f32()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Weight)> {
+        self.tensors.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_name;
+
+    #[test]
+    fn maps_wrapper_prefixes_and_tf_layer_norm_names() {
+        assert_eq!(
+            canonical_name("bert.encoder.layer.3.output.LayerNorm.gamma"),
+            "encoder.layer.3.output.LayerNorm.weight"
+        );
+        assert_eq!(canonical_name("0.auto_model.embeddings.LayerNorm.beta"), "embeddings.LayerNorm.bias");
+        assert_eq!(canonical_name("classifier.weight"), "classifier.weight");
+        assert_eq!(canonical_name("bert.pooler.dense.bias"), "pooler.dense.bias");
+    }
+}
