@@ -3,12 +3,11 @@
 //! Follows Hugging Face `modeling_bert.py` (BertEmbeddings → BertLayer × N; each layer is
 //! self-attention + output projection + LayerNorm, then intermediate + GELU + output +
 //! LayerNorm). The struct tree mirrors the checkpoint's name tree, so `load` walks the same
-//! names the files use. The same code runs f32 weights (checkpoints, training) and
-//! quantized weights (bundles): a [`Linear`] holds a `QMatMul`, which is either.
+//! names the files use. The same code runs weights from checkpoints, training and
+//! quantized bundles (see `Weight::to_matmul` for how quantized matrices are multiplied).
 //! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py>
 
-use candle_core::quantized::QMatMul;
-use candle_core::{DType, Module, Tensor};
+use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::weights::{Weight, Weights};
@@ -18,10 +17,10 @@ use crate::error::Result;
 /// small enough that adding it to any real score stays finite.
 const MASKED_SCORE: f32 = -1.0e30;
 
-/// A dense layer `y = x Wᵀ + b`, with `W` plain or quantized.
+/// A dense layer `y = x Wᵀ + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: QMatMul,
+    weight: Tensor,
     bias: Option<Tensor>,
 }
 
@@ -34,7 +33,11 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = self.weight.forward(xs)?;
+        let w_t = match xs.rank() {
+            3 => self.weight.broadcast_left(xs.dim(0)?)?.t()?,
+            _ => self.weight.t()?,
+        };
+        let ys = xs.matmul(&w_t)?;
         Ok(match &self.bias {
             Some(b) => ys.broadcast_add(b)?,
             None => ys,
@@ -255,7 +258,7 @@ impl SequenceHead {
 
     /// hidden: [batch, seq, hidden] → logits [batch, num_outputs]
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let pooled = match &self.pooler {
             Some(p) => p.forward(&cls)?.tanh()?,
             None => cls,
