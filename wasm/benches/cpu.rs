@@ -234,8 +234,15 @@ fn main() -> Result<()> {
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     eprintln!("wrote {}", path.display());
 
-    let bad: Vec<_> = cosines.iter().filter(|(_, t, c)| *t == 128 && *c <= 0.97).collect();
-    ensure!(bad.is_empty(), "cosine with candle BertModel at 128 tokens is not above 0.97: {bad:?}");
+    // f32 computes the same thing as candle's BertModel: disagreement means the timings
+    // compare different work. Quantized cases only warn.
+    for (name, tokens, c) in &cosines {
+        if name.ends_with("f32") {
+            ensure!(*c > 0.9999, "{name} @ {tokens} tokens: cosine {c} with candle BertModel f32, expected > 0.9999");
+        } else if *tokens == 128 && *c <= 0.97 {
+            eprintln!("warning: {name} @ {tokens} tokens: cosine {c:.4} with candle BertModel f32 is not above 0.97");
+        }
+    }
     Ok(())
 }
 

@@ -196,7 +196,16 @@ impl Model {
 
     fn decide(&self, windows: &[Window], window_probs: Vec<Vec<f32>>) -> Prediction {
         let m = &self.manifest;
-        let note_probs = m.aggregation.combine(&window_probs);
+        let note_probs = match m.task {
+            // Aggregate P(positive) only: the rule is not symmetric, so scoring the negative
+            // column by it too would not sum to 1.
+            Task::Binary => {
+                let positive: Vec<Vec<f32>> = window_probs.iter().map(|w| vec![w[1]]).collect();
+                let p = m.aggregation.combine(&positive)[0];
+                vec![1.0 - p, p]
+            }
+            _ => m.aggregation.combine(&window_probs),
+        };
         let argmax = |p: &[f32]| {
             p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
         };

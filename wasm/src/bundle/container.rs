@@ -118,7 +118,7 @@ pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names
         let qtensor = match weight {
             // Re-exporting at the same type keeps the stored blocks bit for bit.
             Weight::Quantized(q) if q.dtype() == dtype => q.clone(),
-            other => Arc::new(QTensor::quantize(&other.to_f32()?.contiguous()?, dtype)?),
+            other => Arc::new(QTensor::quantize(&compact(&other.to_f32()?)?, dtype)?),
         };
         tensors.push((name.clone(), qtensor));
     }
@@ -150,6 +150,13 @@ pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names
         .ok_or_else(|| Error::BadBundle("internal: checksum placeholder not found".into()))?;
     bytes[at..at + sum.len()].copy_from_slice(sum.as_bytes());
     Ok(bytes)
+}
+
+/// A copy with its own storage. `QTensor::quantize` reads the whole backing buffer, so a
+/// view (a narrowed head, a slice of a fused matrix) must not reach it.
+fn compact(t: &candle_core::Tensor) -> Result<candle_core::Tensor> {
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(candle_core::Tensor::from_vec(values, t.dims(), &Device::Cpu)?)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

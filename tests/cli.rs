@@ -1,0 +1,172 @@
+//! End-to-end: the built `bedside` binary on fixture checkpoints — export, inspect, embed,
+//! classify (arguments and CSV, short and 20,000-word notes), and its errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("models/fixtures").join(name)
+}
+
+/// A fresh directory named after the test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bedside-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bedside(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bedside")).args(args).output().expect("running bedside")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = bedside(args);
+    assert!(out.status.success(), "bedside {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs a command that must fail with exit code 2; returns stderr.
+fn fails(args: &[&str]) -> String {
+    let out = bedside(args);
+    assert_eq!(out.status.code(), Some(2), "bedside {args:?} should fail with 2");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    stderr
+}
+
+fn export(dir: &Path, fixture_name: &str, quant: &str, extra: &[&str]) -> PathBuf {
+    let out = dir.join(format!("{fixture_name}-{quant}.gguf"));
+    let model = fixture(fixture_name);
+    let mut args = vec!["export", "--model", model.to_str().unwrap(), "--quant", quant, "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    ok(&args);
+    out
+}
+
+#[test]
+fn export_then_inspect_shows_the_manifest() {
+    let dir = temp_dir("inspect");
+    let bundle = export(&dir, "tiny-classifier", "q4_0", &["--min-confidence", "0.6", "--stride", "4"]);
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&["inspect", bundle.to_str().unwrap()])).unwrap();
+    assert_eq!(manifest["task"], "classification");
+    assert_eq!(manifest["quantization"], "q4_0");
+    assert_eq!(manifest["labels"], serde_json::json!(["cardiology", "endocrinology", "respiratory"]));
+    assert_eq!(manifest["stride"], 4);
+    assert_eq!(manifest["max_seq_len"], 64);
+    assert!(manifest["checksum"].as_str().unwrap().starts_with("sha256:"));
+    assert!((manifest["min_confidence"].as_f64().unwrap() - 0.6).abs() < 1e-6);
+}
+
+#[test]
+fn embed_json_is_one_vector_per_text_in_order() {
+    let dir = temp_dir("embed");
+    let bundle = export(&dir, "tiny-safetensors", "f32", &[]);
+    let texts = ["patient denies chest pain.", "no fever or cough", "metformin 500 mg"];
+    let mut args = vec!["embed", "--model", bundle.to_str().unwrap(), "--json"];
+    args.extend_from_slice(&texts);
+    let vectors: Vec<Vec<f32>> = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(vectors.len(), 3);
+    assert!(vectors.iter().all(|v| v.len() == 32));
+    // In order: the second text alone gives the second vector.
+    let single: Vec<Vec<f32>> =
+        serde_json::from_str(&ok(&["embed", "--model", bundle.to_str().unwrap(), "--json", texts[1]])).unwrap();
+    let diff = vectors[1].iter().zip(&single[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(diff < 1e-5, "order or batching changed the vector by {diff}");
+    // A checkpoint directory works as --model too, and gives the f32 bundle's numbers.
+    let from_dir: Vec<Vec<f32>> = serde_json::from_str(&ok(&[
+        "embed", "--model", fixture("tiny-safetensors").to_str().unwrap(), "--json", texts[1],
+    ]))
+    .unwrap();
+    let diff = from_dir[0].iter().zip(&single[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(diff < 1e-6);
+}
+
+#[test]
+fn classify_csv_with_a_20000_word_note() {
+    let dir = temp_dir("classify");
+    let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);
+    let sentence = "male patient with chest pain and shortness of breath, bp 150/90, given aspirin 81 mg daily.";
+    let words_per_sentence = sentence.split_whitespace().count();
+    let long_note = vec![sentence; 20_000 / words_per_sentence + 1].join(" ");
+    assert!(long_note.split_whitespace().count() >= 20_000);
+    let csv = dir.join("notes.csv");
+    let mut writer = String::from("id,text\n");
+    writer.push_str("a1,patient denies chest pain.\n");
+    writer.push_str(&format!("a2,\"{long_note}\"\n"));
+    std::fs::write(&csv, writer).unwrap();
+    let out = ok(&["classify", "--model", bundle.to_str().unwrap(), "--json", "--input", csv.to_str().unwrap()]);
+    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], "a1");
+    let long = &rows[1];
+    let chunks = long["chunks"].as_array().unwrap();
+    // 64-token windows (62 text tokens), stride 8: hundreds of windows, each in bounds.
+    assert!(chunks.len() > 300, "{} windows", chunks.len());
+    let mut previous_start = 0;
+    for c in chunks {
+        let (start, end) = (c["start"].as_u64().unwrap() as usize, c["end"].as_u64().unwrap() as usize);
+        assert!(start >= previous_start && end <= long_note.len() && start < end);
+        previous_start = start;
+    }
+    let total: f64 = long["probabilities"].as_object().unwrap().values().map(|p| p.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-4, "mean of softmax windows sums to 1, got {total}");
+    assert!(long["label"].is_string() && long["uncertain"].is_boolean());
+}
+
+#[test]
+fn export_refuses_a_task_the_head_cannot_serve() {
+    let dir = temp_dir("binary");
+    let bundle = export(&dir, "tiny-classifier", "f32", &[]);
+    // tiny-classifier has 3 outputs: binary needs 1 or 2, so the export must refuse.
+    let stderr = fails(&[
+        "export", "--model", fixture("tiny-classifier").to_str().unwrap(), "--quant", "f32",
+        "--out", dir.join("b.gguf").to_str().unwrap(), "--task", "binary", "--labels", "no,yes",
+    ]);
+    assert!(stderr.contains("head outputs"), "{stderr}");
+    assert!(bundle.exists());
+}
+
+#[test]
+fn errors_name_the_problem_and_exit_2() {
+    let dir = temp_dir("errors");
+    let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);
+    let b = bundle.to_str().unwrap();
+
+    let stderr = fails(&["export", "--model", fixture("tiny-classifier").to_str().unwrap(), "--quant", "q5_k", "--out", "x.gguf"]);
+    assert!(stderr.contains("unknown quantization") && stderr.contains("q5_k"), "{stderr}");
+
+    let garbage = dir.join("garbage.gguf");
+    std::fs::write(&garbage, b"this is not a model").unwrap();
+    let stderr = fails(&["inspect", garbage.to_str().unwrap()]);
+    assert!(stderr.contains("garbage.gguf") && stderr.contains("magic"), "{stderr}");
+
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    bytes.truncate(bytes.len() / 3);
+    let truncated = dir.join("truncated.gguf");
+    std::fs::write(&truncated, bytes).unwrap();
+    assert!(fails(&["classify", "--model", truncated.to_str().unwrap(), "chest pain"]).contains("truncated"));
+
+    let latin1 = dir.join("latin1.csv");
+    std::fs::write(&latin1, b"id,text\n1,chest pain\n2,caf\xe9 au lait spots\n").unwrap();
+    let stderr = fails(&["classify", "--model", b, "--input", latin1.to_str().unwrap()]);
+    assert!(stderr.contains("latin1.csv") && stderr.contains("line 3"), "{stderr}");
+
+    let empty = dir.join("empty.csv");
+    std::fs::write(&empty, "id,text\n1,chest pain\n2,\n").unwrap();
+    let stderr = fails(&["classify", "--model", b, "--input", empty.to_str().unwrap()]);
+    assert!(stderr.contains("line 3") && stderr.contains("empty"), "{stderr}");
+
+    let stderr = fails(&["classify", "--model", b, "--input", empty.to_str().unwrap(), "--text-col", "note"]);
+    assert!(stderr.contains("no column \"note\""), "{stderr}");
+
+    let embedding = export(&dir, "tiny-safetensors", "q8_0", &[]);
+    let stderr = fails(&["classify", "--model", embedding.to_str().unwrap(), "chest pain"]);
+    assert!(stderr.contains("task is `embedding`"), "{stderr}");
+
+    assert!(fails(&["embed", "--model", b, "  "]).contains("empty"));
+}
