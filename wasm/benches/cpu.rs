@@ -170,27 +170,42 @@ fn main() -> Result<()> {
             ensure!(model.token_ids(&text)? == ids, "models disagree on the token ids");
         }
 
-        let (candle_ms, candle_vec) = time(runs, || candle_embed(&bert, &ids, &device))?;
-        let (tokenize_ms, _) = time(runs, || Ok(reference.token_ids(&text)?))?;
+        let (candle_t, candle_vec) = time(runs, || candle_embed(&bert, &ids, &device))?;
+        let (tokenize_t, _) = time(runs, || Ok(reference.token_ids(&text)?))?;
+        let candle_ms = candle_t.median;
         let mut bedside = Vec::new();
         for (name, model, size) in &models {
-            let (ms, mut out) = time(runs, || Ok(model.embed(&[text.as_str()])?))?;
+            let (t, mut out) = time(runs, || Ok(model.embed(&[text.as_str()])?))?;
             let v = out.pop().ok_or_else(|| anyhow!("embed returned nothing"))?;
             cosines.push((name.clone(), tokens, cosine(&v, &candle_vec)));
-            bedside.push((name.clone(), ms, *size));
+            bedside.push((name.clone(), t, *size));
         }
-        for (name, ms, size) in bedside {
-            rows.push(Row { case: name, tokens, ms, ratio: Some(candle_ms / ms), runs, bundle_bytes: Some(size) });
+        for (name, t, size) in bedside {
+            rows.push(Row {
+                case: name,
+                tokens,
+                ms: t.median,
+                min_ms: t.min,
+                max_ms: t.max,
+                ratio: Some(candle_ms / t.median),
+                runs,
+                bundle_bytes: Some(size),
+            });
         }
         rows.push(Row {
             case: "candle BertModel f32".into(),
             tokens,
             ms: candle_ms,
+            min_ms: candle_t.min,
+            max_ms: candle_t.max,
             ratio: Some(1.0),
             runs,
             bundle_bytes: None,
         });
-        eprintln!("{tokens} tokens: tokenization alone {tokenize_ms:.3} ms (inside Bedside's times, not candle's)");
+        eprintln!(
+            "{tokens} tokens: tokenization alone {:.3} ms (inside Bedside's times, not candle's)",
+            tokenize_t.median
+        );
     }
 
     println!();
@@ -225,6 +240,8 @@ fn main() -> Result<()> {
             "case": r.case,
             "tokens": r.tokens,
             "ms_per_note": r.ms,
+            "min_ms": r.min_ms,
+            "max_ms": r.max_ms,
             "ratio_vs_candle_bertmodel_f32": r.ratio,
             "runs": r.runs,
             "bundle_bytes": r.bundle_bytes,
@@ -250,13 +267,21 @@ struct Row {
     case: String,
     tokens: usize,
     ms: f64,
+    min_ms: f64,
+    max_ms: f64,
     ratio: Option<f64>,
     runs: usize,
     bundle_bytes: Option<usize>,
 }
 
-/// Median milliseconds of `runs` calls after the warm-ups, and the last result.
-fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+/// Milliseconds (median, min, max) of `runs` calls after the warm-ups, and the last result.
+struct Timing {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(Timing, T)> {
     for _ in 0..WARMUPS {
         f()?;
     }
@@ -271,7 +296,7 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
     ms.sort_by(f64::total_cmp);
     let n = ms.len();
     let median = if n % 2 == 1 { ms[n / 2] } else { (ms[n / 2 - 1] + ms[n / 2]) / 2.0 };
-    Ok((median, last.expect("runs >= 1")))
+    Ok((Timing { median, min: ms[0], max: ms[n - 1] }, last.expect("runs >= 1")))
 }
 
 /// candle's BertModel on one sequence, mean-pooled over the mask and L2-normalised.
