@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod manifest;
+pub mod quantize;
 
 pub use container::{read, write, Bundle};
 pub use manifest::{Manifest, Quantization, SpecialTokens, Task, FORMAT_VERSION};
