@@ -46,6 +46,9 @@ pub enum Error {
     UnknownQuantization(String),
 
     // === Bundle ===
+    #[error("not a Bedside bundle: wrong magic {found:?}, expected \"GGUF\" (make bundles with `bedside export`)")]
+    WrongMagic { found: String },
+
     #[error("not a Bedside bundle: {0}")]
     BadBundle(String),
 
@@ -96,7 +99,8 @@ impl Error {
             Error::MissingTensor { .. } => "missing_tensor",
             Error::TensorShape { .. } => "tensor_shape",
             Error::UnknownQuantization(_) => "unknown_quantization",
-            Error::BadBundle(_) => "bad_magic",
+            Error::WrongMagic { .. } => "bad_magic",
+            Error::BadBundle(_) => "bad_bundle",
             Error::TruncatedBundle(_) => "truncated_bundle",
             Error::BundleVersion { .. } => "bundle_version",
             Error::Manifest { .. } => "manifest",

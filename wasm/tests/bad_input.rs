@@ -174,3 +174,20 @@ fn random_bytes_never_panic() {
         let _ = Model::load(&damaged); // must return, Ok or Err
     }
 }
+
+#[test]
+fn crafted_tensor_shape_is_refused_without_overflow() {
+    // Rewrite the first tensor's first dim to 2^62: the element count overflows usize.
+    let bytes = tiny_bundle("tiny-classifier");
+    let content = candle_core::quantized::gguf_file::Content::read(&mut std::io::Cursor::new(&bytes)).unwrap();
+    let (name, info) = content.tensor_infos.iter().find(|(_, i)| i.shape.dims().len() == 2).unwrap();
+    let name_at = bytes.windows(name.len()).rposition(|w| w == name.as_bytes()).unwrap();
+    // After the name: n_dims (u32), then dims as u64, innermost first.
+    let dim_at = name_at + name.len() + 4;
+    let innermost = *info.shape.dims().last().unwrap() as u64;
+    assert_eq!(u64::from_le_bytes(bytes[dim_at..dim_at + 8].try_into().unwrap()), innermost);
+    let mut bytes = bytes;
+    bytes[dim_at..dim_at + 8].copy_from_slice(&(1u64 << 62).to_le_bytes());
+    let err = load_err(&bytes);
+    assert!(matches!(err.code(), "bad_bundle" | "truncated_bundle"), "{err}");
+}

@@ -186,10 +186,7 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
         return Err(Error::TruncatedBundle(format!("{} bytes is too short for a bundle", bytes.len())));
     }
     if &bytes[..4] != GGUF_MAGIC {
-        return Err(Error::BadBundle(format!(
-            "wrong magic {:?}, expected \"GGUF\" (is this a Bedside bundle made by `bedside export`?)",
-            String::from_utf8_lossy(&bytes[..4])
-        )));
+        return Err(Error::WrongMagic { found: String::from_utf8_lossy(&bytes[..4]).into_owned() });
     }
     let mut reader = Cursor::new(bytes);
     let content = Content::read(&mut reader).map_err(|e| Error::TruncatedBundle(format!("header: {e}")))?;
@@ -205,11 +202,12 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
     // Every tensor must lie inside the file before we hash or read it.
     for (name, info) in &content.tensor_infos {
         let block = info.ggml_dtype.block_size();
-        let elems = info.shape.elem_count();
-        if elems % block != 0 {
-            return Err(Error::BadBundle(format!("tensor `{name}` is not made of whole {block}-value blocks")));
-        }
-        let size = elems / block * info.ggml_dtype.type_size();
+        // Crafted dims can overflow a product: checked, never wrapped.
+        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let size = elems
+            .filter(|e| e % block == 0)
+            .and_then(|e| (e / block).checked_mul(info.ggml_dtype.type_size()))
+            .ok_or_else(|| Error::BadBundle(format!("tensor `{name}` has an impossible shape {:?}", info.shape.dims())))?;
         let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(size as u64);
         if end > bytes.len() as u64 {
             return Err(Error::TruncatedBundle(format!(
