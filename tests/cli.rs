@@ -87,6 +87,22 @@ fn embed_json_is_one_vector_per_text_in_order() {
 }
 
 #[test]
+fn similarity_is_the_cosine_of_the_two_embeddings() {
+    let dir = temp_dir("similarity");
+    let bundle = export(&dir, "tiny-safetensors", "f32", &[]);
+    let b = bundle.to_str().unwrap();
+    let (x, y) = ("patient denies chest pain.", "no fever or cough");
+    let vectors: Vec<Vec<f32>> = serde_json::from_str(&ok(&["embed", "--model", b, "--json", x, y])).unwrap();
+    let dot: f32 = vectors[0].iter().zip(&vectors[1]).map(|(a, b)| a * b).sum();
+    let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    let want = dot / (norm(&vectors[0]) * norm(&vectors[1]));
+    let got: serde_json::Value = serde_json::from_str(&ok(&["similarity", "--model", b, "--json", x, y])).unwrap();
+    assert!((got["cosine"].as_f64().unwrap() as f32 - want).abs() < 1e-5, "{got} vs {want}");
+    let same: serde_json::Value = serde_json::from_str(&ok(&["similarity", "--model", b, "--json", x, x])).unwrap();
+    assert!((same["cosine"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+}
+
+#[test]
 fn classify_csv_with_a_20000_word_note() {
     let dir = temp_dir("classify");
     let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);

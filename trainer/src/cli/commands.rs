@@ -10,7 +10,7 @@ use bedside_runtime::model::Weights;
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::Model;
 
-use super::{ClassifyArgs, Cli, Command, EmbedArgs, ExportArgs, InspectArgs};
+use super::{ClassifyArgs, Cli, Command, EmbedArgs, ExportArgs, InspectArgs, SimilarityArgs};
 
 /// Sentences the export parity check embeds with the source and the bundle.
 const PARITY_PROBES: &[&str] = &[
@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export(args),
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
+        Command::Similarity(args) => similarity(args),
         Command::Inspect(args) => inspect(args),
     }
 }
@@ -219,6 +220,18 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 .unwrap_or_default();
             writeln!(out, "{id}\t{}\t{:.3}{flag}{top}", prediction.label, prediction.score)?;
         }
+    }
+    Ok(())
+}
+
+fn similarity(a: SimilarityArgs) -> Result<()> {
+    let model = load_model(&a.model)?;
+    let vectors = model.embed(&[a.text_a.as_str(), a.text_b.as_str()])?;
+    let cos = cosine(&vectors[0], &vectors[1]);
+    if a.json {
+        println!("{}", serde_json::json!({ "cosine": cos }));
+    } else {
+        println!("{cos:.4}");
     }
     Ok(())
 }

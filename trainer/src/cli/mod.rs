@@ -23,6 +23,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Classify notes given as arguments or in a CSV file.
     Classify(ClassifyArgs),
+    /// Cosine similarity of the embeddings of two texts.
+    Similarity(SimilarityArgs),
     /// Print a bundle's metadata.
     Inspect(InspectArgs),
 }
@@ -106,6 +108,18 @@ pub struct ClassifyArgs {
     pub id_col: String,
     #[arg(required_unless_present = "input")]
     pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimilarityArgs {
+    /// Bundle file or Hugging Face checkpoint directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Print {"cosine": …}.
+    #[arg(long)]
+    pub json: bool,
+    pub text_a: String,
+    pub text_b: String,
 }
 
 #[derive(Debug, Args)]
