@@ -1,0 +1,1 @@
+//! Evaluation: classification metrics (checked against scikit-learn) and reports.

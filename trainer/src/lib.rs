@@ -1,0 +1,8 @@
+//! The trainer library behind the `bedside` CLI: data loading, training, evaluation and
+//! export. The CLI (src/main.rs, src/cli/) only parses flags and calls into here.
+//!
+//! A note's path on the training side: data (load, split) → scrub (runtime's
+//! `pipeline::scrub`) → tokenize/window (runtime) → train → eval (metrics, report) → export.
+
+pub mod data;
+pub mod eval;
