@@ -1,1 +1,3 @@
 //! Evaluation: classification metrics (checked against scikit-learn) and reports.
+
+pub mod metrics;

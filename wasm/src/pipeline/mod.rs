@@ -5,5 +5,6 @@
 pub mod aggregate;
 pub mod encode;
 pub mod pool;
+pub mod scrub;
 pub mod tokenize;
 pub mod window;
