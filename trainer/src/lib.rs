@@ -6,3 +6,4 @@
 
 pub mod data;
 pub mod eval;
+pub mod train;

@@ -10,6 +10,7 @@
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
+use super::mode::Mode;
 use super::weights::{Weight, Weights};
 use crate::error::Result;
 
@@ -61,8 +62,13 @@ impl LayerNorm {
         })
     }
 
-    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(&xs.contiguous()?, &self.weight, &self.bias, self.eps)?)
+    pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+        let xs = xs.contiguous()?;
+        Ok(match mode {
+            // candle's fused kernel has no backward pass; the composed one does.
+            Mode::Train(_) => candle_nn::ops::layer_norm_slow(&xs, &self.weight, &self.bias, self.eps)?,
+            Mode::Eval => candle_nn::ops::layer_norm(&xs, &self.weight, &self.bias, self.eps)?,
+        })
     }
 }
 
@@ -100,7 +106,7 @@ impl Embeddings {
         })
     }
 
-    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+    fn forward(&self, input_ids: &Tensor, mode: Mode, dropout: f64) -> Result<Tensor> {
         let (batch, seq_len) = input_ids.dims2()?;
         let words = match &self.word_embeddings {
             WordEmbeddings::Dense(table) => {
@@ -111,7 +117,7 @@ impl Embeddings {
         };
         let positions = self.position_embeddings.narrow(0, 0, seq_len)?;
         let xs = words.broadcast_add(&positions)?.broadcast_add(&self.token_type_row)?;
-        self.layer_norm.forward(&xs)
+        mode.dropout(&self.layer_norm.forward(&xs, mode)?, dropout)
     }
 }
 
@@ -125,6 +131,8 @@ struct Attention {
     layer_norm: LayerNorm,
     num_heads: usize,
     head_dim: usize,
+    attention_dropout: f64,
+    hidden_dropout: f64,
 }
 
 impl Attention {
@@ -138,6 +146,8 @@ impl Attention {
             layer_norm: LayerNorm::load(w, &format!("{prefix}.output.LayerNorm"), h, c.layer_norm_eps)?,
             num_heads: c.num_attention_heads,
             head_dim: c.head_dim(),
+            attention_dropout: c.attention_probs_dropout_prob,
+            hidden_dropout: c.hidden_dropout_prob,
         })
     }
 
@@ -147,17 +157,22 @@ impl Attention {
         Ok(xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()?)
     }
 
-    fn forward(&self, xs: &Tensor, score_mask: &Tensor) -> Result<Tensor> {
+    fn forward(&self, xs: &Tensor, score_mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t, h) = xs.dims3()?;
         let q = self.split_heads(&self.query.forward(xs)?)?;
         let k = self.split_heads(&self.key.forward(xs)?)?;
         let v = self.split_heads(&self.value.forward(xs)?)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(score_mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = match mode {
+            // As with LayerNorm: the fused softmax cannot be differentiated.
+            Mode::Train(_) => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
+            Mode::Eval => candle_nn::ops::softmax_last_dim(&scores)?,
+        };
+        let probs = mode.dropout(&probs, self.attention_dropout)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let projected = self.output.forward(&context)?;
-        self.layer_norm.forward(&(projected + xs)?)
+        let projected = mode.dropout(&self.output.forward(&context)?, self.hidden_dropout)?;
+        self.layer_norm.forward(&(projected + xs)?, mode)
     }
 }
 
@@ -169,6 +184,7 @@ struct Layer {
     output: Linear,
     layer_norm: LayerNorm,
     activation: Activation,
+    hidden_dropout: f64,
 }
 
 impl Layer {
@@ -180,19 +196,20 @@ impl Layer {
             output: Linear::load(w, &format!("{prefix}.output.dense"), h, i)?,
             layer_norm: LayerNorm::load(w, &format!("{prefix}.output.LayerNorm"), h, c.layer_norm_eps)?,
             activation: c.hidden_act,
+            hidden_dropout: c.hidden_dropout_prob,
         })
     }
 
-    fn forward(&self, xs: &Tensor, score_mask: &Tensor) -> Result<Tensor> {
-        let attended = self.attention.forward(xs, score_mask)?;
+    fn forward(&self, xs: &Tensor, score_mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let attended = self.attention.forward(xs, score_mask, mode)?;
         let inner = self.intermediate.forward(&attended)?;
         let inner = match self.activation {
             Activation::Gelu => inner.gelu_erf()?,
             Activation::GeluApproximate => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };
-        let out = self.output.forward(&inner)?;
-        self.layer_norm.forward(&(out + attended)?)
+        let out = mode.dropout(&self.output.forward(&inner)?, self.hidden_dropout)?;
+        self.layer_norm.forward(&(out + attended)?, mode)
     }
 }
 
@@ -220,13 +237,18 @@ impl Bert {
     /// `input_ids`: [batch, seq] u32; `attention_mask`: [batch, seq] f32 with 1 for real
     /// tokens, 0 for padding. Returns the last hidden states, [batch, seq, hidden].
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.forward_t(input_ids, attention_mask, Mode::Eval)
+    }
+
+    /// [`Bert::forward`] with dropout live when `mode` is `Train`.
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (batch, seq_len) = input_ids.dims2()?;
         // (1 - mask) * MASKED_SCORE, shaped to broadcast over heads and query positions.
         let score_mask = ((attention_mask.to_dtype(DType::F32)?.affine(-1.0, 1.0))? * MASKED_SCORE as f64)?
             .reshape((batch, 1, 1, seq_len))?;
-        let mut xs = self.embeddings.forward(input_ids)?;
+        let mut xs = self.embeddings.forward(input_ids, mode, self.config.hidden_dropout_prob)?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &score_mask)?;
+            xs = layer.forward(&xs, &score_mask, mode)?;
         }
         Ok(xs)
     }
@@ -239,6 +261,7 @@ pub struct SequenceHead {
     pooler: Option<Linear>,
     classifier: Linear,
     num_outputs: usize,
+    dropout: f64,
 }
 
 impl SequenceHead {
@@ -249,7 +272,12 @@ impl SequenceHead {
         } else {
             None
         };
-        Ok(Self { pooler, classifier: Linear::load(w, "classifier", num_outputs, h)?, num_outputs })
+        Ok(Self {
+            pooler,
+            classifier: Linear::load(w, "classifier", num_outputs, h)?,
+            num_outputs,
+            dropout: config.hidden_dropout_prob,
+        })
     }
 
     pub fn num_outputs(&self) -> usize {
@@ -258,11 +286,17 @@ impl SequenceHead {
 
     /// hidden: [batch, seq, hidden] → logits [batch, num_outputs]
     pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.forward_t(hidden, Mode::Eval)
+    }
+
+    /// [`SequenceHead::forward`] with dropout before the classifier in training, as in
+    /// `BertForSequenceClassification`.
+    pub fn forward_t(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
         let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
         let pooled = match &self.pooler {
             Some(p) => p.forward(&cls)?.tanh()?,
             None => cls,
         };
-        self.classifier.forward(&pooled)
+        self.classifier.forward(&mode.dropout(&pooled, self.dropout)?)
     }
 }

@@ -2,8 +2,10 @@
 
 pub mod bert;
 pub mod config;
+pub mod mode;
 pub mod weights;
 
 pub use bert::{Bert, SequenceHead};
 pub use config::{Activation, BertConfig};
+pub use mode::{DropoutRng, Mode};
 pub use weights::{canonical_name, Weight, Weights};

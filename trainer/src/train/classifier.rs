@@ -1,0 +1,147 @@
+//! A BERT sequence classifier with trainable parameters: the runtime's one BERT and head,
+//! loaded from `Var`s so candle can differentiate through them, plus the loss.
+//!
+//! The encoder starts from a checkpoint; a new `classifier` layer starts at N(0, 0.02) like
+//! transformers' `_init_weights`, drawn from a seeded generator so a CPU run repeats exactly.
+
+use anyhow::{ensure, Context, Result};
+use bedside_runtime::checkpoint::Checkpoint;
+use bedside_runtime::model::{Bert, BertConfig, Mode, SequenceHead, Weight, Weights};
+use bedside_runtime::pipeline::tokenize::TextTokenizer;
+use bedside_runtime::pipeline::window::{self, WindowSpec};
+use candle_core::{DType, Device, Tensor, Var, D};
+
+/// transformers' `initializer_range` default for new layers.
+const HEAD_INIT_STD: f64 = 0.02;
+
+/// N(0, std) values from a seeded SplitMix64 + Box–Muller: reproducible on every machine.
+pub fn seeded_normal(count: usize, std: f64, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..count).map(|_| ((-2.0 * next().ln()).sqrt() * (std::f64::consts::TAU * next()).cos() * std) as f32).collect()
+}
+
+/// scikit-learn's `class_weight="balanced"`: n_samples / (n_classes · count(class)).
+/// Classes absent from the data get weight 0 (they cannot be learned from it).
+pub fn balanced_class_weights(counts: &[usize]) -> Vec<f32> {
+    let n: usize = counts.iter().sum();
+    let k = counts.len();
+    counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f32 / (k * c) as f32 }).collect()
+}
+
+pub struct TrainableClassifier {
+    bert: Bert,
+    head: SequenceHead,
+    vars: Vec<(String, Var)>,
+    tokenizer: TextTokenizer,
+    window: WindowSpec,
+    config: BertConfig,
+    device: Device,
+}
+
+impl TrainableClassifier {
+    /// The checkpoint's encoder (and pooler, if it has one) plus a new `num_labels`-way head.
+    pub fn new(ckpt: &Checkpoint, num_labels: usize, max_seq_len: usize, seed: u64, device: &Device) -> Result<Self> {
+        ensure!(num_labels >= 1, "a classifier needs at least one output");
+        // Load once to learn which checkpoint tensors the encoder reads.
+        Bert::load(&ckpt.weights, &ckpt.config).context("checking the checkpoint")?;
+        let mut names = ckpt.weights.used_names();
+        for pooler in ["pooler.dense.weight", "pooler.dense.bias"] {
+            if ckpt.weights.contains(pooler) {
+                names.push(pooler.to_string());
+            }
+        }
+        let mut vars = Vec::with_capacity(names.len() + 2);
+        for name in names {
+            let tensor = ckpt.weights.get_any(&name)?.to_f32()?.to_device(device)?;
+            vars.push((name, Var::from_tensor(&tensor)?));
+        }
+        let h = ckpt.config.hidden_size;
+        let init = Tensor::from_vec(seeded_normal(num_labels * h, HEAD_INIT_STD, seed), (num_labels, h), device)?;
+        vars.push(("classifier.weight".into(), Var::from_tensor(&init)?));
+        vars.push(("classifier.bias".into(), Var::zeros(num_labels, DType::F32, device)?));
+
+        let weights = Self::weights_of(&vars);
+        let special = &ckpt.special_tokens;
+        let tokenizer = TextTokenizer::from_json(&ckpt.tokenizer_json, &special.cls, &special.sep, &special.pad)?;
+        Ok(Self {
+            bert: Bert::load(&weights, &ckpt.config)?,
+            head: SequenceHead::load(&weights, &ckpt.config, num_labels)?,
+            vars,
+            tokenizer,
+            window: WindowSpec::new(max_seq_len.min(ckpt.config.max_position_embeddings), 0)?,
+            config: ckpt.config.clone(),
+            device: device.clone(),
+        })
+    }
+
+    /// Weights that share the variables' storage: a model built from them trains the vars.
+    fn weights_of(vars: &[(String, Var)]) -> Weights {
+        let mut weights = Weights::new("training variables");
+        for (name, var) in vars {
+            weights.insert(name.clone(), Weight::Dense(var.as_tensor().clone()));
+        }
+        weights
+    }
+
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    pub fn config(&self) -> &BertConfig {
+        &self.config
+    }
+
+    /// A copy of the current parameters, detached from training (for export and checkpoints).
+    pub fn snapshot(&self) -> Result<Weights> {
+        let mut weights = Weights::new("trained model");
+        for (name, var) in &self.vars {
+            weights.insert(name.clone(), Weight::Dense(var.as_tensor().detach().to_device(&Device::Cpu)?));
+        }
+        Ok(weights)
+    }
+
+    /// The model's input for one note: [CLS] + its first window + [SEP].
+    pub fn encode(&self, text: &str, index: usize) -> Result<Vec<u32>> {
+        let tokens = self.tokenizer.tokenize(text, index)?;
+        Ok(window::truncate(&tokens, self.window, self.tokenizer.special_ids()).ids)
+    }
+
+    /// Logits [batch, labels] for a batch of encoded notes.
+    pub fn logits(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
+        let seq_len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
+        let pad = self.tokenizer.special_ids().pad;
+        let (mut ids, mut mask) = (Vec::new(), Vec::new());
+        for row in batch {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(pad, seq_len - row.len()));
+            mask.extend((0..seq_len).map(|i| if i < row.len() { 1f32 } else { 0.0 }));
+        }
+        let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
+        let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
+        let hidden = self.bert.forward_t(&ids, &mask, mode)?;
+        Ok(self.head.forward_t(&hidden, mode)?)
+    }
+
+    /// Mean cross-entropy, optionally class-weighted as PyTorch's `CrossEntropyLoss(weight=…)`:
+    /// Σ w[y]·(−log p[y]) / Σ w[y].
+    pub fn loss(&self, logits: &Tensor, targets: &[u32], class_weights: Option<&[f32]>) -> Result<Tensor> {
+        let log_probs = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+        let targets_t = Tensor::from_slice(targets, targets.len(), &self.device)?;
+        let picked = log_probs.gather(&targets_t.unsqueeze(1)?, 1)?.squeeze(1)?;
+        let weights: Vec<f32> = match class_weights {
+            Some(w) => targets.iter().map(|&t| w.get(t as usize).copied().unwrap_or(0.0)).collect(),
+            None => vec![1.0; targets.len()],
+        };
+        let total: f32 = weights.iter().sum();
+        ensure!(total > 0.0, "every example in the batch has class weight 0");
+        let weights = Tensor::from_vec(weights, targets.len(), &self.device)?;
+        Ok((picked.mul(&weights)?.sum_all()?.neg()? / total as f64)?)
+    }
+}

@@ -1,0 +1,91 @@
+//! `Mode`: inference (dropout off) or training (dropout on, reproducible on CPU).
+//!
+//! candle cannot seed its CPU random generator, so on CPU the dropout masks come from a
+//! counter-based generator here: the same seed and the same sequence of calls give the same
+//! masks, which is what makes a CPU training run repeatable. On CUDA the masks come from the
+//! device's own (seedable) generator: host-made masks would cost a copy per layer.
+
+use std::cell::Cell;
+
+use candle_core::{Device, Tensor};
+
+use crate::error::Result;
+
+/// A seeded stream of dropout masks.
+#[derive(Debug)]
+pub struct DropoutRng {
+    state: Cell<u64>,
+}
+
+impl DropoutRng {
+    pub fn new(seed: u64) -> Self {
+        Self { state: Cell::new(seed) }
+    }
+
+    /// SplitMix64: small, fast, and good enough for masks.
+    fn next_u64(&self) -> u64 {
+        let s = self.state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.state.set(s);
+        let mut z = s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Where the stream stands, for checkpoints that must resume to the same weights.
+    pub fn position(&self) -> u64 {
+        self.state.get()
+    }
+
+    pub fn restore(&self, position: u64) {
+        self.state.set(position);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Mode<'a> {
+    Eval,
+    Train(&'a DropoutRng),
+}
+
+impl Mode<'_> {
+    /// Zeroes each value with probability `p` and scales the rest by 1/(1-p) in training;
+    /// the identity in evaluation.
+    pub fn dropout(&self, xs: &Tensor, p: f64) -> Result<Tensor> {
+        let Mode::Train(rng) = self else { return Ok(xs.clone()) };
+        if p <= 0.0 {
+            return Ok(xs.clone());
+        }
+        if !matches!(xs.device(), Device::Cpu) {
+            return Ok(candle_nn::ops::dropout(xs, p as f32)?);
+        }
+        let keep = 1.0 - p;
+        let scale = (1.0 / keep) as f32;
+        // 2^-53 resolution uniform numbers from the top bits.
+        let mask: Vec<f32> = (0..xs.elem_count())
+            .map(|_| if ((rng.next_u64() >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < keep { scale } else { 0.0 })
+            .collect();
+        let mask = Tensor::from_vec(mask, xs.dims(), &Device::Cpu)?.to_dtype(xs.dtype())?;
+        Ok(xs.mul(&mask)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_mask_and_eval_is_identity() {
+        let xs = Tensor::ones((4, 64), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let a = Mode::Train(&DropoutRng::new(7)).dropout(&xs, 0.25).unwrap().to_vec2::<f32>().unwrap();
+        let b = Mode::Train(&DropoutRng::new(7)).dropout(&xs, 0.25).unwrap().to_vec2::<f32>().unwrap();
+        let c = Mode::Train(&DropoutRng::new(8)).dropout(&xs, 0.25).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let zeros = a.iter().flatten().filter(|&&v| v == 0.0).count();
+        assert!((40..=90).contains(&zeros), "{zeros} of 256 dropped at p = 0.25");
+        assert!(a.iter().flatten().all(|&v| v == 0.0 || (v - 1.0 / 0.75).abs() < 1e-6));
+        let eval = Mode::Eval.dropout(&xs, 0.25).unwrap().to_vec2::<f32>().unwrap();
+        assert!(eval.iter().flatten().all(|&v| v == 1.0));
+    }
+}
