@@ -186,3 +186,75 @@ fn errors_name_the_problem_and_exit_2() {
 
     assert!(fails(&["embed", "--model", b, "  "]).contains("empty"));
 }
+
+/// 60 notes in three classes told apart by their words, plus one unusable row (line 62).
+fn toy_training_csv(dir: &Path) -> PathBuf {
+    let words = [
+        ("cardiology", ["chest", "pain", "heart"].as_slice()),
+        ("endocrinology", ["diabetes", "glucose", "insulin", "metformin", "sugar"].as_slice()),
+        ("respiratory", ["cough", "fever", "asthma", "breath", "lung"].as_slice()),
+    ];
+    let filler = ["patient", "denies", "history", "daily", "blood", "pressure"];
+    let mut csv = String::from("id,text,label\n");
+    for (c, (label, ws)) in words.iter().enumerate() {
+        for i in 0..20 {
+            let text = format!("{} {} {} {}", ws[i % ws.len()], filler[i % 6], ws[(i + 1 + c) % ws.len()], filler[(i + 3) % 6]);
+            csv.push_str(&format!("{label}{i},{text},{label}\n"));
+        }
+    }
+    csv.push_str("bad,,cardiology\n");
+    let path = dir.join("notes.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+#[test]
+fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
+    let dir = temp_dir("train");
+    let data = toy_training_csv(&dir);
+    let out = dir.join("run");
+    let base = fixture("tiny-safetensors");
+    ok(&[
+        "train", "classify", "--base", base.to_str().unwrap(), "--train", data.to_str().unwrap(),
+        "--out", out.to_str().unwrap(), "--epochs", "12", "--lr", "3e-3", "--batch-size", "8", "--max-seq-len", "32",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    for key in ["accuracy", "macro_f1", "weighted_f1", "roc_auc_macro", "labels", "confusion_matrix", "per_class"] {
+        assert!(!report[key].is_null(), "report.json lacks {key}");
+    }
+    assert_eq!(report["labels"], serde_json::json!(["cardiology", "endocrinology", "respiratory"]));
+    let per_class = &report["per_class"]["respiratory"];
+    for key in ["precision", "recall", "f1", "support", "sensitivity", "specificity"] {
+        assert!(per_class[key].is_number(), "per_class lacks {key}");
+    }
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(report["confusion_matrix"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), report["n"].as_u64().unwrap());
+    // The unusable row is reported with its line, not dropped silently.
+    assert_eq!(report["problems"][0]["line"], 62);
+    assert_eq!(report["problems"][0]["kind"], "empty_text");
+    // The log has one line per epoch; validation improved on the first epoch's.
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let epochs: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(epochs.len(), 12);
+    assert!(epochs[11]["train_loss"].as_f64().unwrap() < 0.5 * epochs[0]["train_loss"].as_f64().unwrap());
+    // best/ is a BertForSequenceClassification directory: export and classify it.
+    let bundle = dir.join("model.gguf");
+    ok(&["export", "--model", out.join("best").to_str().unwrap(), "--quant", "q8_0", "--out", bundle.to_str().unwrap()]);
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&["inspect", bundle.to_str().unwrap()])).unwrap();
+    assert_eq!(manifest["task"], "classification");
+    assert_eq!(manifest["labels"], report["labels"]);
+    let prediction: serde_json::Value =
+        serde_json::from_str(&ok(&["classify", "--model", bundle.to_str().unwrap(), "--json", "asthma cough breath"])).unwrap();
+    assert_eq!(prediction["label"], "respiratory");
+}
+
+#[test]
+fn train_strict_refuses_a_bad_row_naming_its_line() {
+    let dir = temp_dir("strict");
+    let data = toy_training_csv(&dir);
+    let stderr = fails(&[
+        "train", "classify", "--base", fixture("tiny-safetensors").to_str().unwrap(), "--train", data.to_str().unwrap(),
+        "--out", dir.join("run").to_str().unwrap(), "--strict",
+    ]);
+    assert!(stderr.contains("notes.csv") && stderr.contains("62"), "{stderr}");
+}

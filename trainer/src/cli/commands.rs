@@ -10,7 +10,9 @@ use bedside_runtime::model::Weights;
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::Model;
 
-use super::{ClassifyArgs, Cli, Command, EmbedArgs, ExportArgs, InspectArgs, SimilarityArgs};
+use super::{
+    ClassifyArgs, Cli, Command, EmbedArgs, ExportArgs, InspectArgs, SimilarityArgs, TrainClassifyArgs, TrainCommand,
+};
 
 /// Sentences the export parity check embeds with the source and the bundle.
 const PARITY_PROBES: &[&str] = &[
@@ -22,6 +24,7 @@ const PARITY_PROBES: &[&str] = &[
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Train(TrainCommand::Classify(args)) => train_classify(args),
         Command::Export(args) => export(args),
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
@@ -233,6 +236,97 @@ fn similarity(a: SimilarityArgs) -> Result<()> {
     } else {
         println!("{cos:.4}");
     }
+    Ok(())
+}
+
+fn device(name: &str) -> Result<candle_core::Device> {
+    match name {
+        "cpu" => Ok(candle_core::Device::Cpu),
+        "cuda" if cfg!(feature = "cuda") => Ok(candle_core::Device::new_cuda(0)?),
+        "cuda" => bail!("this bedside was built without CUDA: rebuild with `cargo build --release --features cuda`"),
+        other => bail!("unknown device {other:?}: use cpu or cuda"),
+    }
+}
+
+fn train_classify(a: TrainClassifyArgs) -> Result<()> {
+    use bedside::data::{split, Dataset, LoadOptions as DataOptions, SplitOptions};
+    use bedside::train::run::{train_classifier, ClassWeights, RunOptions};
+
+    let data_options = DataOptions {
+        text_col: a.text_col.clone(),
+        label_col: a.label_col.clone(),
+        id_col: a.id_col.clone(),
+        strict: a.strict,
+        ..Default::default()
+    };
+    let load = |path: &Path| Dataset::load(path, &data_options).with_context(|| format!("loading {}", path.display()));
+    let train = load(&a.train)?;
+    let (train, val, test) = match &a.val {
+        Some(val) => (train, load(val)?, a.test.as_deref().map(load).transpose()?),
+        None => {
+            let parts = split(train, &SplitOptions { seed: a.seed, ..Default::default() })?;
+            let mut train = parts.train;
+            train.problems.extend(parts.problems);
+            (train, parts.val, Some(parts.test))
+        }
+    };
+    for problem in &train.problems {
+        eprintln!("skipped {problem}");
+    }
+    let class_weights = match a.class_weights.as_str() {
+        "none" => ClassWeights::None,
+        "balanced" => ClassWeights::Balanced,
+        list => ClassWeights::Given(
+            list.split(',')
+                .map(|w| w.trim().parse::<f32>().with_context(|| format!("class weight {w:?} is not a number")))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let options = RunOptions {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        grad_accum: a.grad_accum,
+        learning_rate: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_ratio: a.warmup_ratio,
+        max_grad_norm: a.max_grad_norm,
+        max_seq_len: a.max_seq_len,
+        seed: a.seed,
+        class_weights,
+        patience: a.patience,
+        device: device(&a.device)?,
+    };
+    let base = Checkpoint::from_dir(&a.base).with_context(|| format!("loading {}", a.base.display()))?;
+    eprintln!(
+        "training on {} notes, validating on {}{}",
+        train.len(),
+        val.len(),
+        test.as_ref().map(|t| format!(", testing on {}", t.len())).unwrap_or_default()
+    );
+    let result = train_classifier(&base, &train, val, test, &options, &a.out, &mut |e| {
+        eprintln!(
+            "epoch {}: train loss {:.4}, val loss {:.4}, val macro-F1 {:.4}, {:.1} notes/s{}",
+            e.epoch,
+            e.train_loss,
+            e.val_loss,
+            e.val_macro_f1,
+            e.samples_per_second,
+            if e.best { "  (best)" } else { "" }
+        )
+    })?;
+    let r = &result.report;
+    eprintln!(
+        "{} ({} notes): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, ROC-AUC {}; best epoch {}; checkpoint {}; report {}",
+        r.split,
+        r.n,
+        r.accuracy,
+        r.macro_f1,
+        r.weighted_f1,
+        r.roc_auc_macro.map_or("n/a".to_string(), |v| format!("{v:.4}")),
+        r.best_epoch,
+        result.best_dir.display(),
+        a.out.join("report.json").display()
+    );
     Ok(())
 }
 

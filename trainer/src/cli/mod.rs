@@ -17,6 +17,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Fine-tune a checkpoint on labelled notes.
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Turn a Hugging Face checkpoint directory (or a bundle) into a single-file bundle.
     Export(ExportArgs),
     /// Print one embedding per TEXT.
@@ -27,6 +30,67 @@ pub enum Command {
     Similarity(SimilarityArgs),
     /// Print a bundle's metadata.
     Inspect(InspectArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Multi-class note classification (softmax), e.g. patient messages → topic.
+    Classify(TrainClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainClassifyArgs {
+    /// Hugging Face checkpoint directory to start from.
+    #[arg(long)]
+    pub base: PathBuf,
+    /// Training notes (CSV, TSV or JSONL). Without --val, it is split 80/10/10 (seeded, stratified).
+    #[arg(long)]
+    pub train: PathBuf,
+    #[arg(long)]
+    pub val: Option<PathBuf>,
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    #[arg(long, default_value = "label")]
+    pub label_col: String,
+    #[arg(long)]
+    pub id_col: Option<String>,
+    /// Output directory: best/ (checkpoint), report.json, log.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    #[arg(long, default_value_t = 2e-5)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Share of optimiser steps spent warming up.
+    #[arg(long, default_value_t = 0.1)]
+    pub warmup_ratio: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub max_grad_norm: f64,
+    #[arg(long, default_value_t = 128)]
+    pub max_seq_len: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// none, balanced, or comma-separated weights in sorted label order.
+    #[arg(long, default_value = "none")]
+    pub class_weights: String,
+    /// Stop after N epochs without a better validation macro-F1.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Make unusable rows an error instead of a reported skip.
+    #[arg(long)]
+    pub strict: bool,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,20 @@ impl TrainableClassifier {
         })
     }
 
+    /// A classifier checkpoint (with its trained `classifier` head), e.g. a run's `best/`.
+    pub fn from_trained(ckpt: &Checkpoint, max_seq_len: usize, device: &Device) -> Result<Self> {
+        let head = ckpt.weights.get_any("classifier.weight").context("the checkpoint has no classifier head")?;
+        let num_labels = head.dims()[0];
+        let mut model = Self::new(ckpt, num_labels, max_seq_len, 0, device)?;
+        for name in ["classifier.weight", "classifier.bias"] {
+            let trained = ckpt.weights.get_any(name)?.to_f32()?.to_device(device)?;
+            if let Some((_, var)) = model.vars.iter_mut().find(|(n, _)| n == name) {
+                var.set(&trained)?;
+            }
+        }
+        Ok(model)
+    }
+
     /// Weights that share the variables' storage: a model built from them trains the vars.
     fn weights_of(vars: &[(String, Var)]) -> Weights {
         let mut weights = Weights::new("training variables");
