@@ -16,6 +16,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use bedside_runtime::model::SplitMix64;
+
 use super::dataset::{Dataset, Example, RowProblem};
 
 /// Fractions of rows per split (they must sum to 1) and the shuffle seed.
@@ -185,36 +187,6 @@ fn allocate(n: usize, fractions: [f64; 3]) -> [usize; 3] {
     counts
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): tiny, fast, and good enough to shuffle rows.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn new(seed: u64) -> SplitMix64 {
-        SplitMix64(seed)
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` by multiply-shift; the bias (n / 2^64) is far below anything a
-    /// data split could notice.
-    fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-
-    /// Fisher–Yates.
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i + 1);
-            items.swap(i, j);
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -373,24 +345,4 @@ mod tests {
         assert_eq!(split.problems.len(), 1);
     }
 
-    #[test]
-    fn prng_matches_the_splitmix64_reference() {
-        // First outputs for seed 0 of Vigna's reference splitmix64.c: a seed must mean the
-        // same split everywhere, so the generator is pinned.
-        let mut rng = SplitMix64::new(0);
-        assert_eq!(
-            [rng.next_u64(), rng.next_u64(), rng.next_u64()],
-            [0xE220_A839_7B1D_CDAF, 0x6E78_9E6A_A1B9_65F4, 0x06C4_5D18_8009_454F]
-        );
-    }
-
-    #[test]
-    fn shuffle_is_a_permutation() {
-        let mut rng = SplitMix64::new(123);
-        let mut items: Vec<usize> = (0..1000).collect();
-        rng.shuffle(&mut items);
-        assert_ne!(items, (0..1000).collect::<Vec<_>>());
-        items.sort_unstable();
-        assert_eq!(items, (0..1000).collect::<Vec<_>>());
-    }
 }

@@ -6,7 +6,7 @@
 
 use anyhow::{ensure, Context, Result};
 use bedside_runtime::checkpoint::Checkpoint;
-use bedside_runtime::model::{Bert, BertConfig, Mode, SequenceHead, Weight, Weights};
+use bedside_runtime::model::{Bert, BertConfig, Mode, SequenceHead, SplitMix64, Weight, Weights};
 use bedside_runtime::pipeline::tokenize::TextTokenizer;
 use bedside_runtime::pipeline::window::{self, WindowSpec};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -14,17 +14,10 @@ use candle_core::{DType, Device, Tensor, Var, D};
 /// transformers' `initializer_range` default for new layers.
 const HEAD_INIT_STD: f64 = 0.02;
 
-/// N(0, std) values from a seeded SplitMix64 + Box–Muller: reproducible on every machine.
+/// N(0, std) values from the seeded generator: reproducible on every machine.
 pub fn seeded_normal(count: usize, std: f64, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        (((z ^ (z >> 31)) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..count).map(|_| ((-2.0 * next().ln()).sqrt() * (std::f64::consts::TAU * next()).cos() * std) as f32).collect()
+    let mut rng = SplitMix64::new(seed);
+    (0..count).map(|_| (rng.next_normal() * std) as f32).collect()
 }
 
 /// scikit-learn's `class_weight="balanced"`: n_samples / (n_classes · count(class)).

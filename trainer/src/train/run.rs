@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use bedside_runtime::checkpoint::Checkpoint;
-use bedside_runtime::model::{DropoutRng, Mode};
+use bedside_runtime::model::{DropoutRng, Mode, SplitMix64};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -108,20 +108,10 @@ pub struct RunResult {
     pub report: Report,
 }
 
-/// Fisher–Yates with a seeded SplitMix64, so a seed gives the same batches everywhere.
+/// The epoch's batch order: a seeded shuffle, the same on every machine.
 fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
     let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        order.swap(i, (next() % (i as u64 + 1)) as usize);
-    }
+    SplitMix64::new(seed).shuffle(&mut order);
     order
 }
 

@@ -9,36 +9,34 @@ use std::cell::Cell;
 
 use candle_core::{Device, Tensor};
 
+use super::rng::SplitMix64;
 use crate::error::Result;
 
 /// A seeded stream of dropout masks.
 #[derive(Debug)]
 pub struct DropoutRng {
-    state: Cell<u64>,
+    rng: Cell<SplitMix64>,
 }
 
 impl DropoutRng {
     pub fn new(seed: u64) -> Self {
-        Self { state: Cell::new(seed) }
+        Self { rng: Cell::new(SplitMix64::new(seed)) }
     }
 
-    /// SplitMix64: small, fast, and good enough for masks.
-    fn next_u64(&self) -> u64 {
-        let s = self.state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.state.set(s);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    fn next_f64(&self) -> f64 {
+        let mut rng = self.rng.get();
+        let x = rng.next_f64();
+        self.rng.set(rng);
+        x
     }
 
     /// Where the stream stands, for checkpoints that must resume to the same weights.
     pub fn position(&self) -> u64 {
-        self.state.get()
+        self.rng.get().state()
     }
 
     pub fn restore(&self, position: u64) {
-        self.state.set(position);
+        self.rng.set(SplitMix64::new(position));
     }
 }
 
@@ -61,10 +59,8 @@ impl Mode<'_> {
         }
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
-        // 2^-53 resolution uniform numbers from the top bits.
-        let mask: Vec<f32> = (0..xs.elem_count())
-            .map(|_| if ((rng.next_u64() >> 11) as f64) * (1.0 / (1u64 << 53) as f64) < keep { scale } else { 0.0 })
-            .collect();
+        let mask: Vec<f32> =
+            (0..xs.elem_count()).map(|_| if rng.next_f64() < keep { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, xs.dims(), &Device::Cpu)?.to_dtype(xs.dtype())?;
         Ok(xs.mul(&mask)?)
     }

@@ -425,6 +425,7 @@ fn patterns() -> &'static Patterns {
     static PATTERNS: OnceLock<Patterns> = OnceLock::new();
     PATTERNS.get_or_init(|| {
         // Built-in, constant patterns: a failure here is a bug caught by every test.
+        // invariant: the patterns are constants, compiled by every scrub test.
         let re = |pieces: &[&str]| Regex::new(&pattern(pieces)).expect("built-in scrub pattern compiles");
         Patterns {
             email: re(&[
