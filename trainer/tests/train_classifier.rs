@@ -114,3 +114,27 @@ fn balanced_class_weights_match_scikit_learn_and_weight_the_loss() {
     let plain = model.loss(&logits, &targets, None).unwrap().to_scalar::<f32>().unwrap();
     assert!((plain - weighted).abs() > 1e-4, "weights had no effect");
 }
+
+#[test]
+fn a_saved_checkpoint_reloads_to_the_same_logits() {
+    let (model, _, _) = train(6, 2);
+    let dir = std::env::temp_dir().join(format!("bedside-reload-{}", std::process::id()));
+    let ckpt = checkpoint();
+    let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+    bedside::train::run::save_checkpoint(&model, &ckpt, &labels, &dir).unwrap();
+    let reloaded = TrainableClassifier::from_trained(&Checkpoint::from_dir(&dir).unwrap(), 32, &Device::Cpu).unwrap();
+    let before = model.snapshot().unwrap();
+    let after = reloaded.snapshot().unwrap();
+    for (name, w) in before.iter() {
+        let x = w.to_f32().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = after.get_any(name).unwrap_or_else(|_| panic!("{name} missing after reload"));
+        let y = y.to_f32().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(x, y, "{name} differs after reload");
+    }
+    assert_eq!(before.iter().count(), after.iter().count());
+    let ids = model.encode("chest pain and cough", 0).unwrap();
+    let a = model.logits(&[&ids], Mode::Eval).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = reloaded.logits(&[&ids], Mode::Eval).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    assert!(diff < 1e-5, "reloaded logits differ by {diff}: {a:?} vs {b:?}");
+}

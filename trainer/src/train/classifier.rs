@@ -44,7 +44,10 @@ impl TrainableClassifier {
         ensure!(num_labels >= 1, "a classifier needs at least one output");
         // Load once to learn which checkpoint tensors the encoder reads.
         Bert::load(&ckpt.weights, &ckpt.config).context("checking the checkpoint")?;
-        let mut names = ckpt.weights.used_names();
+        // The head is always new here (`from_trained` then loads a trained one into it), so a
+        // checkpoint's own `classifier.*` must not become a second variable of the same name.
+        let mut names: Vec<String> =
+            ckpt.weights.used_names().into_iter().filter(|n| !n.starts_with("classifier.")).collect();
         for pooler in ["pooler.dense.weight", "pooler.dense.bias"] {
             if ckpt.weights.contains(pooler) {
                 names.push(pooler.to_string());
