@@ -242,7 +242,8 @@ pub fn train_classifier(
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<RunResult> {
     ensure!(options.epochs > 0 && options.batch_size > 0 && options.grad_accum > 0, "epochs, batch size and accumulation must be positive");
-    let labels: Vec<String> = train.label_counts().into_keys().collect();
+    let label_counts = train.label_counts();
+    let labels: Vec<String> = label_counts.keys().cloned().collect();
     ensure!(labels.len() >= 2, "training data has {} label(s); a classifier needs at least 2", labels.len());
     let mut problems = train.problems.clone();
     val.filter_unseen_labels(&labels, Path::new("validation"));
@@ -256,7 +257,7 @@ pub fn train_classifier(
     let model = TrainableClassifier::new(ckpt, labels.len(), options.max_seq_len, options.seed, &options.device)?;
     let train_set = encode(&model, train, &labels)?;
     let val_set = encode(&model, &val, &labels)?;
-    let counts: Vec<usize> = labels.iter().map(|l| train.label_counts().get(l).copied().unwrap_or(0)).collect();
+    let counts: Vec<usize> = label_counts.values().copied().collect();
     let class_weights = match &options.class_weights {
         ClassWeights::None => None,
         ClassWeights::Balanced => Some(balanced_class_weights(&counts)),
