@@ -79,7 +79,11 @@ fn embed_json_is_one_vector_per_text_in_order() {
     assert!(diff < 1e-5, "order or batching changed the vector by {diff}");
     // A checkpoint directory works as --model too, and gives the f32 bundle's numbers.
     let from_dir: Vec<Vec<f32>> = serde_json::from_str(&ok(&[
-        "embed", "--model", fixture("tiny-safetensors").to_str().unwrap(), "--json", texts[1],
+        "embed",
+        "--model",
+        fixture("tiny-safetensors").to_str().unwrap(),
+        "--json",
+        texts[1],
     ]))
     .unwrap();
     let diff = from_dir[0].iter().zip(&single[0]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
@@ -140,8 +144,17 @@ fn export_refuses_a_task_the_head_cannot_serve() {
     let bundle = export(&dir, "tiny-classifier", "f32", &[]);
     // tiny-classifier has 3 outputs: binary needs 1 or 2, so the export must refuse.
     let stderr = fails(&[
-        "export", "--model", fixture("tiny-classifier").to_str().unwrap(), "--quant", "f32",
-        "--out", dir.join("b.gguf").to_str().unwrap(), "--task", "binary", "--labels", "no,yes",
+        "export",
+        "--model",
+        fixture("tiny-classifier").to_str().unwrap(),
+        "--quant",
+        "f32",
+        "--out",
+        dir.join("b.gguf").to_str().unwrap(),
+        "--task",
+        "binary",
+        "--labels",
+        "no,yes",
     ]);
     assert!(stderr.contains("head outputs"), "{stderr}");
     assert!(bundle.exists());
@@ -153,7 +166,15 @@ fn errors_name_the_problem_and_exit_2() {
     let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);
     let b = bundle.to_str().unwrap();
 
-    let stderr = fails(&["export", "--model", fixture("tiny-classifier").to_str().unwrap(), "--quant", "q5_k", "--out", "x.gguf"]);
+    let stderr = fails(&[
+        "export",
+        "--model",
+        fixture("tiny-classifier").to_str().unwrap(),
+        "--quant",
+        "q5_k",
+        "--out",
+        "x.gguf",
+    ]);
     assert!(stderr.contains("unknown quantization") && stderr.contains("q5_k"), "{stderr}");
 
     let garbage = dir.join("garbage.gguf");
@@ -198,7 +219,13 @@ fn toy_training_csv(dir: &Path) -> PathBuf {
     let mut csv = String::from("id,text,label\n");
     for (c, (label, ws)) in words.iter().enumerate() {
         for i in 0..20 {
-            let text = format!("{} {} {} {}", ws[i % ws.len()], filler[i % 6], ws[(i + 1 + c) % ws.len()], filler[(i + 3) % 6]);
+            let text = format!(
+                "{} {} {} {}",
+                ws[i % ws.len()],
+                filler[i % 6],
+                ws[(i + 1 + c) % ws.len()],
+                filler[(i + 3) % 6]
+            );
             csv.push_str(&format!("{label}{i},{text},{label}\n"));
         }
     }
@@ -215,10 +242,25 @@ fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
     let out = dir.join("run");
     let base = fixture("tiny-safetensors");
     ok(&[
-        "train", "classify", "--base", base.to_str().unwrap(), "--train", data.to_str().unwrap(),
-        "--out", out.to_str().unwrap(), "--epochs", "12", "--lr", "3e-3", "--batch-size", "8", "--max-seq-len", "32",
+        "train",
+        "classify",
+        "--base",
+        base.to_str().unwrap(),
+        "--train",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "12",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--max-seq-len",
+        "32",
     ]);
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     for key in ["accuracy", "macro_f1", "weighted_f1", "roc_auc_macro", "labels", "confusion_matrix", "per_class"] {
         assert!(!report[key].is_null(), "report.json lacks {key}");
     }
@@ -232,20 +274,96 @@ fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
     // The unusable row is reported with its line, not dropped silently.
     assert_eq!(report["problems"][0]["line"], 62);
     assert_eq!(report["problems"][0]["kind"], "empty_text");
-    // The log has one line per epoch; validation improved on the first epoch's.
+    // The log has a line per optimiser step and per evaluation (one per epoch).
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-    let epochs: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(epochs.len(), 12);
-    assert!(epochs[11]["train_loss"].as_f64().unwrap() < 0.5 * epochs[0]["train_loss"].as_f64().unwrap());
-    // best/ is a BertForSequenceClassification directory: export and classify it.
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let evals: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "eval").map(|l| &l["event"]).collect();
+    assert_eq!(evals.len(), 12);
+    assert!(lines
+        .iter()
+        .filter(|l| l["type"] == "step")
+        .all(|l| l["learning_rate"].is_number() && l["loss"].is_number()));
+    assert!(evals[11]["train_loss"].as_f64().unwrap() < 0.5 * evals[0]["train_loss"].as_f64().unwrap());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("respiratory"));
+    // The run directory exports (its best/), with a parity report on the run's test split.
     let bundle = dir.join("model.gguf");
-    ok(&["export", "--model", out.join("best").to_str().unwrap(), "--quant", "q8_0", "--out", bundle.to_str().unwrap()]);
+    let parity = ok(&[
+        "export",
+        "--model",
+        out.to_str().unwrap(),
+        "--quant",
+        "q8_0",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]);
+    let parity: serde_json::Value = serde_json::from_str(parity.trim()).unwrap();
+    assert_eq!(parity["notes"], report["n"]);
+    assert!(parity["decision_agreement"].as_f64().unwrap() >= 0.9, "{parity}");
+    assert!(parity["max_probability_difference"].as_f64().unwrap() < 0.05, "{parity}");
+    assert!((parity["macro_f1_f32"].as_f64().unwrap() - report["macro_f1"].as_f64().unwrap()).abs() < 1e-9, "{parity}");
     let manifest: serde_json::Value = serde_json::from_str(&ok(&["inspect", bundle.to_str().unwrap()])).unwrap();
     assert_eq!(manifest["task"], "classification");
     assert_eq!(manifest["labels"], report["labels"]);
+    assert_eq!(manifest["max_seq_len"], 32, "the run's window travels into the bundle");
+    // `bedside eval` on the same split gives the training report's numbers, from the bundle too.
+    let eval_out = dir.join("eval");
+    let test_split = out.join("splits/test.jsonl");
+    ok(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        test_split.to_str().unwrap(),
+        "--out",
+        eval_out.to_str().unwrap(),
+    ]);
+    let evaluated: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(evaluated["confusion_matrix"], report["confusion_matrix"]);
+    assert!((evaluated["macro_f1"].as_f64().unwrap() - report["macro_f1"].as_f64().unwrap()).abs() < 1e-9);
+    ok(&[
+        "eval",
+        "--model",
+        bundle.to_str().unwrap(),
+        "--data",
+        test_split.to_str().unwrap(),
+        "--out",
+        eval_out.to_str().unwrap(),
+    ]);
     let prediction: serde_json::Value =
-        serde_json::from_str(&ok(&["classify", "--model", bundle.to_str().unwrap(), "--json", "asthma cough breath"])).unwrap();
+        serde_json::from_str(&ok(&["classify", "--model", bundle.to_str().unwrap(), "--json", "asthma cough breath"]))
+            .unwrap();
     assert_eq!(prediction["label"], "respiratory");
+}
+
+#[test]
+fn train_reads_a_toml_config_and_flags_override_it() {
+    let dir = temp_dir("config");
+    let data = toy_training_csv(&dir);
+    let config = dir.join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "base = {:?}\ntrain = {:?}\nepochs = 1\nbatch_size = 8\nmax_seq_len = 32\nlearning_rate = 1e-3\n",
+            fixture("tiny-safetensors").to_str().unwrap(),
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.join("run");
+    ok(&["train", "classify", "--config", config.to_str().unwrap(), "--out", out.to_str().unwrap(), "--epochs", "2"]);
+    let effective = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        effective.contains("epochs = 2")
+            && effective.contains("batch_size = 8")
+            && effective.contains("learning_rate = 0.001"),
+        "{effective}"
+    );
+    std::fs::write(&config, "epoch = 2\n").unwrap();
+    let stderr = fails(&["train", "classify", "--config", config.to_str().unwrap()]);
+    assert!(stderr.contains("run.toml") && stderr.contains("epoch"), "{stderr}");
 }
 
 #[test]
@@ -253,8 +371,15 @@ fn train_strict_refuses_a_bad_row_naming_its_line() {
     let dir = temp_dir("strict");
     let data = toy_training_csv(&dir);
     let stderr = fails(&[
-        "train", "classify", "--base", fixture("tiny-safetensors").to_str().unwrap(), "--train", data.to_str().unwrap(),
-        "--out", dir.join("run").to_str().unwrap(), "--strict",
+        "train",
+        "classify",
+        "--base",
+        fixture("tiny-safetensors").to_str().unwrap(),
+        "--train",
+        data.to_str().unwrap(),
+        "--out",
+        dir.join("run").to_str().unwrap(),
+        "--strict",
     ]);
     assert!(stderr.contains("notes.csv") && stderr.contains("62"), "{stderr}");
 }

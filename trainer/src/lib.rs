@@ -6,4 +6,5 @@
 
 pub mod data;
 pub mod eval;
+pub mod hub;
 pub mod train;

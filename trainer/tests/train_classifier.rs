@@ -3,10 +3,12 @@
 
 use std::path::Path;
 
-use bedside::train::classifier::{balanced_class_weights, TrainableClassifier};
-use bedside::train::optim::{clip_grad_norm, GroupedAdamW, LinearSchedule};
-use bedside_runtime::checkpoint::Checkpoint;
+use bedside::train::classifier::{balanced_class_weights, ModelOptions, TrainableClassifier};
+use bedside::train::optim::{clip_grad_norm, AdamW, LinearSchedule};
+use bedside_runtime::checkpoint::{Checkpoint, ServingSettings};
 use bedside_runtime::model::{DropoutRng, Mode};
+use bedside_runtime::pipeline::aggregate::Aggregation;
+use bedside_runtime::Task;
 use candle_core::Device;
 
 fn checkpoint() -> Checkpoint {
@@ -33,7 +35,7 @@ fn toy_data() -> Vec<(&'static str, u32)> {
 /// evaluation mode (no dropout).
 fn train(steps: usize, seed: u64) -> (TrainableClassifier, f32, f32) {
     let ckpt = checkpoint();
-    let model = TrainableClassifier::new(&ckpt, 3, 32, seed, &Device::Cpu).unwrap();
+    let model = TrainableClassifier::new(&ckpt, 3, ModelOptions::new(32), seed, &Device::Cpu).unwrap();
     let data = toy_data();
     let encoded: Vec<Vec<u32>> = data.iter().enumerate().map(|(i, (t, _))| model.encode(t, i).unwrap()).collect();
     let batch: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
@@ -43,7 +45,7 @@ fn train(steps: usize, seed: u64) -> (TrainableClassifier, f32, f32) {
     };
     let before = eval_loss(&model);
     let schedule = LinearSchedule { peak_lr: 3e-3, warmup_steps: 2, total_steps: steps };
-    let mut optimizer = GroupedAdamW::new(model.vars(), schedule.lr(0), 0.01).unwrap();
+    let mut optimizer = AdamW::new(model.vars(), schedule.lr(0), 0.01).unwrap();
     let vars: Vec<_> = model.vars().iter().map(|(_, v)| v.clone()).collect();
     let rng = DropoutRng::new(seed);
     for step in 0..steps {
@@ -94,7 +96,7 @@ fn balanced_class_weights_match_scikit_learn_and_weight_the_loss() {
     let want = [10.0 / 18.0, 10.0 / 6.0, 10.0 / 6.0];
     assert!(w.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-6), "{w:?}");
 
-    let model = TrainableClassifier::new(&checkpoint(), 3, 32, 3, &Device::Cpu).unwrap();
+    let model = TrainableClassifier::new(&checkpoint(), 3, ModelOptions::new(32), 3, &Device::Cpu).unwrap();
     let texts = ["chest pain", "diabetes glucose", "cough fever"];
     let encoded: Vec<Vec<u32>> = texts.iter().enumerate().map(|(i, t)| model.encode(t, i).unwrap()).collect();
     let batch: Vec<&[u32]> = encoded.iter().map(Vec::as_slice).collect();
@@ -120,9 +122,19 @@ fn a_saved_checkpoint_reloads_to_the_same_logits() {
     let (model, _, _) = train(6, 2);
     let dir = std::env::temp_dir().join(format!("bedside-reload-{}", std::process::id()));
     let ckpt = checkpoint();
-    let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-    bedside::train::run::save_checkpoint(&model, &ckpt, &labels, &dir).unwrap();
-    let reloaded = TrainableClassifier::from_trained(&Checkpoint::from_dir(&dir).unwrap(), 32, &Device::Cpu).unwrap();
+    let serving = ServingSettings {
+        task: Task::Classification,
+        labels: ["a", "b", "c"].iter().map(|s| s.to_string()).collect(),
+        max_seq_len: 32,
+        stride: 4,
+        aggregation: Aggregation::Mean,
+        decision_threshold: 0.5,
+        min_confidence: 0.0,
+    };
+    bedside::train::run::save_checkpoint(&model, &ckpt, &serving, &dir).unwrap();
+    let reloaded = Checkpoint::from_dir(&dir).unwrap();
+    assert_eq!(reloaded.serving.as_ref(), Some(&serving), "serving settings did not survive the round trip");
+    let reloaded = TrainableClassifier::from_trained(&reloaded, ModelOptions::new(32), &Device::Cpu).unwrap();
     let before = model.snapshot().unwrap();
     let after = reloaded.snapshot().unwrap();
     for (name, w) in before.iter() {

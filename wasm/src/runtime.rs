@@ -206,9 +206,7 @@ impl Model {
             }
             _ => m.aggregation.combine(&window_probs),
         };
-        let argmax = |p: &[f32]| {
-            p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
-        };
+        let argmax = |p: &[f32]| p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best });
         let (label_index, labels) = match m.task {
             Task::Binary => {
                 let positive = note_probs[1] >= m.decision_threshold;

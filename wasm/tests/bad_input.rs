@@ -105,7 +105,9 @@ fn unsupported_architecture() {
     let dir = temp_dir("arch");
     copy_fixture("tiny-safetensors", &dir);
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
-    let config = config.replace("\"BertModel\"", "\"RobertaModel\"").replace("\"model_type\": \"bert\"", "\"model_type\": \"roberta\"");
+    let config = config
+        .replace("\"BertModel\"", "\"RobertaModel\"")
+        .replace("\"model_type\": \"bert\"", "\"model_type\": \"roberta\"");
     std::fs::write(dir.join("config.json"), config).unwrap();
     let err = Model::from_checkpoint_dir(&dir).unwrap_err();
     assert_eq!(err.code(), "unsupported_architecture");

@@ -33,12 +33,9 @@ fn every_layout_matches_transformers() {
         let dir = fixture(layout);
         let expected = read_json(&dir.join("expected.json"));
         let ckpt = Checkpoint::from_dir(&dir).unwrap_or_else(|e| panic!("{layout}: {e}"));
-        let model = Model::from_parts(
-            ckpt.default_manifest(Quantization::F32).unwrap(),
-            &ckpt.tokenizer_json,
-            &ckpt.weights,
-        )
-        .unwrap();
+        let model =
+            Model::from_parts(ckpt.default_manifest(Quantization::F32).unwrap(), &ckpt.tokenizer_json, &ckpt.weights)
+                .unwrap();
         let sentences = expected["sentences"].as_array().unwrap();
         let want_mean = matrix(&expected["mean_pooled"]);
         let want_cls = matrix(&expected["cls"]);
@@ -58,8 +55,9 @@ fn every_layout_matches_transformers() {
 #[test]
 fn vocab_only_checkpoint_is_detected_as_cased() {
     let ckpt = Checkpoint::from_dir(&fixture("tiny-pth-vocab")).unwrap();
-    let model = Model::from_parts(ckpt.default_manifest(Quantization::F32).unwrap(), &ckpt.tokenizer_json, &ckpt.weights)
-        .unwrap();
+    let model =
+        Model::from_parts(ckpt.default_manifest(Quantization::F32).unwrap(), &ckpt.tokenizer_json, &ckpt.weights)
+            .unwrap();
     // A cased tokenizer keeps "Patient" apart from "patient".
     assert_ne!(model.token_ids("Patient").unwrap(), model.token_ids("patient").unwrap());
     let uncased = Model::from_checkpoint_dir(&fixture("tiny-safetensors")).unwrap();

@@ -29,8 +29,9 @@ fn minilm_matches_sentence_transformers() {
     let want = matrix(&reference["embeddings"]);
 
     let ckpt = Checkpoint::from_dir(&dir).unwrap();
-    let f32_model = Model::from_parts(ckpt.default_manifest(Quantization::F32).unwrap(), &ckpt.tokenizer_json, &ckpt.weights)
-        .unwrap();
+    let f32_model =
+        Model::from_parts(ckpt.default_manifest(Quantization::F32).unwrap(), &ckpt.tokenizer_json, &ckpt.weights)
+            .unwrap();
     for (i, s) in sentences.iter().enumerate() {
         let want_ids: Vec<u32> =
             reference["token_ids"][i].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();

@@ -10,8 +10,13 @@ use bedside_runtime::model::Weights;
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::Model;
 
+use bedside::data::{Dataset, LoadOptions as DataOptions};
+use bedside::eval::report::{build_report, write_report, ReportOptions};
+use bedside::eval::score::score;
+use bedside::train::config::{ClassWeights, LongNotes, TaskKind, TrainConfig};
+
 use super::{
-    ClassifyArgs, Cli, Command, EmbedArgs, ExportArgs, InspectArgs, SimilarityArgs, TrainClassifyArgs, TrainCommand,
+    ClassifyArgs, Cli, Command, EmbedArgs, EvalArgs, ExportArgs, InspectArgs, SimilarityArgs, TrainArgs, TrainCommand,
 };
 
 /// Sentences the export parity check embeds with the source and the bundle.
@@ -24,7 +29,11 @@ const PARITY_PROBES: &[&str] = &[
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(TrainCommand::Classify(args)) => train_classify(args),
+        Command::Train(TrainCommand::Classify(args)) => train(TaskKind::Classify, args),
+        Command::Train(TrainCommand::Binary(args)) => train(TaskKind::Binary, args),
+        Command::Train(TrainCommand::Multilabel(args)) => train(TaskKind::Multilabel, args),
+        Command::Train(TrainCommand::Probe(args)) => train(TaskKind::Probe, args),
+        Command::Eval(args) => eval(args),
         Command::Export(args) => export(args),
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
@@ -40,7 +49,18 @@ struct Source {
     weights: Weights,
 }
 
+/// A training run directory stands for its best checkpoint.
+fn resolve_model_path(path: &Path) -> std::path::PathBuf {
+    let best = path.join("best");
+    if path.is_dir() && !path.join("config.json").is_file() && best.join("config.json").is_file() {
+        best
+    } else {
+        path.to_path_buf()
+    }
+}
+
 fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
+    let path = &resolve_model_path(path);
     if path.is_dir() {
         let checkpoint = Checkpoint::from_dir_with(path, options)?;
         let manifest = checkpoint.default_manifest(Quantization::F32)?;
@@ -53,6 +73,7 @@ fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
 }
 
 fn load_model(path: &Path) -> Result<Model> {
+    let path = &resolve_model_path(path);
     let source = load_source(path, &LoadOptions::default())?;
     Model::from_parts(source.manifest, &source.tokenizer_json, &source.weights)
         .with_context(|| format!("loading model {}", path.display()))
@@ -154,6 +175,97 @@ fn export(a: ExportArgs) -> Result<()> {
         probes.len(),
         min_cos
     );
+    if let Some(hf_out) = &a.hf_out {
+        write_hf_dir(&resolve_model_path(&a.model), hf_out)?;
+    }
+    if manifest.task != Task::Embedding {
+        let run_split = a.model.join("splits").join("test.jsonl");
+        let data = a.data.clone().or_else(|| run_split.is_file().then_some(run_split));
+        match data {
+            Some(path) => parity_report(&reference, &exported, &path, manifest.quantization.as_str(), a.json)?,
+            None => eprintln!("no labelled data for a parity report: pass --data FILE (text, label columns)"),
+        }
+    }
+    Ok(())
+}
+
+/// A Hugging Face directory that `AutoModelForSequenceClassification` and `AutoTokenizer`
+/// load: the checkpoint's own files (a run's best/ already is one).
+fn write_hf_dir(source: &Path, out: &Path) -> Result<()> {
+    if !source.is_dir() {
+        bail!("--hf-out needs a run or checkpoint directory as --model, not the bundle {}", source.display());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut copied = Vec::new();
+    for name in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+    ] {
+        let from = source.join(name);
+        if from.is_file() {
+            std::fs::copy(&from, out.join(name)).with_context(|| format!("copying {}", from.display()))?;
+            copied.push(name);
+        }
+    }
+    if !copied.contains(&"model.safetensors") {
+        bail!("{} has no model.safetensors to copy", source.display());
+    }
+    eprintln!("wrote a Hugging Face directory {} ({})", out.display(), copied.join(", "));
+    Ok(())
+}
+
+/// The exported bundle against the f32 source on labelled notes: agreement of decisions,
+/// the largest probability difference, and each one's macro-F1.
+fn parity_report(reference: &Model, exported: &Model, path: &Path, quant: &str, json: bool) -> Result<()> {
+    let options = DataOptions { label_separator: Some("|".into()), ..Default::default() };
+    let mut data = Dataset::load(path, &options).with_context(|| format!("loading {}", path.display()))?;
+    let want = score(reference, &mut data.clone(), path)?;
+    let got = score(exported, &mut data, path)?;
+    let manifest = exported.manifest();
+    let threshold = f64::from(manifest.decision_threshold);
+    let decision = |row: &[f64]| -> Vec<bool> {
+        match manifest.task {
+            Task::Classification => {
+                let top = row.iter().enumerate().fold(0, |b, (i, &p)| if p > row[b] { i } else { b });
+                (0..row.len()).map(|i| i == top).collect()
+            }
+            Task::Binary => vec![row[1] >= threshold],
+            _ => row.iter().map(|&p| p >= threshold).collect(),
+        }
+    };
+    let n = want.probs.len();
+    let agree = want.probs.iter().zip(&got.probs).filter(|(w, g)| decision(w) == decision(g)).count();
+    let max_diff = want
+        .probs
+        .iter()
+        .zip(&got.probs)
+        .flat_map(|(w, g)| w.iter().zip(g).map(|(a, b)| (a - b).abs()))
+        .fold(0.0, f64::max);
+    let report_options = ReportOptions {
+        decision_threshold: threshold,
+        target_sensitivity: None,
+        min_confidence: None,
+        calibration_bins: 10,
+    };
+    let f1_want = build_report("parity", &want, None, &report_options)?.macro_f1;
+    let f1_got = build_report("parity", &got, None, &report_options)?.macro_f1;
+    let summary = serde_json::json!({
+        "data": path.display().to_string(), "notes": n, "quantization": quant,
+        "decision_agreement": if n == 0 { 1.0 } else { agree as f64 / n as f64 },
+        "max_probability_difference": max_diff,
+        "macro_f1_f32": f1_want, "macro_f1_bundle": f1_got,
+    });
+    if json {
+        println!("{summary}");
+    }
+    eprintln!(
+        "parity on {} ({n} notes): decisions agree on {agree}/{n}, max probability difference {max_diff:.2e}, macro-F1 f32 {f1_want:.4} vs {quant} {f1_got:.4}",
+        path.display()
+    );
     Ok(())
 }
 
@@ -178,10 +290,13 @@ fn embed(a: EmbedArgs) -> Result<()> {
 fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
-    let text_index = headers
-        .iter()
-        .position(|h| h == text_col)
-        .with_context(|| format!("{}: no column {text_col:?} (columns: {})", path.display(), headers.iter().collect::<Vec<_>>().join(", ")))?;
+    let text_index = headers.iter().position(|h| h == text_col).with_context(|| {
+        format!(
+            "{}: no column {text_col:?} (columns: {})",
+            path.display(),
+            headers.iter().collect::<Vec<_>>().join(", ")
+        )
+    })?;
     let id_index = headers.iter().position(|h| h == id_col);
     let mut notes = Vec::new();
     for (row, record) in reader.records().enumerate() {
@@ -219,7 +334,9 @@ fn classify(a: ClassifyArgs) -> Result<()> {
                 .chunks
                 .iter()
                 .max_by(|x, y| x.score.total_cmp(&y.score))
-                .map(|c| format!("; strongest passage bytes {}..{} of {} windows", c.start, c.end, prediction.chunks.len()))
+                .map(|c| {
+                    format!("; strongest passage bytes {}..{} of {} windows", c.start, c.end, prediction.chunks.len())
+                })
                 .unwrap_or_default();
             writeln!(out, "{id}\t{}\t{:.3}{flag}{top}", prediction.label, prediction.score)?;
         }
@@ -239,93 +356,161 @@ fn similarity(a: SimilarityArgs) -> Result<()> {
     Ok(())
 }
 
-fn device(name: &str) -> Result<candle_core::Device> {
-    match name {
-        "cpu" => Ok(candle_core::Device::Cpu),
-        "cuda" if cfg!(feature = "cuda") => Ok(candle_core::Device::new_cuda(0)?),
-        "cuda" => bail!("this bedside was built without CUDA: rebuild with `cargo build --release --features cuda`"),
-        other => bail!("unknown device {other:?}: use cpu or cuda"),
+/// The config file (if any), then the flags over it.
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut c = match &a.config {
+        Some(path) => TrainConfig::from_toml_file(path)?,
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($($flag:ident => $field:ident),* $(,)?) => { $( if let Some(v) = &a.$flag { c.$field = v.clone().into(); } )* };
     }
+    set!(base => base, train => train, text_col => text_col, label_col => label_col, label_sep => label_separator,
+         out => out, epochs => epochs, batch_size => batch_size, grad_accum => grad_accum, lr => learning_rate,
+         weight_decay => weight_decay, warmup_ratio => warmup_ratio, max_grad_norm => max_grad_norm, seed => seed,
+         device => device, precision => precision, threshold => decision_threshold, probe_l2 => probe_l2,
+         val_ratio => val_ratio, test_ratio => test_ratio);
+    macro_rules! set_some {
+        ($($flag:ident),* $(,)?) => { $( if let Some(v) = &a.$flag { c.$flag = Some(v.clone()); } )* };
+    }
+    set_some!(
+        hub_endpoint,
+        revision,
+        val,
+        test,
+        id_col,
+        group_col,
+        positive_label,
+        scrub_names,
+        warmup_steps,
+        max_seq_len,
+        stride,
+        dropout,
+        eval_steps,
+        metric,
+        patience,
+        save_steps,
+        target_sensitivity,
+        min_confidence
+    );
+    if let Some(w) = &a.class_weights {
+        c.class_weights = ClassWeights::parse(w)?;
+    }
+    if let Some(l) = &a.long_notes {
+        c.long_notes = Some(match l.as_str() {
+            "truncate" => LongNotes::Truncate,
+            "windows" => LongNotes::Windows,
+            other => bail!("--long-notes {other:?}: use truncate or windows"),
+        });
+    }
+    c.strict |= a.strict;
+    c.scrub |= a.scrub || a.scrub_names.is_some();
+    c.validate()?;
+    Ok(c)
 }
 
-fn train_classify(a: TrainClassifyArgs) -> Result<()> {
-    use bedside::data::{split, Dataset, LoadOptions as DataOptions, SplitOptions};
-    use bedside::train::run::{train_classifier, ClassWeights, RunOptions};
+fn train(task: TaskKind, a: TrainArgs) -> Result<()> {
+    use bedside::hub::{resolve_base, HubOptions};
+    use bedside::train::{prepare::prepare, run};
 
-    let data_options = DataOptions {
-        text_col: a.text_col.clone(),
-        label_col: a.label_col.clone(),
-        id_col: a.id_col.clone(),
-        strict: a.strict,
-        ..Default::default()
-    };
-    let load = |path: &Path| Dataset::load(path, &data_options).with_context(|| format!("loading {}", path.display()));
-    let train = load(&a.train)?;
-    let (train, val, test) = match &a.val {
-        Some(val) => (train, load(val)?, a.test.as_deref().map(load).transpose()?),
-        None => {
-            let parts = split(train, &SplitOptions { seed: a.seed, ..Default::default() })?;
-            let mut train = parts.train;
-            train.problems.extend(parts.problems);
-            (train, parts.val, Some(parts.test))
-        }
-    };
-    for problem in &train.problems {
+    let config = train_config(&a)?;
+    let hub =
+        HubOptions { endpoint: config.hub_endpoint.clone(), revision: config.revision.clone(), ..Default::default() };
+    let base_dir = resolve_base(&config.base, &hub)?;
+    let base = Checkpoint::from_dir(&base_dir).with_context(|| format!("loading {}", base_dir.display()))?;
+    let data = prepare(&config, task)?;
+    for problem in &data.problems {
         eprintln!("skipped {problem}");
     }
-    let class_weights = match a.class_weights.as_str() {
-        "none" => ClassWeights::None,
-        "balanced" => ClassWeights::Balanced,
-        list => ClassWeights::Given(
-            list.split(',')
-                .map(|w| w.trim().parse::<f32>().with_context(|| format!("class weight {w:?} is not a number")))
-                .collect::<Result<_>>()?,
-        ),
-    };
-    let options = RunOptions {
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        grad_accum: a.grad_accum,
-        learning_rate: a.lr,
-        weight_decay: a.weight_decay,
-        warmup_ratio: a.warmup_ratio,
-        max_grad_norm: a.max_grad_norm,
-        max_seq_len: a.max_seq_len,
-        seed: a.seed,
-        class_weights,
-        patience: a.patience,
-        device: device(&a.device)?,
-    };
-    let base = Checkpoint::from_dir(&a.base).with_context(|| format!("loading {}", a.base.display()))?;
+    if let Some(counts) = &data.scrub {
+        let list: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        eprintln!("scrubbed PHI: {}", if list.is_empty() { "none found".to_string() } else { list.join(", ") });
+    }
     eprintln!(
-        "training on {} notes, validating on {}{}",
-        train.len(),
-        val.len(),
-        test.as_ref().map(|t| format!(", testing on {}", t.len())).unwrap_or_default()
+        "{}: {} training notes, {} validation{}",
+        task.as_str(),
+        data.train.len(),
+        data.val.len(),
+        data.test.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default()
     );
-    let result = train_classifier(&base, &train, val, test, &options, &a.out, &mut |e| {
-        eprintln!(
-            "epoch {}: train loss {:.4}, val loss {:.4}, val macro-F1 {:.4}, {:.1} notes/s{}",
-            e.epoch,
-            e.train_loss,
-            e.val_loss,
-            e.val_macro_f1,
-            e.samples_per_second,
-            if e.best { "  (best)" } else { "" }
-        )
-    })?;
-    let r = &result.report;
+    let result = if task == TaskKind::Probe {
+        run::train_probe(&base, data, &config)?
+    } else {
+        let control = run::RunControl { resume: a.resume, stop_after_steps: None };
+        run::train(&base, task, data, &config, &control, &mut |e| {
+            eprintln!(
+                "epoch {} step {}: train loss {:.4}, val loss {:.4}, val {} {:.4}, {:.1} samples/s{}",
+                e.epoch,
+                e.step,
+                e.train_loss,
+                e.val_loss,
+                e.metric,
+                e.value,
+                e.samples_per_second,
+                if e.best { "  (best)" } else { "" }
+            )
+        })?
+    };
+    let r = result.report.as_ref().context("the run ended without a report")?;
     eprintln!(
-        "{} ({} notes): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, ROC-AUC {}; best epoch {}; checkpoint {}; report {}",
+        "{} ({} notes): accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, ROC-AUC {}; checkpoint {}; report {}",
         r.split,
         r.n,
         r.accuracy,
         r.macro_f1,
         r.weighted_f1,
         r.roc_auc_macro.map_or("n/a".to_string(), |v| format!("{v:.4}")),
-        r.best_epoch,
         result.best_dir.display(),
-        a.out.join("report.json").display()
+        config.out.join("report.html").display()
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let model = load_model(&a.model)?;
+    let options = DataOptions {
+        text_col: a.text_col.clone(),
+        label_col: a.label_col.clone(),
+        label_separator: (model.manifest().task == Task::Multilabel).then(|| a.label_sep.clone()),
+        strict: a.strict,
+        ..Default::default()
+    };
+    let mut data = Dataset::load(&a.data, &options).with_context(|| format!("loading {}", a.data.display()))?;
+    let predictions = score(&model, &mut data, &a.data)?;
+    for problem in &data.problems {
+        eprintln!("skipped {problem}");
+    }
+    let manifest = model.manifest();
+    let min_confidence =
+        a.min_confidence.or((manifest.min_confidence > 0.0).then_some(f64::from(manifest.min_confidence)));
+    let report_options = ReportOptions {
+        decision_threshold: f64::from(manifest.decision_threshold),
+        target_sensitivity: a.target_sensitivity,
+        min_confidence,
+        calibration_bins: 10,
+    };
+    let mut report = build_report("eval", &predictions, None, &report_options)?;
+    report.problems = data.problems.clone();
+    report.model = a.model.display().to_string();
+    report.data = a.data.display().to_string();
+    report.created_by = format!("bedside {}", env!("CARGO_PKG_VERSION"));
+    let stem = a.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
+    let out = a.out.clone().unwrap_or_else(|| {
+        if a.model.join("best").is_dir() {
+            a.model.join(format!("eval-{stem}"))
+        } else {
+            Path::new(".").join(format!("eval-{stem}"))
+        }
+    });
+    write_report(&report, &out)?;
+    println!(
+        "{} notes: accuracy {:.4}, macro-F1 {:.4}, weighted-F1 {:.4}, ROC-AUC {}; report {}",
+        report.n,
+        report.accuracy,
+        report.macro_f1,
+        report.weighted_f1,
+        report.roc_auc_macro.map_or("n/a".to_string(), |v| format!("{v:.4}")),
+        out.join("report.html").display()
     );
     Ok(())
 }

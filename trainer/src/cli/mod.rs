@@ -9,18 +9,26 @@ use clap::{Args, Parser, Subcommand};
 pub use commands::run;
 
 #[derive(Debug, Parser)]
-#[command(name = "bedside", version, about = "Fine-tune, export and run biomedical BERT models; notes stay on this machine")]
+#[command(
+    name = "bedside",
+    version,
+    about = "Fine-tune, export and run biomedical BERT models; notes stay on this machine"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// Parsed once per process: the size of the training variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Fine-tune a checkpoint on labelled notes.
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Turn a Hugging Face checkpoint directory (or a bundle) into a single-file bundle.
+    /// Score a model on labelled notes: report.json, report.html, report.md.
+    Eval(EvalArgs),
+    /// Turn a run, a Hugging Face checkpoint directory or a bundle into a single-file bundle.
     Export(ExportArgs),
     /// Print one embedding per TEXT.
     Embed(EmbedArgs),
@@ -35,74 +43,199 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum TrainCommand {
     /// Multi-class note classification (softmax), e.g. patient messages → topic.
-    Classify(TrainClassifyArgs),
+    Classify(TrainArgs),
+    /// Binary outcome (one sigmoid), e.g. 30-day readmission; long notes train as windows
+    /// and are scored per note with the ClinicalBERT rule.
+    Binary(TrainArgs),
+    /// Multi-label (a sigmoid per label), e.g. diagnosis codes; labels split by --label-sep.
+    Multilabel(TrainArgs),
+    /// Frozen-encoder baseline: logistic regression on [CLS] features.
+    Probe(TrainArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct TrainClassifyArgs {
-    /// Hugging Face checkpoint directory to start from.
+/// Every option of a run. Each can also be set in the --config TOML file (same name with
+/// `_` for `-`); a flag wins over the file, the file over the defaults.
+#[derive(Debug, Args, Default)]
+pub struct TrainArgs {
+    /// TOML file with any of the options below.
     #[arg(long)]
-    pub base: PathBuf,
-    /// Training notes (CSV, TSV or JSONL). Without --val, it is split 80/10/10 (seeded, stratified).
+    pub config: Option<PathBuf>,
+    /// Continue an interrupted run in --out from its last saved state.
     #[arg(long)]
-    pub train: PathBuf,
+    pub resume: bool,
+    /// Checkpoint directory or Hugging Face hub id (e.g. dmis-lab/biobert-v1.1).
+    #[arg(long)]
+    pub base: Option<String>,
+    /// Hub endpoint for a hub id (default: $HF_ENDPOINT or https://huggingface.co).
+    #[arg(long)]
+    pub hub_endpoint: Option<String>,
+    /// Hub revision (branch, tag or commit).
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// Training notes (CSV, TSV or JSONL). Without --val it is split (seeded, stratified).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
     #[arg(long)]
     pub val: Option<PathBuf>,
     #[arg(long)]
     pub test: Option<PathBuf>,
+    /// [default: text]
+    #[arg(long)]
+    pub text_col: Option<String>,
+    /// [default: label]
+    #[arg(long)]
+    pub label_col: Option<String>,
+    #[arg(long)]
+    pub id_col: Option<String>,
+    /// Rows sharing this column's value stay in one split (e.g. a patient id).
+    #[arg(long)]
+    pub group_col: Option<String>,
+    /// Separator of labels in a multi-label cell [default: |].
+    #[arg(long)]
+    pub label_sep: Option<String>,
+    /// Binary: the positive outcome's label [default: the second in sorted order].
+    #[arg(long)]
+    pub positive_label: Option<String>,
+    /// Share of rows for validation when splitting [default: 0.1].
+    #[arg(long)]
+    pub val_ratio: Option<f64>,
+    /// Share of rows for test when splitting [default: 0.1].
+    #[arg(long)]
+    pub test_ratio: Option<f64>,
+    /// Make unusable rows an error instead of a reported skip.
+    #[arg(long)]
+    pub strict: bool,
+    /// Output directory: best/, report.{json,html,md}, log.jsonl, config.toml, state/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace PHI (dates, phones, faxes, e-mails, URLs, MRN-like ids, ages over 89) before tokenising.
+    #[arg(long)]
+    pub scrub: bool,
+    /// File of names (one per line) to scrub too; implies --scrub.
+    #[arg(long)]
+    pub scrub_names: Option<PathBuf>,
+    /// [default: 4]
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// [default: 16]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Micro-batches per optimiser step [default: 1].
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Peak learning rate [default: 2e-5].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// [default: 0.01]
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Share of optimiser steps spent warming up [default: 0.1].
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Warm-up steps (wins over --warmup-ratio).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// [default: 1.0]
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Tokens per window [default: 128; binary 512].
+    #[arg(long)]
+    pub max_seq_len: Option<usize>,
+    /// Tokens shared by consecutive windows [default: max-seq-len / 8].
+    #[arg(long)]
+    pub stride: Option<usize>,
+    /// truncate or windows [default: windows for binary, else truncate].
+    #[arg(long)]
+    pub long_notes: Option<String>,
+    /// Hidden and attention dropout [default: the checkpoint's].
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// [default: 42]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// none, balanced, or comma-separated weights in sorted label order [default: none].
+    #[arg(long)]
+    pub class_weights: Option<String>,
+    /// cpu or cuda [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// f32 or bf16 [default: f32].
+    #[arg(long)]
+    pub precision: Option<String>,
+    /// Evaluate every N optimiser steps [default: once per epoch].
+    #[arg(long)]
+    pub eval_steps: Option<usize>,
+    /// Selects the best checkpoint: macro_f1, accuracy, roc_auc, pr_auc or loss [default: macro_f1; binary roc_auc].
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Stop after N evaluations without a better metric.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Save a resumable state every N optimiser steps (always after each evaluation).
+    #[arg(long)]
+    pub save_steps: Option<usize>,
+    /// Binary: choose the decision threshold on validation for this sensitivity, e.g. 0.9.
+    #[arg(long)]
+    pub target_sensitivity: Option<f64>,
+    /// Flag predictions below this confidence as uncertain.
+    #[arg(long)]
+    pub min_confidence: Option<f64>,
+    /// Binary / multi-label decision threshold [default: 0.5].
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    /// Probe: L2 strength, scikit-learn's 1/C [default: 1.0].
+    #[arg(long)]
+    pub probe_l2: Option<f64>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A run directory (its best/), a checkpoint directory with a head, or a bundle.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Labelled notes (CSV, TSV or JSONL).
+    #[arg(long)]
+    pub data: PathBuf,
     #[arg(long, default_value = "text")]
     pub text_col: String,
     #[arg(long, default_value = "label")]
     pub label_col: String,
+    /// Separator of labels in a multi-label cell.
+    #[arg(long, default_value = "|")]
+    pub label_sep: String,
+    /// Where report.{json,html,md} go [default: <run>/eval-<data name>, or ./eval-<data name>].
     #[arg(long)]
-    pub id_col: Option<String>,
-    /// Output directory: best/ (checkpoint), report.json, log.jsonl.
+    pub out: Option<PathBuf>,
+    /// Binary: choose the threshold on this data for the sensitivity (else the model's).
     #[arg(long)]
-    pub out: PathBuf,
-    #[arg(long, default_value_t = 4)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
-    pub batch_size: usize,
-    /// Micro-batches per optimiser step.
-    #[arg(long, default_value_t = 1)]
-    pub grad_accum: usize,
-    #[arg(long, default_value_t = 2e-5)]
-    pub lr: f64,
-    #[arg(long, default_value_t = 0.01)]
-    pub weight_decay: f64,
-    /// Share of optimiser steps spent warming up.
-    #[arg(long, default_value_t = 0.1)]
-    pub warmup_ratio: f64,
-    #[arg(long, default_value_t = 1.0)]
-    pub max_grad_norm: f64,
-    #[arg(long, default_value_t = 128)]
-    pub max_seq_len: usize,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// none, balanced, or comma-separated weights in sorted label order.
-    #[arg(long, default_value = "none")]
-    pub class_weights: String,
-    /// Stop after N epochs without a better validation macro-F1.
+    pub target_sensitivity: Option<f64>,
+    /// Flag predictions below this confidence as uncertain [default: the model's].
     #[arg(long)]
-    pub patience: Option<usize>,
+    pub min_confidence: Option<f64>,
     /// Make unusable rows an error instead of a reported skip.
     #[arg(long)]
     pub strict: bool,
-    /// cpu or cuda.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// Hugging Face checkpoint directory or an existing bundle.
+    /// A training run directory (its best/), a Hugging Face checkpoint directory or a bundle.
     #[arg(long)]
     pub model: PathBuf,
+    /// Labelled notes for the parity report [default: the run's splits/test.jsonl].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Also write a Hugging Face directory (transformers loads it) here.
+    #[arg(long)]
+    pub hf_out: Option<PathBuf>,
     /// Storage of the large matrices: f32, f16, q8_0 or q4_0.
     #[arg(long, default_value = "q8_0")]
     pub quant: String,
     #[arg(long)]
     pub out: PathBuf,
+    /// Print the parity report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// embedding, classification, binary or multilabel (default: from the checkpoint).
     #[arg(long)]
     pub task: Option<String>,

@@ -187,7 +187,6 @@ fn allocate(n: usize, fractions: [f64; 3]) -> [usize; 3] {
     counts
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +343,4 @@ mod tests {
         let split = split(source, &SplitOptions::default()).unwrap();
         assert_eq!(split.problems.len(), 1);
     }
-
 }

@@ -41,11 +41,7 @@ pub enum MetricsError {
     /// No samples.
     Empty,
     /// Two per-sample inputs differ in length.
-    LengthMismatch {
-        what: &'static str,
-        expected: usize,
-        got: usize,
-    },
+    LengthMismatch { what: &'static str, expected: usize, got: usize },
     /// A probability or indicator row has the wrong number of columns (or zero columns).
     RowWidth { row: usize, expected: usize, got: usize },
     /// A class index is not below the number of classes.
@@ -69,10 +65,7 @@ impl fmt::Display for MetricsError {
                 write!(f, "row {row} has {got} columns, expected {expected}")
             }
             MetricsError::LabelOutOfRange { row, label, n_classes } => {
-                write!(
-                    f,
-                    "row {row}: class index {label} is out of range for {n_classes} classes"
-                )
+                write!(f, "row {row}: class index {label} is out of range for {n_classes} classes")
             }
             MetricsError::NonFinite { row } => write!(f, "row {row}: score is NaN or infinite"),
             MetricsError::OutOfUnitRange { row, value } => {
@@ -307,11 +300,7 @@ fn check_rows<R: AsRef<[f64]>>(rows: &[R], n: usize) -> Result<usize> {
     for (i, r) in rows.iter().enumerate() {
         let r = r.as_ref();
         if r.len() != k || k == 0 {
-            return Err(MetricsError::RowWidth {
-                row: i,
-                expected: k.max(1),
-                got: r.len(),
-            });
+            return Err(MetricsError::RowWidth { row: i, expected: k.max(1), got: r.len() });
         }
         if r.iter().any(|p| !p.is_finite()) {
             return Err(MetricsError::NonFinite { row: i });
@@ -322,11 +311,7 @@ fn check_rows<R: AsRef<[f64]>>(rows: &[R], n: usize) -> Result<usize> {
 
 fn check_labels(labels: &[usize], n_classes: usize) -> Result<()> {
     match labels.iter().position(|&l| l >= n_classes) {
-        Some(row) => Err(MetricsError::LabelOutOfRange {
-            row,
-            label: labels[row],
-            n_classes,
-        }),
+        Some(row) => Err(MetricsError::LabelOutOfRange { row, label: labels[row], n_classes }),
         None => Ok(()),
     }
 }
@@ -425,11 +410,7 @@ pub fn roc_curve(y_true: &[bool], scores: &[f64], drop_intermediate: bool) -> Op
         let (_, tp2, fp2) = points[i + 1];
         tp0 + tp2 != 2 * tp1 || fp0 + fp2 != 2 * fp1
     };
-    let mut curve = RocCurve {
-        fpr: vec![0.0],
-        tpr: vec![0.0],
-        thresholds: vec![f64::INFINITY],
-    };
+    let mut curve = RocCurve { fpr: vec![0.0], tpr: vec![0.0], thresholds: vec![f64::INFINITY] };
     for (i, &(t, tp, fp)) in points.iter().enumerate() {
         let keep = !drop_intermediate || m <= 2 || i == 0 || i == m - 1 || second_diff_nonzero(i);
         if keep {
@@ -510,11 +491,8 @@ pub fn multiclass_metrics<R: AsRef<[f64]>>(
     };
     let weighted =
         |f: fn(&ClassMetrics) -> f64| per_class.iter().map(|m| m.support as f64 * f(m)).sum::<f64>() / n as f64;
-    let weighted_avg = Averages {
-        precision: weighted(|m| m.precision),
-        recall: weighted(|m| m.recall),
-        f1: weighted(|m| m.f1),
-    };
+    let weighted_avg =
+        Averages { precision: weighted(|m| m.precision), recall: weighted(|m| m.recall), f1: weighted(|m| m.f1) };
     let correct: usize = (0..k).map(|c| confusion[c][c]).sum();
 
     Ok(MulticlassMetrics {
@@ -604,14 +582,11 @@ pub fn multilabel_metrics<Y: AsRef<[bool]>, R: AsRef<[f64]>>(
         per_label.push(binary_unchecked(&y, &p, threshold));
     }
 
-    let (tp, fp, fn_) = per_label.iter().fold((0, 0, 0), |(tp, fp, fn_), m| {
-        (tp + m.true_positives, fp + m.false_positives, fn_ + m.false_negatives)
-    });
-    let micro_avg = Averages {
-        precision: ratio(tp, tp + fp),
-        recall: ratio(tp, tp + fn_),
-        f1: ratio(2 * tp, 2 * tp + fp + fn_),
-    };
+    let (tp, fp, fn_) = per_label
+        .iter()
+        .fold((0, 0, 0), |(tp, fp, fn_), m| (tp + m.true_positives, fp + m.false_positives, fn_ + m.false_negatives));
+    let micro_avg =
+        Averages { precision: ratio(tp, tp + fp), recall: ratio(tp, tp + fn_), f1: ratio(2 * tp, 2 * tp + fp + fn_) };
     let lf = l as f64;
     let macro_avg = Averages {
         precision: per_label.iter().map(|m| m.precision).sum::<f64>() / lf,
@@ -626,21 +601,13 @@ pub fn multilabel_metrics<Y: AsRef<[bool]>, R: AsRef<[f64]>>(
             per_label.iter().map(|m| m.support as f64 * f(m)).sum::<f64>() / total_support as f64
         }
     };
-    let weighted_avg = Averages {
-        precision: weighted(|m| m.precision),
-        recall: weighted(|m| m.recall),
-        f1: weighted(|m| m.f1),
-    };
+    let weighted_avg =
+        Averages { precision: weighted(|m| m.precision), recall: weighted(|m| m.recall), f1: weighted(|m| m.f1) };
 
     let mut exact = 0usize;
     let mut wrong_cells = 0usize;
     for (y, p) in y_true.iter().zip(probs) {
-        let wrong = y
-            .as_ref()
-            .iter()
-            .zip(p.as_ref())
-            .filter(|(&y, &p)| y != (p >= threshold))
-            .count();
+        let wrong = y.as_ref().iter().zip(p.as_ref()).filter(|(&y, &p)| y != (p >= threshold)).count();
         wrong_cells += wrong;
         exact += usize::from(wrong == 0);
     }
@@ -695,17 +662,11 @@ pub fn calibration_from_confidence(confidence: &[f64], correct: &[bool], n_bins:
     }
     check_len("correctness flags", n, correct.len())?;
     if n_bins == 0 {
-        return Err(MetricsError::InvalidParameter {
-            name: "n_bins",
-            value: 0.0,
-        });
+        return Err(MetricsError::InvalidParameter { name: "n_bins", value: 0.0 });
     }
     check_finite(confidence)?;
     if let Some(row) = confidence.iter().position(|c| !(0.0..=1.0).contains(c)) {
-        return Err(MetricsError::OutOfUnitRange {
-            row,
-            value: confidence[row],
-        });
+        return Err(MetricsError::OutOfUnitRange { row, value: confidence[row] });
     }
 
     let mut counts = vec![0usize; n_bins];
@@ -739,13 +700,7 @@ pub fn calibration_from_confidence(confidence: &[f64], correct: &[bool], n_bins:
             accuracy,
         });
     }
-    Ok(Calibration {
-        n_samples: n,
-        n_bins,
-        ece,
-        mce,
-        bins,
-    })
+    Ok(Calibration { n_samples: n, n_bins, ece, mce, bins })
 }
 
 /// Per-sample confidence (row max) and correctness (argmax == true class) of a multi-class model.
@@ -772,11 +727,7 @@ fn binary_confidence_correct(y_true: &[bool], p_pos: &[f64]) -> Result<(Vec<f64>
     }
     check_len("positive-class probabilities", y_true.len(), p_pos.len())?;
     check_finite(p_pos)?;
-    Ok(p_pos
-        .iter()
-        .zip(y_true)
-        .map(|(&p, &y)| (binary_confidence(p), (p >= 0.5) == y))
-        .unzip())
+    Ok(p_pos.iter().zip(y_true).map(|(&p, &y)| (binary_confidence(p), (p >= 0.5) == y)).unzip())
 }
 
 /// Calibration of a multi-class model: confidence = max probability, prediction = its argmax.
@@ -794,10 +745,7 @@ pub fn binary_calibration(y_true: &[bool], p_pos: &[f64], n_bins: usize) -> Resu
 /// Share of confidences below `min_confidence` (strictly): the notes a minimum-confidence rule
 /// would leave "uncertain". 0 for no notes.
 pub fn uncertain_share(confidence: &[f64], min_confidence: f64) -> f64 {
-    ratio(
-        confidence.iter().filter(|&&c| c < min_confidence).count(),
-        confidence.len(),
-    )
+    ratio(confidence.iter().filter(|&&c| c < min_confidence).count(), confidence.len())
 }
 
 /// What a minimum-confidence rule does on labelled data: how many samples have confidence
@@ -857,18 +805,15 @@ pub fn threshold_for_sensitivity(y_true: &[bool], p_pos: &[f64], target: f64) ->
     if pos == 0 {
         return Ok(None);
     }
-    Ok(points
-        .iter()
-        .find(|&&(_, tp, _)| ratio(tp, pos) >= target)
-        .map(|&(threshold, tp, fp)| ThresholdChoice {
-            target_sensitivity: target,
-            threshold,
-            sensitivity: ratio(tp, pos),
-            specificity: ratio(neg - fp, neg),
-            precision: ratio(tp, tp + fp),
-            flagged: tp + fp,
-            flagged_share: ratio(tp + fp, y_true.len()),
-        }))
+    Ok(points.iter().find(|&&(_, tp, _)| ratio(tp, pos) >= target).map(|&(threshold, tp, fp)| ThresholdChoice {
+        target_sensitivity: target,
+        threshold,
+        sensitivity: ratio(tp, pos),
+        specificity: ratio(neg - fp, neg),
+        precision: ratio(tp, tp + fp),
+        flagged: tp + fp,
+        flagged_share: ratio(tp + fp, y_true.len()),
+    }))
 }
 
 #[cfg(test)]
@@ -942,11 +887,7 @@ mod tests {
         assert_eq!(got.bins.len(), bins.len(), "{what}");
         for (b, (g, w)) in got.bins.iter().zip(bins).enumerate() {
             assert_eq!(g.count, int(&w["count"]), "{what} bin {b} count");
-            close_opt(
-                g.mean_confidence,
-                &w["mean_confidence"],
-                &format!("{what} bin {b} confidence"),
-            );
+            close_opt(g.mean_confidence, &w["mean_confidence"], &format!("{what} bin {b} confidence"));
             close_opt(g.accuracy, &w["accuracy"], &format!("{what} bin {b} accuracy"));
         }
     }
@@ -955,11 +896,7 @@ mod tests {
         close_v(got.min_confidence, &want["min_confidence"], what);
         assert_eq!(got.uncertain, int(&want["uncertain"]), "{what} uncertain");
         close_v(got.uncertain_share, &want["uncertain_share"], &format!("{what} share"));
-        close_opt(
-            got.accuracy_on_confident,
-            &want["accuracy_on_confident"],
-            &format!("{what} accuracy"),
-        );
+        close_opt(got.accuracy_on_confident, &want["accuracy_on_confident"], &format!("{what} accuracy"));
     }
 
     fn check_binary(got: &BinaryMetrics, want: &Value, what: &str) {
@@ -975,11 +912,7 @@ mod tests {
         close_v(got.f1, &want["f1"], &format!("{what} f1"));
         close_v(got.accuracy, &want["accuracy"], &format!("{what} accuracy"));
         close_opt(got.roc_auc, &want["roc_auc"], &format!("{what} roc_auc"));
-        close_opt(
-            got.average_precision,
-            &want["average_precision"],
-            &format!("{what} average_precision"),
-        );
+        close_opt(got.average_precision, &want["average_precision"], &format!("{what} average_precision"));
     }
 
     fn check_roc(got: &RocCurve, want: &Value, what: &str) {
@@ -1025,31 +958,18 @@ mod tests {
             close_v(pc.f1, &exp["f1"][c], &format!("{what} f1"));
             close_v(pc.specificity, &exp["specificity"][c], &format!("{what} specificity"));
             close_opt(pc.roc_auc, &exp["roc_auc"][c], &format!("{what} roc_auc"));
-            close_opt(
-                pc.average_precision,
-                &exp["average_precision"][c],
-                &format!("{what} AP"),
-            );
+            close_opt(pc.average_precision, &exp["average_precision"][c], &format!("{what} AP"));
         }
         close_avg(&m.macro_avg, &exp["macro"], &format!("{name} macro"));
         close_avg(&m.weighted_avg, &exp["weighted"], &format!("{name} weighted"));
         close_opt(m.macro_roc_auc, &exp["macro_roc_auc"], &format!("{name} macro roc_auc"));
-        close_opt(
-            m.macro_average_precision,
-            &exp["macro_average_precision"],
-            &format!("{name} macro AP"),
-        );
+        close_opt(m.macro_average_precision, &exp["macro_average_precision"], &format!("{name} macro AP"));
 
         for (want, bins) in exp["calibration"].as_array().unwrap().iter().zip(ints(&fx["n_bins"])) {
             let cal = calibration(&y_true, &probs, bins).unwrap();
             check_calibration(&cal, want, &format!("{name} calibration B={bins}"));
         }
-        for (want, min) in exp["abstention"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(nums(&fx["min_confidences"]))
-        {
+        for (want, min) in exp["abstention"].as_array().unwrap().iter().zip(nums(&fx["min_confidences"])) {
             let ab = abstention(&y_true, &probs, min).unwrap();
             check_abstention(&ab, want, &format!("{name} abstention {min}"));
             let conf: Vec<f64> = probs.iter().map(|r| top_class(r).1).collect();
@@ -1061,18 +981,12 @@ mod tests {
 
     #[test]
     fn sklearn_multiclass_4_with_unpredicted_and_empty_class() {
-        check_multiclass(
-            include_str!("../../tests/fixtures/metrics/multiclass_4.json"),
-            "multiclass_4",
-        );
+        check_multiclass(include_str!("../../tests/fixtures/metrics/multiclass_4.json"), "multiclass_4");
     }
 
     #[test]
     fn sklearn_multiclass_3_with_tied_probabilities() {
-        check_multiclass(
-            include_str!("../../tests/fixtures/metrics/multiclass_3_ties.json"),
-            "multiclass_3_ties",
-        );
+        check_multiclass(include_str!("../../tests/fixtures/metrics/multiclass_3_ties.json"), "multiclass_3_ties");
     }
 
     #[test]
@@ -1087,11 +1001,7 @@ mod tests {
             check_binary(&binary_metrics(&y, &p, t).unwrap(), want, &format!("binary @{t}"));
         }
         check_roc(&roc_curve(&y, &p, true).unwrap(), &exp["roc_curve"], "roc_curve");
-        check_roc(
-            &roc_curve(&y, &p, false).unwrap(),
-            &exp["roc_curve_all"],
-            "roc_curve (all points)",
-        );
+        check_roc(&roc_curve(&y, &p, false).unwrap(), &exp["roc_curve_all"], "roc_curve (all points)");
         assert!(
             exp["roc_curve"]["fpr"].as_array().unwrap().len() < exp["roc_curve_all"]["fpr"].as_array().unwrap().len(),
             "the fixture should exercise drop_intermediate"
@@ -1119,12 +1029,7 @@ mod tests {
             let cal = binary_calibration(&y, &p, bins).unwrap();
             check_calibration(&cal, want, &format!("binary calibration B={bins}"));
         }
-        for (want, min) in exp["abstention"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(nums(&fx["min_confidences"]))
-        {
+        for (want, min) in exp["abstention"].as_array().unwrap().iter().zip(nums(&fx["min_confidences"])) {
             let ab = binary_abstention(&y, &p, min).unwrap();
             check_abstention(&ab, want, &format!("binary abstention {min}"));
         }
@@ -1203,10 +1108,7 @@ mod tests {
         let m = binary_metrics(&[false, false], &[0.1, 0.9], 0.5).unwrap();
         assert_eq!((m.roc_auc, m.average_precision), (None, None));
         assert_eq!((m.precision, m.recall, m.f1, m.specificity), (0.0, 0.0, 0.0, 0.5));
-        assert_eq!(
-            threshold_for_sensitivity(&[false, false], &[0.1, 0.9], 0.9).unwrap(),
-            None
-        );
+        assert_eq!(threshold_for_sensitivity(&[false, false], &[0.1, 0.9], 0.9).unwrap(), None);
     }
 
     #[test]
@@ -1216,10 +1118,7 @@ mod tests {
         let m = multiclass_metrics(&[0, 1, 0], &[0, 0, 2], &probs).unwrap();
         assert_eq!(m.confusion, vec![vec![1, 0, 1], vec![1, 0, 0], vec![0, 0, 0]]);
         let c1 = &m.per_class[1];
-        assert_eq!(
-            (c1.precision, c1.recall, c1.f1, c1.support, c1.predicted),
-            (0.0, 0.0, 0.0, 1, 0)
-        );
+        assert_eq!((c1.precision, c1.recall, c1.f1, c1.support, c1.predicted), (0.0, 0.0, 0.0, 1, 0));
         let c2 = &m.per_class[2];
         assert_eq!((c2.precision, c2.recall, c2.f1, c2.support), (0.0, 0.0, 0.0, 0));
         assert_eq!(c2.specificity, 2.0 / 3.0);
@@ -1289,58 +1188,30 @@ mod tests {
     #[test]
     fn invalid_inputs_are_errors() {
         let probs = [[0.5, 0.5], [0.2, 0.8]];
-        assert_eq!(
-            multiclass_metrics(&[], &[], &[] as &[[f64; 2]]),
-            Err(MetricsError::Empty)
-        );
+        assert_eq!(multiclass_metrics(&[], &[], &[] as &[[f64; 2]]), Err(MetricsError::Empty));
         assert!(matches!(
             multiclass_metrics(&[0, 1], &[0], &probs),
-            Err(MetricsError::LengthMismatch {
-                expected: 2,
-                got: 1,
-                ..
-            })
+            Err(MetricsError::LengthMismatch { expected: 2, got: 1, .. })
         ));
         assert_eq!(
             multiclass_metrics(&[0, 2], &[0, 1], &probs),
-            Err(MetricsError::LabelOutOfRange {
-                row: 1,
-                label: 2,
-                n_classes: 2
-            })
+            Err(MetricsError::LabelOutOfRange { row: 1, label: 2, n_classes: 2 })
         );
         let ragged = vec![vec![0.5, 0.5], vec![1.0]];
         assert_eq!(
             multiclass_metrics(&[0, 1], &[0, 1], &ragged),
-            Err(MetricsError::RowWidth {
-                row: 1,
-                expected: 2,
-                got: 1
-            })
+            Err(MetricsError::RowWidth { row: 1, expected: 2, got: 1 })
         );
-        assert_eq!(
-            binary_metrics(&[true], &[f64::NAN], 0.5),
-            Err(MetricsError::NonFinite { row: 0 })
-        );
-        assert!(matches!(
-            binary_metrics(&[true], &[0.5], f64::NAN),
-            Err(MetricsError::InvalidParameter { .. })
-        ));
-        assert!(matches!(
-            binary_calibration(&[true], &[0.5], 0),
-            Err(MetricsError::InvalidParameter { .. })
-        ));
+        assert_eq!(binary_metrics(&[true], &[f64::NAN], 0.5), Err(MetricsError::NonFinite { row: 0 }));
+        assert!(matches!(binary_metrics(&[true], &[0.5], f64::NAN), Err(MetricsError::InvalidParameter { .. })));
+        assert!(matches!(binary_calibration(&[true], &[0.5], 0), Err(MetricsError::InvalidParameter { .. })));
         assert!(matches!(
             calibration_from_confidence(&[1.5], &[true], 10),
             Err(MetricsError::OutOfUnitRange { row: 0, .. })
         ));
         assert_eq!(
             multilabel_metrics(&[vec![true], vec![false, true]], &[[0.5], [0.5]], 0.5),
-            Err(MetricsError::RowWidth {
-                row: 1,
-                expected: 1,
-                got: 2
-            })
+            Err(MetricsError::RowWidth { row: 1, expected: 1, got: 2 })
         );
         assert!(MetricsError::Empty.to_string().contains("no samples"));
     }

@@ -1,3 +1,5 @@
 //! Evaluation: classification metrics (checked against scikit-learn) and reports.
 
 pub mod metrics;
+pub mod report;
+pub mod score;

@@ -28,6 +28,23 @@ pub fn balanced_class_weights(counts: &[usize]) -> Vec<f32> {
     counts.iter().map(|&c| if c == 0 { 0.0 } else { n as f32 / (k * c) as f32 }).collect()
 }
 
+/// Per-model choices that are not in the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelOptions {
+    /// Tokens per window, [CLS]/[SEP] included (capped at the model's positions).
+    pub max_seq_len: usize,
+    /// Tokens shared by consecutive windows of a long note.
+    pub stride: usize,
+    /// Overrides the checkpoint's hidden and attention dropout.
+    pub dropout: Option<f64>,
+}
+
+impl ModelOptions {
+    pub fn new(max_seq_len: usize) -> Self {
+        Self { max_seq_len, stride: 0, dropout: None }
+    }
+}
+
 pub struct TrainableClassifier {
     bert: Bert,
     head: SequenceHead,
@@ -40,8 +57,19 @@ pub struct TrainableClassifier {
 
 impl TrainableClassifier {
     /// The checkpoint's encoder (and pooler, if it has one) plus a new `num_labels`-way head.
-    pub fn new(ckpt: &Checkpoint, num_labels: usize, max_seq_len: usize, seed: u64, device: &Device) -> Result<Self> {
+    pub fn new(
+        ckpt: &Checkpoint,
+        num_labels: usize,
+        options: ModelOptions,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         ensure!(num_labels >= 1, "a classifier needs at least one output");
+        let mut config = ckpt.config.clone();
+        if let Some(p) = options.dropout {
+            config.hidden_dropout_prob = p;
+            config.attention_probs_dropout_prob = p;
+        }
         // Load once to learn which checkpoint tensors the encoder reads.
         Bert::load(&ckpt.weights, &ckpt.config).context("checking the checkpoint")?;
         // The head is always new here (`from_trained` then loads a trained one into it), so a
@@ -66,22 +94,25 @@ impl TrainableClassifier {
         let weights = Self::weights_of(&vars);
         let special = &ckpt.special_tokens;
         let tokenizer = TextTokenizer::from_json(&ckpt.tokenizer_json, &special.cls, &special.sep, &special.pad)?;
+        let max_len = options.max_seq_len.min(config.max_position_embeddings);
+        let window = WindowSpec::new(max_len, options.stride.min(max_len.saturating_sub(3)))
+            .context("window settings (max_seq_len, stride)")?;
         Ok(Self {
-            bert: Bert::load(&weights, &ckpt.config)?,
-            head: SequenceHead::load(&weights, &ckpt.config, num_labels)?,
+            bert: Bert::load(&weights, &config)?,
+            head: SequenceHead::load(&weights, &config, num_labels)?,
             vars,
             tokenizer,
-            window: WindowSpec::new(max_seq_len.min(ckpt.config.max_position_embeddings), 0)?,
-            config: ckpt.config.clone(),
+            window,
+            config,
             device: device.clone(),
         })
     }
 
     /// A classifier checkpoint (with its trained `classifier` head), e.g. a run's `best/`.
-    pub fn from_trained(ckpt: &Checkpoint, max_seq_len: usize, device: &Device) -> Result<Self> {
+    pub fn from_trained(ckpt: &Checkpoint, options: ModelOptions, device: &Device) -> Result<Self> {
         let head = ckpt.weights.get_any("classifier.weight").context("the checkpoint has no classifier head")?;
         let num_labels = head.dims()[0];
-        let mut model = Self::new(ckpt, num_labels, max_seq_len, 0, device)?;
+        let mut model = Self::new(ckpt, num_labels, options, 0, device)?;
         for name in ["classifier.weight", "classifier.bias"] {
             let trained = ckpt.weights.get_any(name)?.to_f32()?.to_device(device)?;
             if let Some((_, var)) = model.vars.iter_mut().find(|(n, _)| n == name) {
@@ -108,6 +139,23 @@ impl TrainableClassifier {
         &self.config
     }
 
+    pub fn window(&self) -> WindowSpec {
+        self.window
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Replaces the classifier layer's parameters (a probe's fitted weights).
+    pub fn set_head(&self, weight: &Tensor, bias: &Tensor) -> Result<()> {
+        for (name, value) in [("classifier.weight", weight), ("classifier.bias", bias)] {
+            let (_, var) = self.vars.iter().find(|(n, _)| n == name).context("no classifier variable")?;
+            var.set(&value.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
     /// A copy of the current parameters, detached from training (for export and checkpoints).
     pub fn snapshot(&self) -> Result<Weights> {
         let mut weights = Weights::new("trained model");
@@ -123,8 +171,25 @@ impl TrainableClassifier {
         Ok(window::truncate(&tokens, self.window, self.tokenizer.special_ids()).ids)
     }
 
+    /// Every window of a note (ids with [CLS]/[SEP]), as the runtime cuts them.
+    pub fn windows(&self, text: &str, index: usize) -> Result<Vec<Vec<u32>>> {
+        let tokens = self.tokenizer.tokenize(text, index)?;
+        Ok(window::split(&tokens, self.window, self.tokenizer.special_ids()).into_iter().map(|w| w.ids).collect())
+    }
+
     /// Logits [batch, labels] for a batch of encoded notes.
     pub fn logits(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
+        let hidden = self.hidden(batch, mode)?;
+        Ok(self.head.forward_t(&hidden, mode)?)
+    }
+
+    /// The features the classifier layer sees ([batch, hidden]), dropout off.
+    pub fn features(&self, batch: &[&[u32]]) -> Result<Tensor> {
+        let hidden = self.hidden(batch, Mode::Eval)?;
+        Ok(self.head.features(&hidden)?)
+    }
+
+    fn hidden(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
         let seq_len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
         let pad = self.tokenizer.special_ids().pad;
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
@@ -135,8 +200,7 @@ impl TrainableClassifier {
         }
         let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
-        let hidden = self.bert.forward_t(&ids, &mask, mode)?;
-        Ok(self.head.forward_t(&hidden, mode)?)
+        Ok(self.bert.forward_t(&ids, &mask, mode)?)
     }
 
     /// Mean cross-entropy, optionally class-weighted as PyTorch's `CrossEntropyLoss(weight=…)`:
@@ -153,5 +217,46 @@ impl TrainableClassifier {
         ensure!(total > 0.0, "every example in the batch has class weight 0");
         let weights = Tensor::from_vec(weights, targets.len(), &self.device)?;
         Ok((picked.mul(&weights)?.sum_all()?.neg()? / total as f64)?)
+    }
+
+    /// Mean binary cross-entropy on logits [batch, outputs] against 0/1 `targets` (row-major,
+    /// same shape), PyTorch's `BCEWithLogitsLoss`: with `pos_weight` (one per output) a
+    /// positive's term is scaled, with `sample_weights` (one per row) the mean is weighted
+    /// Σ wᵢ·lᵢ / Σ wᵢ like the weighted cross-entropy.
+    pub fn bce_loss(
+        &self,
+        logits: &Tensor,
+        targets: &[f32],
+        pos_weight: Option<&[f32]>,
+        sample_weights: Option<&[f32]>,
+    ) -> Result<Tensor> {
+        let (rows, outputs) = logits.dims2()?;
+        ensure!(targets.len() == rows * outputs, "{} targets for {rows}×{outputs} logits", targets.len());
+        let y = Tensor::from_slice(targets, (rows, outputs), &self.device)?;
+        // −log σ(x) = softplus(−x) and −log(1 − σ(x)) = softplus(x), in the stable form
+        // softplus(z) = max(z, 0) + log(1 + e^−|z|).
+        let softplus =
+            |z: &Tensor| -> candle_core::Result<Tensor> { z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()? };
+        let positive_term = softplus(&logits.neg()?)?;
+        let positive_term = match pos_weight {
+            Some(w) => {
+                ensure!(w.len() == outputs, "{} positive weights for {outputs} outputs", w.len());
+                positive_term.broadcast_mul(&Tensor::from_slice(w, (1, outputs), &self.device)?)?
+            }
+            None => positive_term,
+        };
+        let negative_term = softplus(logits)?;
+        let per_cell = ((y.clone() * positive_term)? + ((y.neg()? + 1.0)? * negative_term)?)?;
+        let per_row = per_cell.mean(1)?;
+        match sample_weights {
+            Some(w) => {
+                ensure!(w.len() == rows, "{} sample weights for {rows} rows", w.len());
+                let total: f32 = w.iter().sum();
+                ensure!(total > 0.0, "every example in the batch has class weight 0");
+                let w = Tensor::from_slice(w, rows, &self.device)?;
+                Ok((per_row.mul(&w)?.sum_all()? / total as f64)?)
+            }
+            None => Ok(per_row.mean_all()?),
+        }
     }
 }

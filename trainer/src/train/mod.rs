@@ -1,5 +1,8 @@
 //! Training: the optimiser recipe and trainable models built on the runtime's one BERT.
 
 pub mod classifier;
+pub mod config;
 pub mod optim;
+pub mod prepare;
+pub mod probe;
 pub mod run;

@@ -2,9 +2,10 @@
 //! weight decay on weight matrices only (not on biases or LayerNorm), a linear warm-up to the
 //! peak learning rate then a linear decay to zero, and clipping of the global gradient norm.
 
+use std::collections::HashMap;
+
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Var};
-use candle_nn::optim::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::{Device, Result, Tensor, Var};
 
 /// Linear warm-up over `warmup_steps`, then linear decay to 0 at `total_steps`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,33 +55,97 @@ pub fn decays(name: &str) -> bool {
     !(name.ends_with(".bias") || name.contains("LayerNorm"))
 }
 
-/// AdamW over two groups: decayed and not decayed.
-pub struct GroupedAdamW {
-    decayed: AdamW,
-    plain: AdamW,
+/// AdamW (Loshchilov & Hutter; PyTorch's `torch.optim.AdamW` update) over named
+/// parameters, weight decay only where [`decays`] says. Written here rather than taken from
+/// candle-nn because `--resume` must save and restore the moment estimates, which candle's
+/// optimiser keeps private.
+pub struct AdamW {
+    params: Vec<Param>,
+    lr: f64,
+    weight_decay: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    /// Optimiser steps taken (bias correction uses it).
+    steps: usize,
 }
 
-impl GroupedAdamW {
+struct Param {
+    name: String,
+    var: Var,
+    decay: bool,
+    m: Var,
+    v: Var,
+}
+
+impl AdamW {
     pub fn new(named_vars: &[(String, Var)], lr: f64, weight_decay: f64) -> Result<Self> {
-        let params = ParamsAdamW { lr, weight_decay, ..Default::default() };
-        let (with, without): (Vec<_>, Vec<_>) = named_vars.iter().partition(|(n, _)| decays(n));
-        Ok(Self {
-            decayed: AdamW::new(with.into_iter().map(|(_, v)| v.clone()).collect(), params.clone())?,
-            plain: AdamW::new(
-                without.into_iter().map(|(_, v)| v.clone()).collect(),
-                ParamsAdamW { weight_decay: 0.0, ..params },
-            )?,
-        })
+        let params = named_vars
+            .iter()
+            .map(|(name, var)| {
+                Ok(Param {
+                    name: name.clone(),
+                    var: var.clone(),
+                    decay: decays(name),
+                    m: Var::zeros(var.shape(), var.dtype(), var.device())?,
+                    v: Var::zeros(var.shape(), var.dtype(), var.device())?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { params, lr, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8, steps: 0 })
     }
 
     pub fn set_learning_rate(&mut self, lr: f64) {
-        self.decayed.set_learning_rate(lr);
-        self.plain.set_learning_rate(lr);
+        self.lr = lr;
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
-        self.decayed.step(grads)?;
-        self.plain.step(grads)
+        self.steps += 1;
+        let t = self.steps as i32;
+        let correction1 = 1.0 - self.beta1.powi(t);
+        let correction2 = 1.0 - self.beta2.powi(t);
+        for p in &self.params {
+            let Some(g) = grads.get(p.var.as_tensor()) else { continue };
+            let m = ((p.m.as_tensor() * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            let v = ((p.v.as_tensor() * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let m_hat = (&m / correction1)?;
+            let v_hat = (&v / correction2)?;
+            let update = (m_hat / (v_hat.sqrt()? + self.eps)?)?;
+            let decay = if p.decay { 1.0 - self.lr * self.weight_decay } else { 1.0 };
+            let theta = ((p.var.as_tensor() * decay)? - (update * self.lr)?)?;
+            p.m.set(&m)?;
+            p.v.set(&v)?;
+            p.var.set(&theta)?;
+        }
+        Ok(())
+    }
+
+    /// The moment estimates as named tensors (`m.<name>`, `v.<name>`), for a resumable state.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.params.len());
+        for p in &self.params {
+            out.push((format!("m.{}", p.name), p.m.as_tensor().to_device(&Device::Cpu)?));
+            out.push((format!("v.{}", p.name), p.v.as_tensor().to_device(&Device::Cpu)?));
+        }
+        Ok(out)
+    }
+
+    /// Restores what [`AdamW::state`] saved, after `steps` optimiser steps.
+    pub fn restore(&mut self, state: &HashMap<String, Tensor>, steps: usize) -> Result<()> {
+        for p in &self.params {
+            for (prefix, moment) in [("m", &p.m), ("v", &p.v)] {
+                let key = format!("{prefix}.{}", p.name);
+                let saved =
+                    state.get(&key).ok_or_else(|| candle_core::Error::Msg(format!("optimiser state lacks {key}")))?;
+                moment.set(&saved.to_device(p.var.device())?)?;
+            }
+        }
+        self.steps = steps;
+        Ok(())
     }
 }
 
@@ -112,6 +177,36 @@ mod tests {
         let ga = grads.get(a.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
         let gb = grads.get(b.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
         assert!((ga[0] - 0.6).abs() < 1e-5 && ga[1] == 0.0 && (gb[0] - 0.8).abs() < 1e-5);
+    }
+
+    #[test]
+    fn adamw_matches_candle_and_restores_its_state() {
+        use candle_nn::optim::{Optimizer, ParamsAdamW};
+        let start = Tensor::new(&[[0.5f32, -1.0], [2.0, 0.25]], &Device::Cpu).unwrap();
+        let loss = |v: &Var| v.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        // candle's AdamW, weight decay on, is the reference for the update.
+        let reference = Var::from_tensor(&start).unwrap();
+        let params = ParamsAdamW { lr: 0.1, weight_decay: 0.01, ..Default::default() };
+        let mut theirs = candle_nn::optim::AdamW::new(vec![reference.clone()], params).unwrap();
+        let ours_var = Var::from_tensor(&start).unwrap();
+        let mut ours = AdamW::new(&[("w.weight".to_string(), ours_var.clone())], 0.1, 0.01).unwrap();
+        for _ in 0..3 {
+            theirs.step(&loss(&reference)).unwrap();
+            ours.step(&loss(&ours_var)).unwrap();
+        }
+        let diff = (reference.as_tensor() - ours_var.as_tensor()).unwrap().abs().unwrap();
+        assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+
+        // A fresh optimiser restored from the state continues exactly like the original.
+        let state: HashMap<String, Tensor> = ours.state().unwrap().into_iter().collect();
+        let copy_var = Var::from_tensor(&ours_var.as_tensor().copy().unwrap()).unwrap();
+        let mut copy = AdamW::new(&[("w.weight".to_string(), copy_var.clone())], 0.1, 0.01).unwrap();
+        copy.restore(&state, ours.steps()).unwrap();
+        ours.step(&loss(&ours_var)).unwrap();
+        copy.step(&loss(&copy_var)).unwrap();
+        let a = ours_var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = copy_var.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -1,10 +1,14 @@
-//! One fine-tuning run of a multi-class note classifier: encode → shuffle → batches (with
-//! gradient accumulation) → AdamW step → evaluate on validation each epoch → keep the best
-//! checkpoint by macro-F1 → early stopping → final report on the test split.
+//! One fine-tuning run: encode → shuffle → batches (with gradient accumulation) → AdamW
+//! step → evaluate on validation (each epoch or every N steps) → keep the best checkpoint by
+//! the chosen metric → early stopping → final report on the test split from the best
+//! checkpoint, reloaded as users load it.
 //!
-//! The best checkpoint is written as a Hugging Face `BertForSequenceClassification`
-//! directory (config.json with id2label/label2id, model.safetensors, tokenizer.json), so
-//! `bedside export`, `bedside eval` and transformers all read it.
+//! The best checkpoint is a Hugging Face `BertForSequenceClassification` directory
+//! (config.json with id2label/label2id, model.safetensors, tokenizer.json) whose config also
+//! carries the serving settings (`bedside` key: task, window, aggregation, the decision
+//! threshold chosen on validation), so `bedside export`, `bedside eval`, transformers and
+//! the browser all read it. `<out>/state/` holds what `--resume` needs to continue to the
+//! same final weights.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -12,126 +16,550 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use bedside_runtime::checkpoint::Checkpoint;
+use bedside_runtime::bundle::Task;
+use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
 use bedside_runtime::model::{DropoutRng, Mode, SplitMix64};
+use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::classifier::{balanced_class_weights, TrainableClassifier};
-use super::optim::{clip_grad_norm, GroupedAdamW, LinearSchedule};
-use crate::data::{Dataset, RowProblem};
-use crate::eval::metrics::{multiclass_metrics, top_class, MulticlassMetrics};
+use super::classifier::{balanced_class_weights, ModelOptions, TrainableClassifier};
+use super::config::{ClassWeights, LongNotes, Metric, TaskKind, TrainConfig};
+use super::optim::{clip_grad_norm, AdamW, LinearSchedule};
+use super::prepare::RunData;
+use super::probe::{fit_multiclass, ProbeOptions};
+use crate::data::{Dataset, Example};
+use crate::eval::report::{
+    build_report, write_report, HistoryPoint, Predictions, Report, ReportOptions, ReportTask, Truth,
+};
 
-/// Batch size used for evaluation (no gradients, so larger is fine).
+/// Windows per forward pass when evaluating (no gradients, so larger is fine).
 const EVAL_BATCH: usize = 32;
 
+/// The labels of a task and how a note's labels become its target.
 #[derive(Debug, Clone, PartialEq)]
-pub enum ClassWeights {
-    None,
-    /// scikit-learn's "balanced": n / (k · count).
-    Balanced,
-    Given(Vec<f32>),
+pub struct LabelSpace {
+    pub task: TaskKind,
+    /// Output labels; binary: `[negative, positive]`.
+    pub labels: Vec<String>,
 }
 
-/// The seed recipe's options; `Default` is the defaults.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub grad_accum: usize,
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub warmup_ratio: f64,
-    pub max_grad_norm: f64,
-    pub max_seq_len: usize,
-    pub seed: u64,
-    pub class_weights: ClassWeights,
-    /// Stop after this many epochs without a better validation macro-F1.
-    pub patience: Option<usize>,
-    pub device: Device,
+/// One note's truth, in label-index terms.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteTruth {
+    Class(usize),
+    Binary(bool),
+    Labels(Vec<bool>),
 }
 
-impl Default for RunOptions {
-    fn default() -> Self {
-        Self {
-            epochs: 4,
-            batch_size: 16,
-            grad_accum: 1,
-            learning_rate: 2e-5,
-            weight_decay: 0.01,
-            warmup_ratio: 0.1,
-            max_grad_norm: 1.0,
-            max_seq_len: 128,
-            seed: 42,
-            class_weights: ClassWeights::None,
-            patience: None,
-            device: Device::Cpu,
+impl LabelSpace {
+    /// The labels seen in training: sorted, so the same data gives the same head order.
+    pub fn from_train(task: TaskKind, train: &Dataset, positive: Option<&str>) -> Result<LabelSpace> {
+        let counts = train.label_counts();
+        let mut labels: Vec<String> = counts.keys().cloned().collect();
+        match task {
+            TaskKind::Binary => {
+                ensure!(
+                    labels.len() == 2,
+                    "binary training needs exactly 2 labels in the training data, found {}: {}",
+                    labels.len(),
+                    labels.join(", ")
+                );
+                if let Some(p) = positive {
+                    let negative = labels.iter().find(|l| *l != p).cloned();
+                    ensure!(
+                        labels.iter().any(|l| l == p),
+                        "positive label {p:?} is not in the training data ({})",
+                        labels.join(", ")
+                    );
+                    labels = vec![negative.context("binary labels")?, p.to_string()];
+                }
+            }
+            TaskKind::Multilabel => ensure!(!labels.is_empty(), "the training data has no labels"),
+            TaskKind::Classify | TaskKind::Probe => {
+                ensure!(labels.len() >= 2, "training data has {} label(s); a classifier needs at least 2", labels.len())
+            }
+        }
+        Ok(LabelSpace { task, labels })
+    }
+
+    /// Outputs of the head: one sigmoid for binary, one per label otherwise.
+    pub fn outputs(&self) -> usize {
+        if self.task == TaskKind::Binary {
+            1
+        } else {
+            self.labels.len()
+        }
+    }
+
+    fn sigmoid(&self) -> bool {
+        matches!(self.task, TaskKind::Binary | TaskKind::Multilabel)
+    }
+
+    fn index(&self, label: &str) -> Result<usize> {
+        self.labels.iter().position(|l| l == label).with_context(|| format!("label {label:?} not in the label set"))
+    }
+
+    pub fn truth(&self, example: &Example) -> Result<NoteTruth> {
+        let first = example.labels.first().context("example without a label")?;
+        Ok(match self.task {
+            TaskKind::Classify | TaskKind::Probe => NoteTruth::Class(self.index(first)?),
+            TaskKind::Binary => NoteTruth::Binary(self.index(first)? == 1),
+            TaskKind::Multilabel => {
+                let mut row = vec![false; self.labels.len()];
+                for label in &example.labels {
+                    row[self.index(label)?] = true;
+                }
+                NoteTruth::Labels(row)
+            }
+        })
+    }
+
+    pub fn report_task(&self) -> ReportTask {
+        match self.task {
+            TaskKind::Classify | TaskKind::Probe => ReportTask::Multiclass,
+            TaskKind::Binary => ReportTask::Binary,
+            TaskKind::Multilabel => ReportTask::Multilabel,
+        }
+    }
+
+    pub fn serving_task(&self) -> Task {
+        match self.task {
+            TaskKind::Classify | TaskKind::Probe => Task::Classification,
+            TaskKind::Binary => Task::Binary,
+            TaskKind::Multilabel => Task::Multilabel,
+        }
+    }
+
+    /// Multi-class notes average their windows; binary and multi-label ones use the
+    /// ClinicalBERT rule, so one alarming passage counts.
+    pub fn aggregation(&self) -> Aggregation {
+        if self.sigmoid() {
+            Aggregation::Clinicalbert { c: CLINICALBERT_DEFAULT_C }
+        } else {
+            Aggregation::Mean
+        }
+    }
+
+    /// Which rows of a data set this head can be scored on (labels seen in training).
+    pub fn keep_known(&self, data: &mut Dataset, file: &Path) {
+        data.filter_unseen_labels(&self.labels, file);
+    }
+}
+
+/// Moves validation and test rows whose labels training never saw into the problems,
+/// reported against the file they came from (a split's rows come from the training file).
+fn keep_known(space: &LabelSpace, data: &mut RunData, config: &TrainConfig) {
+    let val_file = config.val.clone().unwrap_or_else(|| config.train.clone());
+    space.keep_known(&mut data.val, &val_file);
+    data.problems.append(&mut data.val.problems);
+    if let Some(test) = data.test.as_mut() {
+        let test_file = config.test.clone().unwrap_or_else(|| config.train.clone());
+        space.keep_known(test, &test_file);
+        data.problems.append(&mut test.problems);
+    }
+}
+
+/// A training item: one window (or a note's first window) and its note's target.
+struct Item {
+    ids: Vec<u32>,
+    truth: NoteTruth,
+}
+
+/// Notes for evaluation: all windows of each note, and its truth.
+pub struct NoteSet {
+    windows: Vec<Vec<Vec<u32>>>,
+    truth: Vec<NoteTruth>,
+}
+
+impl NoteSet {
+    pub fn encode(model: &TrainableClassifier, space: &LabelSpace, data: &Dataset) -> Result<NoteSet> {
+        let mut set = NoteSet { windows: Vec::with_capacity(data.len()), truth: Vec::with_capacity(data.len()) };
+        for (i, ex) in data.examples.iter().enumerate() {
+            set.windows.push(model.windows(&ex.text, i).with_context(|| format!("line {}", ex.line))?);
+            set.truth.push(space.truth(ex)?);
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        self.truth.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.truth.is_empty()
+    }
+
+    fn report_truth(&self, space: &LabelSpace) -> Truth {
+        match space.report_task() {
+            ReportTask::Multiclass => {
+                Truth::Classes(self.truth.iter().map(|t| if let NoteTruth::Class(c) = t { *c } else { 0 }).collect())
+            }
+            ReportTask::Binary => {
+                Truth::Binary(self.truth.iter().map(|t| matches!(t, NoteTruth::Binary(true))).collect())
+            }
+            ReportTask::Multilabel => Truth::Multilabel(
+                self.truth.iter().map(|t| if let NoteTruth::Labels(l) = t { l.clone() } else { Vec::new() }).collect(),
+            ),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub steps: usize,
-    pub train_loss: f64,
-    pub val_loss: f64,
-    pub val_macro_f1: f64,
-    pub val_accuracy: f64,
-    pub learning_rate: f64,
-    pub samples_per_second: f64,
-    pub best: bool,
+fn training_items(
+    model: &TrainableClassifier,
+    space: &LabelSpace,
+    data: &Dataset,
+    long: LongNotes,
+) -> Result<Vec<Item>> {
+    let mut items = Vec::with_capacity(data.len());
+    for (i, ex) in data.examples.iter().enumerate() {
+        let truth = space.truth(ex)?;
+        match long {
+            LongNotes::Truncate => {
+                items.push(Item { ids: model.encode(&ex.text, i).with_context(|| format!("line {}", ex.line))?, truth })
+            }
+            LongNotes::Windows => {
+                for ids in model.windows(&ex.text, i).with_context(|| format!("line {}", ex.line))? {
+                    items.push(Item { ids, truth: truth.clone() });
+                }
+            }
+        }
+    }
+    Ok(items)
 }
 
-/// What `report.json` holds.
+/// The loss a batch is trained on, from its logits and truths.
+struct Objective {
+    /// Softmax: weight per class. Binary: weight per class [negative, positive] applied per row.
+    class_weights: Option<Vec<f32>>,
+    /// Multi-label: weight of a positive, per label (PyTorch's `pos_weight`).
+    pos_weight: Option<Vec<f32>>,
+}
+
+impl Objective {
+    fn new(space: &LabelSpace, items: &[Item], weights: &ClassWeights) -> Result<Objective> {
+        let k = space.labels.len();
+        let mut counts = vec![0usize; k];
+        for item in items {
+            match &item.truth {
+                NoteTruth::Class(c) => counts[*c] += 1,
+                NoteTruth::Binary(b) => counts[usize::from(*b)] += 1,
+                NoteTruth::Labels(l) => l.iter().enumerate().filter(|(_, v)| **v).for_each(|(j, _)| counts[j] += 1),
+            }
+        }
+        let given = match weights {
+            ClassWeights::Given(w) if w.len() != k => {
+                bail!("{} class weights given for {} labels ({})", w.len(), k, space.labels.join(", "))
+            }
+            ClassWeights::Given(w) => Some(w.clone()),
+            _ if weights.is_balanced() => None,
+            _ => return Ok(Objective { class_weights: None, pos_weight: None }),
+        };
+        Ok(match space.task {
+            // scikit-learn's "balanced" for a multi-label head is per label: negatives / positives.
+            TaskKind::Multilabel => Objective {
+                class_weights: None,
+                pos_weight: Some(given.unwrap_or_else(|| {
+                    counts.iter().map(|&p| if p == 0 { 1.0 } else { (items.len() - p) as f32 / p as f32 }).collect()
+                })),
+            },
+            _ => Objective {
+                class_weights: Some(given.unwrap_or_else(|| balanced_class_weights(&counts))),
+                pos_weight: None,
+            },
+        })
+    }
+
+    fn loss(&self, model: &TrainableClassifier, logits: &Tensor, truth: &[&NoteTruth]) -> Result<Tensor> {
+        match truth.first() {
+            Some(NoteTruth::Class(_)) => {
+                let targets: Vec<u32> =
+                    truth.iter().map(|t| if let NoteTruth::Class(c) = t { *c as u32 } else { 0 }).collect();
+                model.loss(logits, &targets, self.class_weights.as_deref())
+            }
+            Some(NoteTruth::Binary(_)) => {
+                let positive: Vec<bool> = truth.iter().map(|t| matches!(t, NoteTruth::Binary(true))).collect();
+                let targets: Vec<f32> = positive.iter().map(|&p| f32::from(u8::from(p))).collect();
+                let weights: Option<Vec<f32>> =
+                    self.class_weights.as_ref().map(|w| positive.iter().map(|&p| w[usize::from(p)]).collect());
+                model.bce_loss(logits, &targets, None, weights.as_deref())
+            }
+            Some(NoteTruth::Labels(_)) => {
+                let targets: Vec<f32> = truth
+                    .iter()
+                    .flat_map(|t| match t {
+                        NoteTruth::Labels(l) => l.iter().map(|&v| f32::from(u8::from(v))).collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    })
+                    .collect();
+                model.bce_loss(logits, &targets, self.pos_weight.as_deref(), None)
+            }
+            None => bail!("empty batch"),
+        }
+    }
+}
+
+/// Per-note probabilities (rows as the report expects) and the mean window loss.
+pub fn evaluate(model: &TrainableClassifier, space: &LabelSpace, notes: &NoteSet) -> Result<(Vec<Vec<f64>>, f64)> {
+    let plain = Objective { class_weights: None, pos_weight: None };
+    let flat: Vec<(usize, &[u32])> =
+        notes.windows.iter().enumerate().flat_map(|(n, ws)| ws.iter().map(move |w| (n, w.as_slice()))).collect();
+    let mut window_probs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); notes.len()];
+    let mut loss_sum = 0f64;
+    for batch in flat.chunks(EVAL_BATCH) {
+        let ids: Vec<&[u32]> = batch.iter().map(|(_, w)| *w).collect();
+        let truth: Vec<&NoteTruth> = batch.iter().map(|(n, _)| &notes.truth[*n]).collect();
+        let logits = model.logits(&ids, Mode::Eval)?;
+        loss_sum += plain.loss(model, &logits, &truth)?.to_scalar::<f32>()? as f64 * batch.len() as f64;
+        let probs =
+            if space.sigmoid() { candle_nn::ops::sigmoid(&logits)? } else { candle_nn::ops::softmax(&logits, 1)? };
+        for ((n, _), row) in batch.iter().zip(probs.to_device(&Device::Cpu)?.to_vec2::<f32>()?) {
+            window_probs[*n].push(row);
+        }
+    }
+    let aggregation = space.aggregation();
+    let rows = window_probs
+        .iter()
+        .map(|windows| {
+            let note = aggregation.combine(windows);
+            match space.task {
+                TaskKind::Binary => vec![1.0 - note[0] as f64, note[0] as f64],
+                _ => note.into_iter().map(f64::from).collect(),
+            }
+        })
+        .collect();
+    Ok((rows, loss_sum / flat.len().max(1) as f64))
+}
+
+pub fn predictions(space: &LabelSpace, notes: &NoteSet, probs: Vec<Vec<f64>>) -> Predictions {
+    Predictions { task: space.report_task(), labels: space.labels.clone(), truth: notes.report_truth(space), probs }
+}
+
+fn metric_value(metric: Metric, report: &Report, loss: f64) -> f64 {
+    let value = match metric {
+        Metric::MacroF1 => Some(report.macro_f1),
+        Metric::Accuracy => Some(report.accuracy),
+        Metric::RocAuc => report.roc_auc_macro,
+        Metric::PrAuc => report.pr_auc_macro,
+        Metric::Loss => Some(loss),
+    };
+    // An undefined AUC (one class only in validation) must not win: treat it as the worst.
+    value.filter(|v| v.is_finite()).unwrap_or(metric.worst())
+}
+
+/// Writes the model as a transformers `BertForSequenceClassification` directory with the
+/// serving settings under `bedside`, atomically: into `<dir>.partial`, then renamed.
+pub fn save_checkpoint(
+    model: &TrainableClassifier,
+    ckpt: &Checkpoint,
+    serving: &ServingSettings,
+    dir: &Path,
+) -> Result<()> {
+    let partial = dir.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let weights = model.snapshot()?;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, w) in weights.iter() {
+        let hf_name = if name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
+        tensors.insert(hf_name, w.to_f32()?.contiguous()?);
+    }
+    candle_core::safetensors::save(&tensors, partial.join("model.safetensors"))?;
+    let mut config = serde_json::to_value(model.config())?;
+    // Head labels in output order: a binary head's one output is the positive label.
+    let head_labels: Vec<&String> = match serving.task {
+        Task::Binary => serving.labels.iter().skip(1).collect(),
+        _ => serving.labels.iter().collect(),
+    };
+    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
+    config["model_type"] = serde_json::json!("bert");
+    config["id2label"] = head_labels.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::json!(l))).collect();
+    config["label2id"] = head_labels.iter().enumerate().map(|(i, l)| (l.to_string(), serde_json::json!(i))).collect();
+    config["problem_type"] = match serving.task {
+        Task::Multilabel => serde_json::json!("multi_label_classification"),
+        Task::Classification => serde_json::json!("single_label_classification"),
+        _ => serde_json::Value::Null,
+    };
+    config[SERVING_KEY] = serde_json::to_value(serving)?;
+    std::fs::write(partial.join("config.json"), serde_json::to_string_pretty(&config)?)?;
+    std::fs::write(partial.join("tokenizer.json"), &ckpt.tokenizer_json)?;
+    let special = &ckpt.special_tokens;
+    let tokenizer_config = serde_json::json!({
+        "cls_token": special.cls, "sep_token": special.sep, "pad_token": special.pad,
+        "tokenizer_class": "BertTokenizerFast", "model_max_length": serving.max_seq_len,
+    });
+    std::fs::write(partial.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)?)?;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&partial, dir).with_context(|| format!("moving the checkpoint to {}", dir.display()))?;
+    Ok(())
+}
+
+/// Rewrites only the serving settings of a saved checkpoint (after the threshold is chosen).
+pub fn update_serving(dir: &Path, serving: &ServingSettings) -> Result<()> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    config[SERVING_KEY] = serde_json::to_value(serving)?;
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, serde_json::to_string_pretty(&config)?)?;
+    std::fs::rename(&partial, &path)?;
+    Ok(())
+}
+
+/// What `--resume` reads back: where the run stands and what it has seen so far.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    /// The epoch in progress (1-based) and the optimiser steps done within it.
+    epoch: usize,
+    steps_in_epoch: usize,
+    step: usize,
+    dropout_rng: u64,
+    loss_sum: f64,
+    seen: usize,
+    best_metric: f64,
+    best_epoch: Option<usize>,
+    evals_since_best: usize,
+    history: Vec<HistoryPoint>,
+    finished: bool,
+}
+
+impl RunState {
+    fn start(dropout_rng: u64, metric: Metric) -> RunState {
+        RunState {
+            epoch: 1,
+            steps_in_epoch: 0,
+            step: 0,
+            dropout_rng,
+            loss_sum: 0.0,
+            seen: 0,
+            best_metric: metric.worst(),
+            best_epoch: None,
+            evals_since_best: 0,
+            history: Vec::new(),
+            finished: false,
+        }
+    }
+}
+
+fn save_state(out: &Path, model: &TrainableClassifier, optimizer: &AdamW, state: &RunState) -> Result<()> {
+    let dir = out.join("state");
+    let partial = out.join("state.partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    std::fs::create_dir_all(&partial)?;
+    let vars: HashMap<String, Tensor> = model
+        .vars()
+        .iter()
+        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
+        .collect::<Result<_>>()?;
+    candle_core::safetensors::save(&vars, partial.join("model.safetensors"))?;
+    let moments: HashMap<String, Tensor> = optimizer.state()?.into_iter().collect();
+    candle_core::safetensors::save(&moments, partial.join("optimizer.safetensors"))?;
+    // JSON has no infinities; the worst metric is stored as null.
+    let mut json = serde_json::to_value(state)?;
+    if !state.best_metric.is_finite() {
+        json["best_metric"] = serde_json::Value::Null;
+    }
+    std::fs::write(partial.join("state.json"), serde_json::to_string_pretty(&json)?)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(&partial, &dir).with_context(|| format!("writing {}", dir.display()))?;
+    Ok(())
+}
+
+fn load_state(out: &Path, model: &TrainableClassifier, optimizer: &mut AdamW, metric: Metric) -> Result<RunState> {
+    let dir = out.join("state");
+    let text = std::fs::read_to_string(dir.join("state.json"))
+        .with_context(|| format!("--resume: no saved state in {}", dir.display()))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).context("state.json")?;
+    if json["best_metric"].is_null() {
+        json["best_metric"] = serde_json::json!(0.0);
+        let mut state: RunState = serde_json::from_value(json).context("state.json")?;
+        state.best_metric = metric.worst();
+        return restore_tensors(&dir, model, optimizer, state);
+    }
+    let state: RunState = serde_json::from_value(json).context("state.json")?;
+    restore_tensors(&dir, model, optimizer, state)
+}
+
+fn restore_tensors(
+    dir: &Path,
+    model: &TrainableClassifier,
+    optimizer: &mut AdamW,
+    state: RunState,
+) -> Result<RunState> {
+    let device = model.device().clone();
+    let vars = candle_core::safetensors::load(dir.join("model.safetensors"), &device)?;
+    for (name, var) in model.vars() {
+        let saved = vars.get(name).with_context(|| format!("saved state lacks {name}"))?;
+        var.set(saved)?;
+    }
+    let moments = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &device)?;
+    optimizer.restore(&moments, state.step)?;
+    Ok(state)
+}
+
+/// Knobs that are not part of the recipe.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    /// Continue from `<out>/state/`.
+    pub resume: bool,
+    /// Stop (as if killed) right after this many optimiser steps and a state save: tests
+    /// use it to check that `--resume` reaches the same weights.
+    pub stop_after_steps: Option<usize>,
+}
+
+/// What a caller sees after each evaluation.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Which split the numbers are from: "test", or "validation" without a test set.
-    pub split: String,
-    pub n: usize,
-    pub accuracy: f64,
-    pub macro_f1: f64,
-    pub weighted_f1: f64,
-    pub roc_auc_macro: Option<f64>,
-    pub labels: Vec<String>,
-    pub confusion_matrix: Vec<Vec<usize>>,
-    pub per_class: serde_json::Map<String, serde_json::Value>,
-    pub best_epoch: usize,
-    pub history: Vec<EpochLog>,
-    pub problems: Vec<RowProblem>,
-    pub metrics: MulticlassMetrics,
+pub struct EvalEvent {
+    pub epoch: usize,
+    pub step: usize,
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub metric: &'static str,
+    pub value: f64,
+    pub best: bool,
+    pub samples_per_second: f64,
 }
 
 pub struct RunResult {
     pub best_dir: PathBuf,
-    pub report: Report,
+    /// `None` when the run stopped at `stop_after_steps` (no report was written).
+    pub report: Option<Report>,
+    pub interrupted: bool,
 }
 
-/// The epoch's batch order: a seeded shuffle, the same on every machine.
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config: &TrainConfig) -> ServingSettings {
+    ServingSettings {
+        task: space.serving_task(),
+        labels: space.labels.clone(),
+        max_seq_len: model.window().max_len(),
+        stride: model.window().stride(),
+        aggregation: space.aggregation(),
+        decision_threshold: config.decision_threshold as f32,
+        min_confidence: config.min_confidence.unwrap_or(0.0) as f32,
+    }
+}
+
+pub fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" if cfg!(feature = "cuda") => Ok(Device::new_cuda(0)?),
+        "cuda" => bail!("this bedside was built without CUDA: rebuild with `cargo build --release --features cuda`"),
+        other => bail!("unknown device {other:?}: use cpu or cuda"),
+    }
+}
+
+pub fn model_options(config: &TrainConfig, task: TaskKind) -> ModelOptions {
+    ModelOptions { max_seq_len: config.max_seq_len_for(task), stride: config.stride_for(task), dropout: config.dropout }
+}
+
+/// The seeded batch order of an epoch: the same on every machine.
+fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
-    SplitMix64::new(seed).shuffle(&mut order);
+    SplitMix64::new(seed.wrapping_add(epoch as u64)).shuffle(&mut order);
     order
 }
 
-struct Encoded {
-    ids: Vec<Vec<u32>>,
-    targets: Vec<u32>,
-}
-
-fn encode(model: &TrainableClassifier, data: &Dataset, labels: &[String]) -> Result<Encoded> {
-    let mut encoded = Encoded { ids: Vec::with_capacity(data.len()), targets: Vec::with_capacity(data.len()) };
-    for (i, ex) in data.examples.iter().enumerate() {
-        let label = ex.labels.first().context("example without a label")?;
-        let target = labels.iter().position(|l| l == label).context("label not in the label set")?;
-        encoded.ids.push(model.encode(&ex.text, i).with_context(|| format!("line {}", ex.line))?);
-        encoded.targets.push(target as u32);
-    }
-    Ok(encoded)
-}
-
-/// Adds `grads` into `acc` (gradient accumulation over micro-batches).
 fn accumulate(acc: &mut Option<GradStore>, grads: GradStore, model: &TrainableClassifier) -> Result<()> {
     let Some(total) = acc else {
         *acc = Some(grads);
@@ -149,204 +577,295 @@ fn accumulate(acc: &mut Option<GradStore>, grads: GradStore, model: &TrainableCl
     Ok(())
 }
 
-/// Loss and per-class probabilities on a data set, dropout off.
-fn evaluate(model: &TrainableClassifier, data: &Encoded) -> Result<(f64, Vec<Vec<f64>>)> {
-    let mut probs = Vec::with_capacity(data.ids.len());
-    let mut loss_sum = 0f64;
-    for (ids, targets) in data.ids.chunks(EVAL_BATCH).zip(data.targets.chunks(EVAL_BATCH)) {
-        let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-        let logits = model.logits(&batch, Mode::Eval)?;
-        loss_sum += model.loss(&logits, targets, None)?.to_scalar::<f32>()? as f64 * targets.len() as f64;
-        let p = candle_nn::ops::softmax(&logits, 1)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
-        probs.extend(p.into_iter().map(|row| row.into_iter().map(f64::from).collect::<Vec<f64>>()));
-    }
-    Ok((loss_sum / data.ids.len().max(1) as f64, probs))
+fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} / ~{duration})",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
 }
 
-fn metrics_of(data: &Encoded, probs: &[Vec<f64>]) -> Result<MulticlassMetrics> {
-    let y_true: Vec<usize> = data.targets.iter().map(|&t| t as usize).collect();
-    let y_pred: Vec<usize> = probs.iter().map(|p| top_class(p).0).collect();
-    multiclass_metrics(&y_true, &y_pred, probs).map_err(|e| anyhow::anyhow!("metrics: {e}"))
-}
-
-/// Writes the model as a transformers `BertForSequenceClassification` directory, atomically:
-/// into `<dir>.partial`, then renamed over `dir`.
-pub fn save_checkpoint(model: &TrainableClassifier, ckpt: &Checkpoint, labels: &[String], dir: &Path) -> Result<()> {
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    let weights = model.snapshot()?;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, w) in weights.iter() {
-        let hf_name = if name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
-        tensors.insert(hf_name, w.to_f32()?.contiguous()?);
-    }
-    candle_core::safetensors::save(&tensors, partial.join("model.safetensors"))?;
-    let mut config = serde_json::to_value(model.config())?;
-    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
-    config["model_type"] = serde_json::json!("bert");
-    config["id2label"] = labels.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::json!(l))).collect();
-    config["label2id"] = labels.iter().enumerate().map(|(i, l)| (l.clone(), serde_json::json!(i))).collect();
-    std::fs::write(partial.join("config.json"), serde_json::to_string_pretty(&config)?)?;
-    std::fs::write(partial.join("tokenizer.json"), &ckpt.tokenizer_json)?;
-    let special = &ckpt.special_tokens;
-    let tokenizer_config = serde_json::json!({
-        "cls_token": special.cls, "sep_token": special.sep, "pad_token": special.pad,
-        "tokenizer_class": "BertTokenizer", "model_max_length": model.config().max_position_embeddings,
-    });
-    std::fs::write(partial.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)?)?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&partial, dir).with_context(|| format!("moving the checkpoint to {}", dir.display()))?;
-    Ok(())
-}
-
-fn report(split: &str, metrics: MulticlassMetrics, labels: &[String], best_epoch: usize, history: Vec<EpochLog>, problems: Vec<RowProblem>) -> Report {
-    let per_class = metrics
-        .per_class
-        .iter()
-        .map(|c| {
-            let value = serde_json::json!({
-                "precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support,
-                "sensitivity": c.sensitivity, "specificity": c.specificity,
-                "roc_auc": c.roc_auc, "average_precision": c.average_precision,
-            });
-            (labels[c.class].clone(), value)
-        })
-        .collect();
-    Report {
-        split: split.to_string(),
-        n: metrics.n_samples,
-        accuracy: metrics.accuracy,
-        macro_f1: metrics.macro_avg.f1,
-        weighted_f1: metrics.weighted_avg.f1,
-        roc_auc_macro: metrics.macro_roc_auc,
-        labels: labels.to_vec(),
-        confusion_matrix: metrics.confusion.clone(),
-        per_class,
-        best_epoch,
-        history,
-        problems,
-        metrics,
-    }
-}
-
-/// Fine-tunes `ckpt` on `train`, selecting on `val`, reporting on `test` (or `val`).
-/// Writes `out/best/`, `out/log.jsonl` and `out/report.json`; `on_epoch` sees each epoch.
-pub fn train_classifier(
+/// Fine-tunes `ckpt` for `task` on `data` with `config`; writes `<out>/best/`,
+/// `<out>/log.jsonl`, `<out>/report.{json,html,md}` and `<out>/state/`.
+pub fn train(
     ckpt: &Checkpoint,
-    train: &Dataset,
-    mut val: Dataset,
-    mut test: Option<Dataset>,
-    options: &RunOptions,
-    out: &Path,
-    on_epoch: &mut dyn FnMut(&EpochLog),
+    task: TaskKind,
+    mut data: RunData,
+    config: &TrainConfig,
+    control: &RunControl,
+    on_eval: &mut dyn FnMut(&EvalEvent),
 ) -> Result<RunResult> {
-    ensure!(options.epochs > 0 && options.batch_size > 0 && options.grad_accum > 0, "epochs, batch size and accumulation must be positive");
-    let label_counts = train.label_counts();
-    let labels: Vec<String> = label_counts.keys().cloned().collect();
-    ensure!(labels.len() >= 2, "training data has {} label(s); a classifier needs at least 2", labels.len());
-    let mut problems = train.problems.clone();
-    val.filter_unseen_labels(&labels, Path::new("validation"));
-    problems.extend(val.problems.iter().cloned());
-    if let Some(t) = test.as_mut() {
-        t.filter_unseen_labels(&labels, Path::new("test"));
-        problems.extend(t.problems.iter().cloned());
+    config.validate()?;
+    if task == TaskKind::Probe {
+        return train_probe(ckpt, data, config);
     }
-    ensure!(!val.is_empty(), "the validation set is empty");
+    let out = config.out.as_path();
+    let space = LabelSpace::from_train(task, &data.train, config.positive_label.as_deref())?;
+    keep_known(&space, &mut data, config);
+    ensure!(!data.val.is_empty(), "the validation set is empty");
+    let metric = config.metric_for(task)?;
+    let device = device(&config.device)?;
+    ensure!(config.precision == "f32", "precision {:?} is not available yet: use f32", config.precision);
 
-    let model = TrainableClassifier::new(ckpt, labels.len(), options.max_seq_len, options.seed, &options.device)?;
-    let train_set = encode(&model, train, &labels)?;
-    let val_set = encode(&model, &val, &labels)?;
-    let counts: Vec<usize> = label_counts.values().copied().collect();
-    let class_weights = match &options.class_weights {
-        ClassWeights::None => None,
-        ClassWeights::Balanced => Some(balanced_class_weights(&counts)),
-        ClassWeights::Given(w) if w.len() == labels.len() => Some(w.clone()),
-        ClassWeights::Given(w) => bail!("{} class weights given for {} labels ({})", w.len(), labels.len(), labels.join(", ")),
-    };
+    let model = TrainableClassifier::new(ckpt, space.outputs(), model_options(config, task), config.seed, &device)?;
+    let items = training_items(&model, &space, &data.train, config.long_notes_for(task))?;
+    let val_notes = NoteSet::encode(&model, &space, &data.val)?;
+    let objective = Objective::new(&space, &items, &config.class_weights)?;
 
-    let micro_batches_per_epoch = train_set.ids.len().div_ceil(options.batch_size);
-    let steps_per_epoch = micro_batches_per_epoch.div_ceil(options.grad_accum);
-    let total_steps = steps_per_epoch * options.epochs;
+    let micro_batches = items.len().div_ceil(config.batch_size);
+    let steps_per_epoch = micro_batches.div_ceil(config.grad_accum);
+    let total_steps = steps_per_epoch * config.epochs;
     let schedule = LinearSchedule {
-        peak_lr: options.learning_rate,
-        warmup_steps: (options.warmup_ratio * total_steps as f64).round() as usize,
+        peak_lr: config.learning_rate,
+        warmup_steps: config.warmup_steps.unwrap_or((config.warmup_ratio * total_steps as f64).round() as usize),
         total_steps,
     };
-    let mut optimizer = GroupedAdamW::new(model.vars(), schedule.lr(0), options.weight_decay)?;
+    let mut optimizer = AdamW::new(model.vars(), schedule.lr(0), config.weight_decay)?;
     let vars: Vec<_> = model.vars().iter().map(|(_, v)| v.clone()).collect();
-    let rng = DropoutRng::new(options.seed);
+    let rng = DropoutRng::new(config.seed);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut log = std::fs::File::create(out.join("log.jsonl"))?;
     let best_dir = out.join("best");
-    let (mut best_f1, mut best_epoch, mut since_best) = (f64::NEG_INFINITY, 0, 0);
-    let mut history = Vec::new();
-    let mut step = 0;
 
-    for epoch in 1..=options.epochs {
+    let mut state = if control.resume {
+        let saved = TrainConfig::from_toml_file(&out.join("config.toml"))
+            .context("--resume needs the config.toml of the interrupted run")?;
+        ensure!(
+            saved.same_run_as(config),
+            "--resume: the options differ from the interrupted run's ({}); resume with the same options",
+            out.join("config.toml").display()
+        );
+        let state = load_state(out, &model, &mut optimizer, metric)?;
+        rng.restore(state.dropout_rng);
+        state
+    } else {
+        std::fs::write(out.join("config.toml"), config.to_toml()?)?;
+        let _ = std::fs::remove_file(out.join("log.jsonl"));
+        RunState::start(rng.position(), metric)
+    };
+    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(out.join("log.jsonl"))?;
+    let serving = serving_settings(&space, &model, config);
+
+    let group = config.batch_size * config.grad_accum;
+    'epochs: while !state.finished && state.epoch <= config.epochs {
+        let epoch = state.epoch;
+        let order = shuffled(items.len(), config.seed, epoch);
+        let bar = progress_bar(items.len(), epoch, config.epochs);
+        bar.set_position((state.steps_in_epoch * group).min(items.len()) as u64);
         let started = Instant::now();
-        let order = shuffled(train_set.ids.len(), options.seed.wrapping_add(epoch as u64));
-        let (mut loss_sum, mut seen) = (0f64, 0usize);
-        for group in order.chunks(options.batch_size * options.grad_accum) {
+        let mut seen_now = 0usize;
+        for indices in order.chunks(group).skip(state.steps_in_epoch) {
             let mut acc = None;
-            let micro: Vec<&[usize]> = group.chunks(options.batch_size).collect();
-            for indices in &micro {
-                let batch: Vec<&[u32]> = indices.iter().map(|&i| train_set.ids[i].as_slice()).collect();
-                let targets: Vec<u32> = indices.iter().map(|&i| train_set.targets[i]).collect();
-                let logits = model.logits(&batch, Mode::Train(&rng))?;
-                let loss = model.loss(&logits, &targets, class_weights.as_deref())?;
-                loss_sum += loss.to_scalar::<f32>()? as f64 * targets.len() as f64;
-                seen += targets.len();
+            let micro: Vec<&[usize]> = indices.chunks(config.batch_size).collect();
+            for batch in &micro {
+                let ids: Vec<&[u32]> = batch.iter().map(|&i| items[i].ids.as_slice()).collect();
+                let truth: Vec<&NoteTruth> = batch.iter().map(|&i| &items[i].truth).collect();
+                let logits = model.logits(&ids, Mode::Train(&rng))?;
+                let loss = objective.loss(&model, &logits, &truth)?;
+                state.loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
+                state.seen += batch.len();
+                seen_now += batch.len();
                 accumulate(&mut acc, (loss / micro.len() as f64)?.backward()?, &model)?;
             }
             if let Some(mut grads) = acc {
-                optimizer.set_learning_rate(schedule.lr(step));
-                clip_grad_norm(&mut grads, &vars, options.max_grad_norm)?;
+                let lr = schedule.lr(state.step);
+                optimizer.set_learning_rate(lr);
+                let grad_norm = clip_grad_norm(&mut grads, &vars, config.max_grad_norm)?;
                 optimizer.step(&grads)?;
-                step += 1;
+                state.step += 1;
+                state.steps_in_epoch += 1;
+                let rate = seen_now as f64 / started.elapsed().as_secs_f64().max(1e-9);
+                let train_loss = state.loss_sum / state.seen.max(1) as f64;
+                bar.set_position((state.steps_in_epoch * group).min(items.len()) as u64);
+                bar.set_message(format!("loss {train_loss:.4} lr {lr:.2e} {rate:.1}/s"));
+                let entry = serde_json::json!({"type": "step", "epoch": epoch, "step": state.step, "loss": train_loss,
+                    "learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": rate});
+                writeln!(log, "{entry}")?;
+            }
+            let epoch_done = state.steps_in_epoch * group >= items.len();
+            let eval_now = match config.eval_steps {
+                Some(n) => state.step % n == 0 || epoch_done,
+                None => epoch_done,
+            };
+            if eval_now {
+                let (probs, val_loss) = evaluate(&model, &space, &val_notes)?;
+                let options = report_options(config, false);
+                let val_report = build_report("validation", &predictions(&space, &val_notes, probs), None, &options)?;
+                let value = metric_value(metric, &val_report, val_loss);
+                let improved = metric.better(value, state.best_metric);
+                if improved {
+                    state.best_metric = value;
+                    state.best_epoch = Some(epoch);
+                    state.evals_since_best = 0;
+                    save_checkpoint(&model, ckpt, &serving, &best_dir)?;
+                } else {
+                    state.evals_since_best += 1;
+                }
+                let train_loss = state.loss_sum / state.seen.max(1) as f64;
+                let event = EvalEvent {
+                    epoch,
+                    step: state.step,
+                    train_loss,
+                    val_loss,
+                    metric: metric.as_str(),
+                    value,
+                    best: improved,
+                    samples_per_second: seen_now as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                };
+                bar.suspend(|| on_eval(&event));
+                writeln!(log, "{}", serde_json::json!({"type": "eval", "event": event}))?;
+                state.history.push(HistoryPoint {
+                    epoch,
+                    step: state.step,
+                    train_loss: Some(train_loss),
+                    val_loss: Some(val_loss),
+                    val_metric: Some(value).filter(|v| v.is_finite()),
+                    learning_rate: Some(schedule.lr(state.step)),
+                });
+                state.loss_sum = 0.0;
+                state.seen = 0;
+                if config.patience.is_some_and(|p| state.evals_since_best >= p) {
+                    state.finished = true;
+                }
+            }
+            if epoch_done {
+                state.epoch += 1;
+                state.steps_in_epoch = 0;
+            }
+            let save_now = eval_now || config.save_steps.is_some_and(|n| state.step % n == 0);
+            if save_now || control.stop_after_steps == Some(state.step) {
+                state.dropout_rng = rng.position();
+                save_state(out, &model, &optimizer, &state)?;
+            }
+            if control.stop_after_steps == Some(state.step) {
+                bar.abandon();
+                return Ok(RunResult { best_dir, report: None, interrupted: true });
+            }
+            if state.finished || epoch_done {
+                bar.finish_and_clear();
+                continue 'epochs;
             }
         }
-        let (val_loss, val_probs) = evaluate(&model, &val_set)?;
-        let val_metrics = metrics_of(&val_set, &val_probs)?;
-        let improved = val_metrics.macro_avg.f1 > best_f1;
-        if improved {
-            best_f1 = val_metrics.macro_avg.f1;
-            best_epoch = epoch;
-            since_best = 0;
-            save_checkpoint(&model, ckpt, &labels, &best_dir)?;
-        } else {
-            since_best += 1;
-        }
-        let entry = EpochLog {
-            epoch,
-            steps: step,
-            train_loss: loss_sum / seen.max(1) as f64,
-            val_loss,
-            val_macro_f1: val_metrics.macro_avg.f1,
-            val_accuracy: val_metrics.accuracy,
-            learning_rate: schedule.lr(step),
-            samples_per_second: seen as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            best: improved,
-        };
-        writeln!(log, "{}", serde_json::to_string(&entry)?)?;
-        on_epoch(&entry);
-        history.push(entry);
-        if options.patience.is_some_and(|p| since_best >= p) {
-            break;
+        // An epoch with no items left (empty training set) still advances.
+        bar.finish_and_clear();
+        if state.epoch == epoch {
+            state.epoch += 1;
+            state.steps_in_epoch = 0;
         }
     }
+    state.finished = true;
+    state.dropout_rng = rng.position();
+    save_state(out, &model, &optimizer, &state)?;
 
-    // The final report comes from the best checkpoint, reloaded as users will load it.
-    let best = Checkpoint::from_dir(&best_dir)?;
-    let best_model = TrainableClassifier::from_trained(&best, options.max_seq_len, &options.device)?;
-    let (split, eval_data) = match &test {
+    let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device)?;
+    Ok(RunResult { best_dir, report: Some(report), interrupted: false })
+}
+
+/// The frozen-encoder baseline: the features the head sees ([CLS], through the pooler if
+/// the checkpoint has one) of each training note's first window → logistic regression →
+/// the fitted weights become the classifier layer, saved and scored like a fine-tuned run.
+pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -> Result<RunResult> {
+    config.validate()?;
+    let task = TaskKind::Probe;
+    let space = LabelSpace::from_train(task, &data.train, None)?;
+    keep_known(&space, &mut data, config);
+    ensure!(!data.val.is_empty(), "the validation set is empty");
+    let device = device(&config.device)?;
+    let model = TrainableClassifier::new(ckpt, space.outputs(), model_options(config, task), config.seed, &device)?;
+    let items = training_items(&model, &space, &data.train, LongNotes::Truncate)?;
+    let mut features: Vec<Vec<f32>> = Vec::with_capacity(items.len());
+    for batch in items.chunks(EVAL_BATCH) {
+        let ids: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        features.extend(model.features(&ids)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?);
+    }
+    let targets: Vec<usize> = items.iter().map(|i| if let NoteTruth::Class(c) = i.truth { c } else { 0 }).collect();
+    let options = ProbeOptions { l2: config.probe_l2, ..Default::default() };
+    let probe = fit_multiclass(&features, &targets, space.labels.len(), &options)?;
+    let dim = model.config().hidden_size;
+    let weight = Tensor::from_vec(probe.weight.concat(), (probe.outputs(), dim), &Device::Cpu)?;
+    let bias = Tensor::from_vec(probe.bias.clone(), probe.outputs(), &Device::Cpu)?;
+    model.set_head(&weight, &bias)?;
+
+    let out = config.out.as_path();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join("config.toml"), config.to_toml()?)?;
+    let best_dir = out.join("best");
+    save_checkpoint(&model, ckpt, &serving_settings(&space, &model, config), &best_dir)?;
+    let state = RunState::start(0, Metric::MacroF1);
+    let report = final_report(&best_dir, &space, &data, config, task, Metric::MacroF1, &state, &device)?;
+    Ok(RunResult { best_dir, report: Some(report), interrupted: false })
+}
+
+pub fn report_options(config: &TrainConfig, final_report: bool) -> ReportOptions {
+    ReportOptions {
+        decision_threshold: config.decision_threshold,
+        target_sensitivity: if final_report { config.target_sensitivity } else { None },
+        min_confidence: config.min_confidence,
+        calibration_bins: 10,
+    }
+}
+
+/// Scores the best checkpoint, reloaded as users load it, on validation (to choose the
+/// threshold) and on the test split, stores the chosen threshold in the checkpoint, and
+/// writes the report.
+#[allow(clippy::too_many_arguments)]
+fn final_report(
+    best_dir: &Path,
+    space: &LabelSpace,
+    data: &RunData,
+    config: &TrainConfig,
+    task: TaskKind,
+    metric: Metric,
+    state: &RunState,
+    device: &Device,
+) -> Result<Report> {
+    let best = Checkpoint::from_dir(best_dir)?;
+    let model = TrainableClassifier::from_trained(&best, model_options(config, task), device)?;
+    let val_notes = NoteSet::encode(&model, space, &data.val)?;
+    let (val_probs, _) = evaluate(&model, space, &val_notes)?;
+    let val_predictions = predictions(space, &val_notes, val_probs);
+    let (split, eval_data) = match &data.test {
         Some(t) if !t.is_empty() => ("test", t),
-        _ => ("validation", &val),
+        _ => ("validation", &data.val),
     };
-    let eval_set = encode(&best_model, eval_data, &labels)?;
-    let (_, probs) = evaluate(&best_model, &eval_set)?;
-    let metrics = metrics_of(&eval_set, &probs)?;
-    let report = report(split, metrics, &labels, best_epoch, history, problems);
-    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    Ok(RunResult { best_dir, report })
+    let notes = NoteSet::encode(&model, space, eval_data)?;
+    let (probs, _) = evaluate(&model, space, &notes)?;
+    let mut report =
+        build_report(split, &predictions(space, &notes, probs), Some(&val_predictions), &report_options(config, true))?;
+    report.history = state.history.clone();
+    report.best_epoch = state.best_epoch;
+    report.selection_metric = Some(metric.as_str().to_string());
+    report.problems = data.problems.clone();
+    report.scrub = data.scrub.clone();
+    report.model = config.base.clone();
+    report.data = config.train.display().to_string();
+    report.created_by = format!("bedside {}", env!("CARGO_PKG_VERSION"));
+    if let Some(serving) = &best.serving {
+        let threshold = report.decision.threshold.map_or(serving.decision_threshold, |t| t as f32);
+        let chosen = ServingSettings { decision_threshold: threshold, ..serving.clone() };
+        update_serving(best_dir, &chosen)?;
+    }
+    write_report(&report, &config.out)?;
+    write_split(&config.out.join("splits"), split, eval_data, &config.label_separator)?;
+    Ok(report)
+}
+
+/// Keeps the scored split next to the run (`splits/<name>.jsonl`: text, label, source line)
+/// so that `bedside export` can report parity on it. The text is the scrubbed text when
+/// scrubbing was on; like the checkpoint, it stays on this machine.
+fn write_split(dir: &Path, name: &str, data: &Dataset, separator: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut text = String::new();
+    for ex in &data.examples {
+        let row =
+            serde_json::json!({"text": ex.text, "label": ex.labels.join(separator), "line": ex.line, "id": ex.id});
+        text.push_str(&row.to_string());
+        text.push('\n');
+    }
+    let path = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }

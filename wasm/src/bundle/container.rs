@@ -65,7 +65,7 @@ fn storage_type(name: &str, dims: &[usize], quant: Quantization, last_layer: &st
     };
     // Block formats need rows that are whole blocks (32 values); odd widths fall back to f16.
     let row = dims[dims.len() - 1];
-    if row % wanted.block_size() == 0 {
+    if row.is_multiple_of(wanted.block_size()) {
         wanted
     } else {
         GgmlDType::F16
@@ -109,8 +109,7 @@ fn checksum(manifest: &str, tokenizer: &str, content: &Content, bytes: &[u8]) ->
 /// quantization asks.
 pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names: &[String]) -> Result<Vec<u8>> {
     manifest.validate()?;
-    let manifest_json =
-        serde_json::to_string(manifest).map_err(|e| Error::manifest("manifest", e.to_string()))?;
+    let manifest_json = serde_json::to_string(manifest).map_err(|e| Error::manifest("manifest", e.to_string()))?;
     let mut tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
     let last_layer = format!("encoder.layer.{}.", manifest.config.num_hidden_layers.saturating_sub(1));
     for name in names {
@@ -207,7 +206,9 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
         let size = elems
             .filter(|e| e % block == 0)
             .and_then(|e| (e / block).checked_mul(info.ggml_dtype.type_size()))
-            .ok_or_else(|| Error::BadBundle(format!("tensor `{name}` has an impossible shape {:?}", info.shape.dims())))?;
+            .ok_or_else(|| {
+                Error::BadBundle(format!("tensor `{name}` has an impossible shape {:?}", info.shape.dims()))
+            })?;
         let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(size as u64);
         if end > bytes.len() as u64 {
             return Err(Error::TruncatedBundle(format!(

@@ -94,7 +94,11 @@ mod tests {
             .map(|_| {
                 let (u1, u2) = (uniform().max(1e-7), uniform());
                 let gaussian = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos() * 0.02;
-                if uniform() > 0.97 { gaussian + 0.2 } else { gaussian }
+                if uniform() > 0.97 {
+                    gaussian + 0.2
+                } else {
+                    gaussian
+                }
             })
             .collect();
         let w = Tensor::from_vec(values, (64, 128), &dev).unwrap();

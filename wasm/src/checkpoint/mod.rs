@@ -35,7 +35,42 @@ pub struct Checkpoint {
     pub normalize: bool,
     /// sentence-transformers' `max_seq_length`, if present.
     pub max_seq_length: Option<usize>,
+    /// How `bedside train` meant the model to be served, if it wrote the checkpoint.
+    pub serving: Option<ServingSettings>,
 }
+
+/// Serving choices a training run makes (task, window, aggregation, the decision threshold
+/// chosen on validation), kept under the `bedside` key of config.json so that `export`,
+/// `eval` and the browser apply them. transformers ignores the key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ServingSettings {
+    pub task: Task,
+    /// Labels in output order; binary: `[negative, positive]`.
+    pub labels: Vec<String>,
+    pub max_seq_len: usize,
+    pub stride: usize,
+    pub aggregation: Aggregation,
+    pub decision_threshold: f32,
+    pub min_confidence: f32,
+}
+
+impl ServingSettings {
+    fn apply(&self, manifest: Manifest) -> Manifest {
+        Manifest {
+            task: self.task,
+            labels: self.labels.clone(),
+            max_seq_len: self.max_seq_len,
+            stride: self.stride,
+            aggregation: self.aggregation,
+            decision_threshold: self.decision_threshold,
+            min_confidence: self.min_confidence,
+            ..manifest
+        }
+    }
+}
+
+/// The key of config.json that holds [`ServingSettings`].
+pub const SERVING_KEY: &str = "bedside";
 
 /// Choices a user can make when a directory does not say.
 #[derive(Debug, Clone, Default)]
@@ -47,10 +82,8 @@ pub struct LoadOptions {
 
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::File { path: path.to_path_buf(), message: e.to_string() })?;
-    String::from_utf8(bytes).map_err(|e| Error::NotUtf8 {
-        path: path.display().to_string(),
-        byte_offset: e.utf8_error().valid_up_to(),
-    })
+    String::from_utf8(bytes)
+        .map_err(|e| Error::NotUtf8 { path: path.display().to_string(), byte_offset: e.utf8_error().valid_up_to() })
 }
 
 fn read_json(path: &Path) -> Result<Value> {
@@ -77,7 +110,9 @@ impl Checkpoint {
             return Err(Error::File { path: dir.to_path_buf(), message: "not a directory".into() });
         }
         let config_path = dir.join("config.json");
-        let config = BertConfig::from_json(&read_text(&config_path)?, &config_path.display().to_string())?;
+        let config_text = read_text(&config_path)?;
+        let config = BertConfig::from_json(&config_text, &config_path.display().to_string())?;
+        let serving = serving_settings(&config_text, &config_path)?;
         let weights = load_weights(dir)?;
 
         let tokenizer_config_path = dir.join("tokenizer_config.json");
@@ -117,6 +152,7 @@ impl Checkpoint {
             pooling,
             normalize,
             max_seq_length,
+            serving,
         })
     }
 
@@ -143,49 +179,58 @@ impl Checkpoint {
         } else {
             labels
         };
-        let max_seq_len = self
-            .max_seq_length
-            .unwrap_or(512)
-            .min(self.config.max_position_embeddings);
+        let max_seq_len = self.max_seq_length.unwrap_or(512).min(self.config.max_position_embeddings);
         let aggregation = match task {
             Task::Binary | Task::Multilabel => Aggregation::Clinicalbert { c: CLINICALBERT_DEFAULT_C },
             _ => Aggregation::Mean,
         };
         let default_pooling = if task == Task::Embedding { Pooling::Mean } else { Pooling::Cls };
-        let manifest = Manifest {
-            format_version: FORMAT_VERSION,
-            task,
-            labels,
-            head_outputs,
-            pooling: self.pooling.unwrap_or(default_pooling),
-            normalize: self.normalize,
-            max_seq_len,
-            // An eighth of a window: enough context across a cut, little repeated work.
-            stride: max_seq_len / 8,
-            aggregation,
-            decision_threshold: 0.5,
-            min_confidence: 0.0,
-            base_model: self
-                .config
-                .name_or_path
-                .clone()
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
-            quantization,
-            special_tokens: self.special_tokens.clone(),
-            config: self.config.clone(),
-            created_by: format!("bedside {}", env!("CARGO_PKG_VERSION")),
-        };
-        Ok(manifest)
+        let manifest =
+            Manifest {
+                format_version: FORMAT_VERSION,
+                task,
+                labels,
+                head_outputs,
+                pooling: self.pooling.unwrap_or(default_pooling),
+                normalize: self.normalize,
+                max_seq_len,
+                // An eighth of a window: enough context across a cut, little repeated work.
+                stride: max_seq_len / 8,
+                aggregation,
+                decision_threshold: 0.5,
+                min_confidence: 0.0,
+                base_model: self.config.name_or_path.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+                    self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                }),
+                quantization,
+                special_tokens: self.special_tokens.clone(),
+                config: self.config.clone(),
+                created_by: format!("bedside {}", env!("CARGO_PKG_VERSION")),
+            };
+        Ok(match &self.serving {
+            Some(serving) => serving.apply(manifest),
+            None => manifest,
+        })
+    }
+}
+
+fn serving_settings(config_text: &str, path: &Path) -> Result<Option<ServingSettings>> {
+    let json = |message: String| Error::Json { path: path.display().to_string(), message };
+    let value: Value = serde_json::from_str(config_text).map_err(|e| json(e.to_string()))?;
+    match value.get(SERVING_KEY) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => serde_json::from_value(v.clone()).map(Some).map_err(|e| json(format!("{SERVING_KEY}: {e}"))),
     }
 }
 
 fn load_weights(dir: &Path) -> Result<Weights> {
     let safetensors = dir.join("model.safetensors");
     let pickle = dir.join("pytorch_model.bin");
-    let file_error = |path: &Path, e: candle_core::Error| Error::File { path: path.to_path_buf(), message: e.to_string() };
+    let file_error =
+        |path: &Path, e: candle_core::Error| Error::File { path: path.to_path_buf(), message: e.to_string() };
     if safetensors.is_file() {
-        let tensors = candle_core::safetensors::load(&safetensors, &Device::Cpu).map_err(|e| file_error(&safetensors, e))?;
+        let tensors =
+            candle_core::safetensors::load(&safetensors, &Device::Cpu).map_err(|e| file_error(&safetensors, e))?;
         Weights::from_checkpoint(tensors)
     } else if pickle.is_file() {
         let tensors = candle_core::pickle::read_all(&pickle).map_err(|e| file_error(&pickle, e))?;

@@ -46,10 +46,8 @@ pub fn build_wordpiece_json(
     // transformers' BertTokenizer: strip_accents follows lowercase when unset.
     tokenizer.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)));
     tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-    tokenizer.with_post_processor(Some(BertProcessing::new(
-        (special.sep.clone(), sep_id),
-        (special.cls.clone(), cls_id),
-    )));
+    tokenizer
+        .with_post_processor(Some(BertProcessing::new((special.sep.clone(), sep_id), (special.cls.clone(), cls_id))));
     tokenizer.with_decoder(Some(WordPieceDecoder::default()));
     tokenizer.to_string(false).map_err(|e| e.to_string())
 }

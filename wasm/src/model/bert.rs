@@ -99,8 +99,7 @@ impl Embeddings {
         let token_types = w.get_f32("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
         Ok(Self {
             word_embeddings,
-            position_embeddings: w
-                .get_f32("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
+            position_embeddings: w.get_f32("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
             token_type_row: token_types.get(0)?,
             layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
         })
@@ -267,11 +266,8 @@ pub struct SequenceHead {
 impl SequenceHead {
     pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize) -> Result<Self> {
         let h = config.hidden_size;
-        let pooler = if w.contains("pooler.dense.weight") {
-            Some(Linear::load(w, "pooler.dense", h, h)?)
-        } else {
-            None
-        };
+        let pooler =
+            if w.contains("pooler.dense.weight") { Some(Linear::load(w, "pooler.dense", h, h)?) } else { None };
         Ok(Self {
             pooler,
             classifier: Linear::load(w, "classifier", num_outputs, h)?,
@@ -292,11 +288,18 @@ impl SequenceHead {
     /// [`SequenceHead::forward`] with dropout before the classifier in training, as in
     /// `BertForSequenceClassification`.
     pub fn forward_t(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
-        let pooled = match &self.pooler {
-            Some(p) => p.forward(&cls)?.tanh()?,
-            None => cls,
-        };
+        let pooled = self.features(hidden)?;
         self.classifier.forward(&mode.dropout(&pooled, self.dropout)?)
+    }
+
+    /// What the classifier layer sees: [CLS], through the pooler if there is one
+    /// ([batch, hidden]). A frozen-encoder probe fits its logistic regression on these, so
+    /// its weights drop in as this head's classifier.
+    pub fn features(&self, hidden: &Tensor) -> Result<Tensor> {
+        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+        match &self.pooler {
+            Some(p) => Ok(p.forward(&cls)?.tanh()?),
+            None => Ok(cls),
+        }
     }
 }

@@ -89,21 +89,18 @@ impl BertConfig {
     pub fn from_json(json: &str, origin: &str) -> Result<Self> {
         // Parse loosely first so an unsupported model says so, rather than failing on
         // a field (e.g. a `hidden_act` we lack) that only BERT would need.
-        let raw: serde_json::Value = serde_json::from_str(json)
-            .map_err(|e| Error::Json { path: origin.to_string(), message: e.to_string() })?;
+        let raw: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| Error::Json { path: origin.to_string(), message: e.to_string() })?;
         let model_type = raw.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let architectures: Vec<String> = raw
             .get("architectures")
             .and_then(|v| v.as_array())
             .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
-        let arch_ok = architectures.is_empty()
-            || architectures.iter().any(|a| SUPPORTED_ARCHITECTURES.contains(&a.as_str()));
+        let arch_ok =
+            architectures.is_empty() || architectures.iter().any(|a| SUPPORTED_ARCHITECTURES.contains(&a.as_str()));
         if !(model_type.is_empty() || model_type == "bert") || !arch_ok {
-            return Err(Error::UnsupportedArchitecture {
-                found: architectures.join(", "),
-                model_type,
-            });
+            return Err(Error::UnsupportedArchitecture { found: architectures.join(", "), model_type });
         }
         let config: BertConfig = serde_json::from_value(raw)
             .map_err(|e| Error::Json { path: origin.to_string(), message: e.to_string() })?;
@@ -127,7 +124,7 @@ impl BertConfig {
                 return Err(Error::config(field, "must be positive"));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "num_attention_heads",
                 format!(

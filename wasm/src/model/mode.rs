@@ -59,8 +59,7 @@ impl Mode<'_> {
         }
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
-        let mask: Vec<f32> =
-            (0..xs.elem_count()).map(|_| if rng.next_f64() < keep { scale } else { 0.0 }).collect();
+        let mask: Vec<f32> = (0..xs.elem_count()).map(|_| if rng.next_f64() < keep { scale } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, xs.dims(), &Device::Cpu)?.to_dtype(xs.dtype())?;
         Ok(xs.mul(&mask)?)
     }

@@ -128,10 +128,10 @@ impl Weights {
 
     /// The tensor `name`, checked against `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&Weight> {
-        let weight = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_kind: self.source_kind,
-        })?;
+        let weight = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), source_kind: self.source_kind })?;
         self.mark_used(name);
         if weight.dims() != shape {
             return Err(Error::TensorShape {
@@ -145,10 +145,10 @@ impl Weights {
 
     /// The tensor `name`, whatever its shape.
     pub fn get_any(&self, name: &str) -> Result<&Weight> {
-        let weight = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
-            name: name.to_string(),
-            source_kind: self.source_kind,
-        })?;
+        let weight = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor { name: name.to_string(), source_kind: self.source_kind })?;
         self.mark_used(name);
         Ok(weight)
     }

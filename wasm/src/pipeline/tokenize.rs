@@ -52,9 +52,7 @@ impl TextTokenizer {
             .map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
         // The runtime windows and pads itself; a tokenizer.json that truncates (MiniLM's
         // truncates at 128) would silently drop the rest of a long note.
-        inner
-            .with_truncation(None)
-            .map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
+        inner.with_truncation(None).map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
         inner.with_padding(None);
         let id = |token: &str| {
             inner
@@ -78,10 +76,7 @@ impl TextTokenizer {
         if text.trim().is_empty() {
             return Err(Error::EmptyText { index });
         }
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+        let encoding = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
         let tokens = Tokens { ids: encoding.get_ids().to_vec(), offsets: encoding.get_offsets().to_vec() };
         if tokens.is_empty() {
             // Only control or other characters the normalizer removes.

@@ -1,0 +1,376 @@
+//! Every training option in one place: the TOML config file (`--config`), overridden by
+//! flags, with the seed recipe's defaults. The effective config is written next to the run
+//! (`<out>/config.toml`) so a run can be repeated and `--resume` can check it continues the
+//! same run.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+/// What is being trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// One label per note, softmax over labels.
+    Classify,
+    /// Negative/positive outcome, one sigmoid output; long notes train as windows.
+    Binary,
+    /// Any number of labels per note, a sigmoid per label.
+    Multilabel,
+    /// Frozen encoder, logistic regression on [CLS] features.
+    Probe,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Classify => "classify",
+            TaskKind::Binary => "binary",
+            TaskKind::Multilabel => "multilabel",
+            TaskKind::Probe => "probe",
+        }
+    }
+}
+
+/// How notes longer than `max_seq_len` are fed to training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongNotes {
+    /// Keep the first window (transformers' `truncation=True`).
+    Truncate,
+    /// Every window is a training example carrying the note's labels (ClinicalBERT).
+    Windows,
+}
+
+/// `none`, `balanced` (scikit-learn's rule) or one weight per label in sorted label order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    Named(String),
+    Given(Vec<f32>),
+}
+
+impl ClassWeights {
+    pub fn parse(s: &str) -> Result<ClassWeights> {
+        match s {
+            "none" | "balanced" => Ok(ClassWeights::Named(s.to_string())),
+            list => Ok(ClassWeights::Given(
+                list.split(',')
+                    .map(|w| w.trim().parse::<f32>().with_context(|| format!("class weight {w:?} is not a number")))
+                    .collect::<Result<_>>()?,
+            )),
+        }
+    }
+
+    pub fn is_balanced(&self) -> bool {
+        matches!(self, ClassWeights::Named(n) if n == "balanced")
+    }
+}
+
+/// The run's options. Field names are the TOML keys and, with `-` for `_`, the flags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    // --- model and data ---
+    /// Hugging Face checkpoint directory or hub id (e.g. `dmis-lab/biobert-v1.1`).
+    pub base: String,
+    /// Hub endpoint for a hub id (default: $HF_ENDPOINT or https://huggingface.co).
+    pub hub_endpoint: Option<String>,
+    /// Hub revision (branch, tag or commit) for a hub id.
+    pub revision: Option<String>,
+    pub train: PathBuf,
+    pub val: Option<PathBuf>,
+    pub test: Option<PathBuf>,
+    pub text_col: String,
+    pub label_col: String,
+    pub id_col: Option<String>,
+    /// Column whose rows stay in one split (e.g. a patient id), for the seeded split.
+    pub group_col: Option<String>,
+    /// Multi-label: what separates labels in the label cell.
+    pub label_separator: String,
+    /// Binary: which label is the positive outcome (default: the second in sorted order,
+    /// so 0/1, false/true, no/yes all work).
+    pub positive_label: Option<String>,
+    /// Without `val`, the seeded stratified split's shares.
+    pub val_ratio: f64,
+    pub test_ratio: f64,
+    /// Unusable rows become an error instead of a reported skip.
+    pub strict: bool,
+    pub out: PathBuf,
+
+    // --- PHI scrubbing (before tokenisation) ---
+    pub scrub: bool,
+    /// A file of names (one per line) that the scrubber replaces too.
+    pub scrub_names: Option<PathBuf>,
+
+    // --- recipe ---
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Share of optimiser steps spent warming up; `warmup_steps` wins if set.
+    pub warmup_ratio: f64,
+    pub warmup_steps: Option<usize>,
+    pub max_grad_norm: f64,
+    /// Tokens per window, [CLS]/[SEP] included (default 128; 512 for binary).
+    pub max_seq_len: Option<usize>,
+    /// Tokens shared by consecutive windows (default max_seq_len / 8).
+    pub stride: Option<usize>,
+    /// Default: windows for binary, truncate otherwise.
+    pub long_notes: Option<LongNotes>,
+    /// Overrides the checkpoint's hidden and attention dropout.
+    pub dropout: Option<f64>,
+    pub seed: u64,
+    pub class_weights: ClassWeights,
+    pub device: String,
+    /// f32, or bf16 (CUDA: bf16 forward/backward on f32 master weights).
+    pub precision: String,
+
+    // --- evaluation and selection ---
+    /// Evaluate every N optimiser steps instead of once per epoch.
+    pub eval_steps: Option<usize>,
+    /// macro_f1, accuracy, roc_auc, pr_auc or loss (default macro_f1; roc_auc for binary).
+    pub metric: Option<String>,
+    /// Stop after this many evaluations without a better metric.
+    pub patience: Option<usize>,
+    /// Save a resumable state every N optimiser steps (and always after each evaluation).
+    pub save_steps: Option<usize>,
+    /// Binary: choose the decision threshold on validation for this sensitivity.
+    pub target_sensitivity: Option<f64>,
+    /// Flag predictions whose confidence is below this as uncertain.
+    pub min_confidence: Option<f64>,
+    /// Binary / multi-label decision threshold unless a target sensitivity picks one.
+    pub decision_threshold: f64,
+    /// Probe: L2 strength (scikit-learn's 1/C).
+    pub probe_l2: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            base: String::new(),
+            hub_endpoint: None,
+            revision: None,
+            train: PathBuf::new(),
+            val: None,
+            test: None,
+            text_col: "text".into(),
+            label_col: "label".into(),
+            id_col: None,
+            group_col: None,
+            label_separator: "|".into(),
+            positive_label: None,
+            val_ratio: 0.1,
+            test_ratio: 0.1,
+            strict: false,
+            out: PathBuf::new(),
+            scrub: false,
+            scrub_names: None,
+            epochs: 4,
+            batch_size: 16,
+            grad_accum: 1,
+            learning_rate: 2e-5,
+            weight_decay: 0.01,
+            warmup_ratio: 0.1,
+            warmup_steps: None,
+            max_grad_norm: 1.0,
+            max_seq_len: None,
+            stride: None,
+            long_notes: None,
+            dropout: None,
+            seed: 42,
+            class_weights: ClassWeights::Named("none".into()),
+            device: "cpu".into(),
+            precision: "f32".into(),
+            eval_steps: None,
+            metric: None,
+            patience: None,
+            save_steps: None,
+            target_sensitivity: None,
+            min_confidence: None,
+            decision_threshold: 0.5,
+            probe_l2: 1.0,
+        }
+    }
+}
+
+/// The metric that picks the best checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    MacroF1,
+    Accuracy,
+    RocAuc,
+    PrAuc,
+    Loss,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Result<Metric> {
+        Ok(match s {
+            "macro_f1" => Metric::MacroF1,
+            "accuracy" => Metric::Accuracy,
+            "roc_auc" | "auroc" => Metric::RocAuc,
+            "pr_auc" | "average_precision" => Metric::PrAuc,
+            "loss" => Metric::Loss,
+            other => bail!("unknown metric {other:?}: use macro_f1, accuracy, roc_auc, pr_auc or loss"),
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::MacroF1 => "macro_f1",
+            Metric::Accuracy => "accuracy",
+            Metric::RocAuc => "roc_auc",
+            Metric::PrAuc => "pr_auc",
+            Metric::Loss => "loss",
+        }
+    }
+
+    /// Larger is better for all but the loss.
+    pub fn better(self, candidate: f64, best: f64) -> bool {
+        match self {
+            Metric::Loss => candidate < best,
+            _ => candidate > best,
+        }
+    }
+
+    pub fn worst(self) -> f64 {
+        match self {
+            Metric::Loss => f64::INFINITY,
+            _ => f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Reads a TOML config; unknown keys are an error naming the file.
+    pub fn from_toml_file(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}: not a valid bedside config", path.display()))
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+
+    pub fn max_seq_len_for(&self, task: TaskKind) -> usize {
+        self.max_seq_len.unwrap_or(if task == TaskKind::Binary { 512 } else { 128 })
+    }
+
+    pub fn stride_for(&self, task: TaskKind) -> usize {
+        self.stride.unwrap_or(self.max_seq_len_for(task) / 8)
+    }
+
+    pub fn long_notes_for(&self, task: TaskKind) -> LongNotes {
+        self.long_notes.unwrap_or(if task == TaskKind::Binary { LongNotes::Windows } else { LongNotes::Truncate })
+    }
+
+    pub fn metric_for(&self, task: TaskKind) -> Result<Metric> {
+        match &self.metric {
+            Some(m) => Metric::parse(m),
+            None if task == TaskKind::Binary => Ok(Metric::RocAuc),
+            None => Ok(Metric::MacroF1),
+        }
+    }
+
+    /// Checks the values that no type can: positive sizes, shares, known names.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(!self.base.is_empty(), "base: give a checkpoint directory or hub id (--base)");
+        ensure!(!self.train.as_os_str().is_empty(), "train: give a training file (--train)");
+        ensure!(!self.out.as_os_str().is_empty(), "out: give an output directory (--out)");
+        ensure!(self.epochs > 0, "epochs must be at least 1");
+        ensure!(self.batch_size > 0, "batch_size must be at least 1");
+        ensure!(self.grad_accum > 0, "grad_accum must be at least 1");
+        ensure!(self.learning_rate > 0.0 && self.learning_rate.is_finite(), "learning_rate must be positive");
+        ensure!(self.weight_decay >= 0.0, "weight_decay must not be negative");
+        ensure!((0.0..1.0).contains(&self.warmup_ratio), "warmup_ratio must be in [0, 1)");
+        ensure!(self.max_grad_norm > 0.0, "max_grad_norm must be positive");
+        ensure!(self.max_seq_len.is_none_or(|n| n >= 8), "max_seq_len must be at least 8");
+        ensure!(self.dropout.is_none_or(|p| (0.0..1.0).contains(&p)), "dropout must be in [0, 1)");
+        ensure!(
+            self.val_ratio >= 0.0 && self.test_ratio >= 0.0 && self.val_ratio + self.test_ratio < 1.0,
+            "val_ratio and test_ratio must be non-negative and leave rows to train on"
+        );
+        ensure!(self.eval_steps != Some(0), "eval_steps must be at least 1");
+        ensure!(self.save_steps != Some(0), "save_steps must be at least 1");
+        ensure!((0.0..=1.0).contains(&self.decision_threshold), "decision_threshold must be in [0, 1]");
+        ensure!(self.target_sensitivity.is_none_or(|s| s > 0.0 && s <= 1.0), "target_sensitivity must be in (0, 1]");
+        ensure!(self.min_confidence.is_none_or(|c| (0.0..=1.0).contains(&c)), "min_confidence must be in [0, 1]");
+        ensure!(self.probe_l2 > 0.0, "probe_l2 must be positive");
+        ensure!(matches!(self.precision.as_str(), "f32" | "bf16"), "precision must be f32 or bf16");
+        ensure!(!self.label_separator.is_empty(), "label_separator must not be empty");
+        if let ClassWeights::Named(name) = &self.class_weights {
+            ensure!(name == "none" || name == "balanced", "class_weights: use none, balanced or a list of numbers");
+        }
+        if let Some(m) = &self.metric {
+            Metric::parse(m)?;
+        }
+        Ok(())
+    }
+
+    /// What must match for `--resume` to continue this run rather than start a different one.
+    pub fn same_run_as(&self, other: &TrainConfig) -> bool {
+        // Only where it is written may differ: the epoch count sets the learning-rate
+        // schedule, so even "train longer" would not give the same weights.
+        let normalise = |c: &TrainConfig| TrainConfig { out: PathBuf::new(), ..c.clone() };
+        normalise(self) == normalise(other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_seed_recipe() {
+        let c = TrainConfig::default();
+        assert_eq!((c.learning_rate, c.weight_decay, c.batch_size, c.epochs), (2e-5, 0.01, 16, 4));
+        assert_eq!(c.max_grad_norm, 1.0);
+        assert_eq!(c.max_seq_len_for(TaskKind::Classify), 128);
+        assert_eq!(c.max_seq_len_for(TaskKind::Binary), 512);
+        assert_eq!(c.metric_for(TaskKind::Binary).unwrap(), Metric::RocAuc);
+        assert_eq!(c.metric_for(TaskKind::Classify).unwrap(), Metric::MacroF1);
+        assert_eq!(c.long_notes_for(TaskKind::Binary), LongNotes::Windows);
+    }
+
+    #[test]
+    fn toml_round_trips_and_rejects_unknown_keys() {
+        let c = TrainConfig {
+            base: "dmis-lab/biobert-v1.1".into(),
+            class_weights: ClassWeights::Given(vec![1.0, 2.5]),
+            eval_steps: Some(50),
+            ..Default::default()
+        };
+        let back: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back, c);
+        let partial: TrainConfig = toml::from_str("epochs = 2\nclass_weights = \"balanced\"").unwrap();
+        assert_eq!(partial.epochs, 2);
+        assert!(partial.class_weights.is_balanced());
+        assert_eq!(partial.learning_rate, 2e-5);
+        let err = toml::from_str::<TrainConfig>("epoch = 2").unwrap_err().to_string();
+        assert!(err.contains("epoch"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let base = TrainConfig { base: "b".into(), train: "t.csv".into(), out: "o".into(), ..Default::default() };
+        assert!(base.validate().is_ok());
+        let bad = TrainConfig { warmup_ratio: 1.5, ..base.clone() };
+        assert!(bad.validate().unwrap_err().to_string().contains("warmup_ratio"));
+        let bad = TrainConfig { metric: Some("f2".into()), ..base.clone() };
+        assert!(bad.validate().unwrap_err().to_string().contains("f2"));
+        let bad = TrainConfig { class_weights: ClassWeights::Named("heavy".into()), ..base };
+        assert!(bad.validate().unwrap_err().to_string().contains("class_weights"));
+    }
+
+    #[test]
+    fn resume_accepts_a_moved_run_but_not_a_new_recipe() {
+        let a = TrainConfig { base: "b".into(), ..Default::default() };
+        assert!(a.same_run_as(&TrainConfig { out: "elsewhere".into(), ..a.clone() }));
+        assert!(!a.same_run_as(&TrainConfig { epochs: 9, ..a.clone() }));
+        assert!(!a.same_run_as(&TrainConfig { learning_rate: 1e-4, ..a.clone() }));
+    }
+}
