@@ -620,8 +620,14 @@ fn binary_decision(
     let (y, p) = preds.binary_columns();
     match metrics::threshold_for_sensitivity(&y, &p, target).map_err(metric_err)? {
         Some(choice) => {
-            d.rule = rule(choice.threshold);
-            d.threshold = Some(choice.threshold);
+            // The chosen threshold is an observed score: a model whose scores move by a
+            // rounding error (the quantized bundle) would flip exactly those notes. Halfway
+            // to the next lower observed score makes the same decisions on this split with
+            // a margin on both sides.
+            let below = p.iter().copied().filter(|&s| s < choice.threshold).fold(f64::NEG_INFINITY, f64::max);
+            let threshold = if below.is_finite() { (choice.threshold + below) / 2.0 } else { choice.threshold };
+            d.rule = rule(threshold);
+            d.threshold = Some(threshold);
             d.chosen_by = ThresholdSource::TargetSensitivity;
             d.chosen_on = Some(on.to_string());
             d.reached_sensitivity = Some(choice.sensitivity);
@@ -1055,8 +1061,9 @@ mod tests {
         assert_eq!(d.chosen_by, ThresholdSource::TargetSensitivity);
         assert_eq!(d.chosen_on.as_deref(), Some("validation"));
         let t = d.threshold.unwrap();
-        // The strictest threshold catching 4 of 5 validation positives.
-        assert_eq!(t, 0.4);
+        // The strictest threshold catching 4 of 5 validation positives is the score 0.4;
+        // it moves halfway down to the next lower score (0.33) for a margin.
+        assert!((t - 0.365).abs() < 1e-12, "{t}");
         let on_val = metrics::binary_metrics(&val_y, &val_p, t).unwrap();
         assert!(on_val.sensitivity >= 0.8, "{}", on_val.sensitivity);
         assert_eq!(d.reached_sensitivity, Some(on_val.sensitivity));
@@ -1069,8 +1076,9 @@ mod tests {
         // Without validation it is chosen on the split itself, and says so.
         let r = build_report("test", &eval, None, &opts).unwrap();
         assert_eq!(r.decision.chosen_on.as_deref(), Some("test"));
-        // On the test split, 4 of 4 positives are needed to reach 0.8: the lowest positive, 0.3.
-        assert_eq!(r.decision.threshold, Some(0.3));
+        // On the test split, 4 of 4 positives are needed to reach 0.8: the lowest positive, 0.3,
+        // moved halfway to the next lower score, 0.2.
+        assert!((r.decision.threshold.unwrap() - 0.25).abs() < 1e-12, "{:?}", r.decision.threshold);
         assert!(r.decision.notes[0].contains("optimistic"));
 
         // No positives to aim at: fall back to the default, with a note.
