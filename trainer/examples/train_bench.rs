@@ -8,9 +8,10 @@
 //! optimiser step with no gradient accumulation: logits in `Mode::Train` (dropout live) →
 //! cross-entropy → backward → `clip_grad_norm(1.0)` → `AdamW::step`, on fresh random token
 //! ids of exactly `--seq` tokens (no padding). After `--warmup-steps` untimed steps, `--steps`
-//! steps are timed; every phase ends with a device synchronize so the coarse profile
-//! (forward / backward / clip / optimizer ms) is honest on CUDA too (on CPU candle is eager
-//! and the synchronize is a no-op).
+//! steps are timed: samples/s and ms/step come from the wall time of all timed steps; every
+//! phase ends with a device synchronize so the coarse profile (forward / backward / clip /
+//! optimizer ms, `other_ms` = the rest: host-side batch, freeing the graph) is honest on CUDA
+//! too (on CPU candle is eager and the synchronize is a no-op).
 //!
 //! Prints one JSON line on stdout. `--precision bf16` is refused: the trainer runs f32 only
 //! (see the check in `train::run::train`), and this bench does not pretend otherwise.
@@ -20,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -157,8 +159,21 @@ struct PhaseTimes {
     optimizer: f64,
 }
 
-fn main() -> Result<()> {
-    let args = Args::parse();
+// The same allocator as the `bedside` CLI, so the bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("train_bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<()> {
     let p = preset(&args.preset)?;
     if args.precision != "f32" {
         bail!(
@@ -174,13 +189,15 @@ fn main() -> Result<()> {
 
     let setup = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary checkpoint directory")?;
-    let params = write_random_checkpoint(dir.path(), &p, args.seed)?;
+    let written = write_random_checkpoint(dir.path(), &p, args.seed)?;
     let ckpt = Checkpoint::from_dir(dir.path()).context("loading the random-init checkpoint")?;
     let options = ModelOptions { max_seq_len: args.seq, stride: 0, dropout: Some(DROPOUT) };
     let model = TrainableClassifier::new(&ckpt, args.num_labels, options, args.seed, &device)?;
     drop(ckpt);
     drop(dir);
+    // Every parameter trains (encoder, pooler, new head), as in the PyTorch peer.
     let trainable: usize = model.vars().iter().map(|(_, v)| v.elem_count()).sum();
+    ensure!(trainable >= written, "the classifier has fewer parameters ({trainable}) than the checkpoint ({written})");
     let mut optimizer = AdamW::new(model.vars(), LEARNING_RATE, WEIGHT_DECAY)?;
     let vars: Vec<_> = model.vars().iter().map(|(_, v)| v.clone()).collect();
     let rng = DropoutRng::new(args.seed);
@@ -190,8 +207,12 @@ fn main() -> Result<()> {
 
     let mut times = PhaseTimes::default();
     let (mut first_loss, mut last_loss) = (f32::NAN, f32::NAN);
-    let mut timed_wall = 0f64;
+    let mut timed_start = None;
     for step in 0..args.warmup_steps + args.steps {
+        if step == args.warmup_steps {
+            device.synchronize()?;
+            timed_start = Some(Instant::now());
+        }
         // Host-side ids, as the real loop has them; uploaded inside `logits` (timed as forward).
         let rows: Vec<Vec<u32>> = (0..args.batch)
             .map(|_| (0..args.seq).map(|_| FIRST_TOKEN_ID + data_rng.below(vocab_span) as u32).collect())
@@ -221,7 +242,6 @@ fn main() -> Result<()> {
             times.backward += (t2 - t1).as_secs_f64();
             times.clip += (t3 - t2).as_secs_f64();
             times.optimizer += (t4 - t3).as_secs_f64();
-            timed_wall += (t4 - t0).as_secs_f64();
             let value = loss.to_scalar::<f32>()?;
             if step == args.warmup_steps {
                 first_loss = value;
@@ -229,6 +249,10 @@ fn main() -> Result<()> {
             last_loss = value;
         }
     }
+    device.synchronize()?;
+    // Wall time of the timed steps, everything included: the host-side batch, the phases, and
+    // freeing the step's graph and gradients (PyTorch frees its graph inside backward).
+    let timed_wall = timed_start.map_or(f64::NAN, |t| t.elapsed().as_secs_f64());
     ensure!(last_loss.is_finite(), "the loss is not finite ({last_loss}): the bench did not train");
 
     let n = args.steps as f64;
@@ -249,14 +273,14 @@ fn main() -> Result<()> {
         "intermediate": p.intermediate,
         "vocab": p.vocab,
         "num_labels": args.num_labels,
-        "params": params + model.vars().iter().filter(|(n, _)| n.starts_with("classifier.")).map(|(_, v)| v.elem_count()).sum::<usize>(),
-        "trainable_params": trainable,
+        "params": trainable,
         "samples_per_s": ((args.batch as f64 * n / timed_wall) * 100.0).round() / 100.0,
         "ms_per_step": ms(timed_wall),
         "forward_ms": ms(times.forward),
         "backward_ms": ms(times.backward),
         "clip_ms": ms(times.clip),
         "optimizer_ms": ms(times.optimizer),
+        "other_ms": ms(timed_wall - times.forward - times.backward - times.clip - times.optimizer),
         "loss_first": first_loss,
         "loss_last": last_loss,
         "setup_s": (setup_s * 100.0).round() / 100.0,

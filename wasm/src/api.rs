@@ -64,3 +64,143 @@ impl Bedside {
         self.model.token_ids(text).map_err(js_error)
     }
 }
+
+/// A semantic-search index: documents' embeddings in memory (f32, or int8 at about a
+/// quarter of the memory), searched by cosine. Texts are embedded with a `Bedside` model
+/// passed to each call; queries and documents are truncated to one window.
+#[wasm_bindgen]
+pub struct BedsideIndex {
+    index: crate::search::Index,
+}
+
+#[derive(serde::Serialize)]
+struct MapPoint<'a> {
+    id: &'a str,
+    x: f32,
+    y: f32,
+}
+
+#[wasm_bindgen]
+impl BedsideIndex {
+    /// An empty index for `dim`-dimensional vectors (`int8`: quantised storage).
+    #[wasm_bindgen(constructor)]
+    pub fn new(dim: usize, int8: Option<bool>) -> Result<BedsideIndex, JsValue> {
+        let index = crate::search::Index::new(dim, storage(int8)).map_err(js_error)?;
+        Ok(BedsideIndex { index })
+    }
+
+    /// An empty index for `model`'s embeddings.
+    #[wasm_bindgen(js_name = forModel)]
+    pub fn for_model(model: &Bedside, int8: Option<bool>) -> Result<BedsideIndex, JsValue> {
+        let index = crate::search::index_for(&model.model, storage(int8)).map_err(js_error)?;
+        Ok(BedsideIndex { index })
+    }
+
+    /// Reads bytes from `save()`; damaged bytes raise `bad_index`.
+    pub fn load(bytes: &[u8]) -> Result<BedsideIndex, JsValue> {
+        Ok(BedsideIndex { index: crate::search::Index::from_bytes(bytes).map_err(js_error)? })
+    }
+
+    /// The index as bytes (versioned, with a SHA-256), e.g. to keep in IndexedDB.
+    pub fn save(&self) -> Vec<u8> {
+        self.index.to_bytes()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> usize {
+        self.index.len()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn dim(&self) -> usize {
+        self.index.dim()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn int8(&self) -> bool {
+        self.index.storage() == crate::search::Storage::Int8
+    }
+
+    /// Bytes held for vectors and ids.
+    #[wasm_bindgen(getter, js_name = memoryBytes)]
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
+    }
+
+    /// Document ids in index order (the order of `project()`).
+    pub fn ids(&self) -> Vec<String> {
+        self.index.ids().to_vec()
+    }
+
+    /// Adds one document by its vector (normalised on the way in).
+    pub fn add(&mut self, id: &str, vector: &[f32]) -> Result<(), JsValue> {
+        self.index.add(id, vector).map_err(js_error)
+    }
+
+    /// Embeds `texts` with `model` and adds them under `ids`, all or none.
+    /// `progress_callback` gets `{status: "progress", loaded, total, progress}` after each batch.
+    #[wasm_bindgen(js_name = addTexts)]
+    pub fn add_texts(
+        &mut self,
+        model: &Bedside,
+        ids: Vec<String>,
+        texts: Vec<String>,
+        progress_callback: Option<js_sys::Function>,
+    ) -> Result<(), JsValue> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut callback_error = None;
+        let result = crate::search::add_texts(&mut self.index, &model.model, &ids, &texts, |loaded, total| {
+            let Some(callback) = &progress_callback else { return Ok(()) };
+            let event = serde_json::json!({
+                "status": "progress",
+                "loaded": loaded,
+                "total": total,
+                "progress": 100.0 * loaded as f64 / total.max(1) as f64,
+            });
+            let call = to_js(&event).and_then(|event| callback.call1(&JsValue::NULL, &event));
+            // A throwing callback stops the add (nothing is added); its error goes back to JS as is.
+            call.map(|_| ()).map_err(|e| {
+                callback_error = Some(e);
+                Error::InvalidArgument { field: "progress_callback".into(), message: "threw".into() }
+            })
+        });
+        match (result, callback_error) {
+            (_, Some(thrown)) => Err(thrown),
+            (result, None) => result.map_err(js_error),
+        }
+    }
+
+    /// Removes a document; `false` if the id was not there.
+    pub fn remove(&mut self, id: &str) -> bool {
+        self.index.remove(id)
+    }
+
+    /// The `k` documents closest to `query`: `[{id, score}]`, best first (ties by id).
+    pub fn search(&self, model: &Bedside, query: &str, k: usize) -> Result<JsValue, JsValue> {
+        let hits = crate::search::search_text(&self.index, &model.model, query, k).map_err(js_error)?;
+        to_js(&hits)
+    }
+
+    /// As `search`, for a query vector.
+    #[wasm_bindgen(js_name = searchVector)]
+    pub fn search_vector(&self, vector: &[f32], k: usize) -> Result<JsValue, JsValue> {
+        to_js(&self.index.top_k(vector, k).map_err(js_error)?)
+    }
+
+    /// A 2-D map (PCA): `[{id, x, y}]` in index order.
+    pub fn project(&self) -> Result<JsValue, JsValue> {
+        let projection = self.index.project().map_err(js_error)?;
+        let points: Vec<MapPoint> =
+            self.index.ids().iter().zip(&projection.coords).map(|(id, [x, y])| MapPoint { id, x: *x, y: *y }).collect();
+        to_js(&points)
+    }
+}
+
+fn storage(int8: Option<bool>) -> crate::search::Storage {
+    if int8.unwrap_or(false) {
+        crate::search::Storage::Int8
+    } else {
+        crate::search::Storage::F32
+    }
+}

@@ -83,6 +83,28 @@ pub enum Error {
 
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+
+    // === Search (index, projection) ===
+    #[error("id {id:?} is already in the index; remove it first or use another id")]
+    DuplicateId { id: String },
+
+    #[error("{what} has {got} dimensions, the index holds {expected}-dimensional vectors (embed with the same model)")]
+    DimensionMismatch { what: String, expected: usize, got: usize },
+
+    #[error("{what}: {message}")]
+    InvalidVector { what: String, message: String },
+
+    #[error("the index is empty: add documents first")]
+    EmptyCorpus,
+
+    #[error("not a usable Bedside index: {0}")]
+    BadIndex(String),
+
+    #[error("index format version {found} is not supported (this runtime reads {supported}); build the index again")]
+    IndexVersion { found: u32, supported: u32 },
+
+    #[error("`{field}`: {message}")]
+    InvalidArgument { field: String, message: String },
 }
 
 impl Error {
@@ -110,6 +132,13 @@ impl Error {
             Error::Window(_) => "window",
             Error::WrongTask { .. } => "wrong_task",
             Error::Candle(_) => "compute",
+            Error::DuplicateId { .. } => "duplicate_id",
+            Error::DimensionMismatch { .. } => "dimension_mismatch",
+            Error::InvalidVector { .. } => "invalid_vector",
+            Error::EmptyCorpus => "empty_corpus",
+            Error::BadIndex(_) => "bad_index",
+            Error::IndexVersion { .. } => "index_version",
+            Error::InvalidArgument { .. } => "invalid_argument",
         }
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;
+pub mod search;
 
 #[cfg(target_arch = "wasm32")]
 mod api;

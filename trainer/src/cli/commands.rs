@@ -33,12 +33,17 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Binary(args)) => train(TaskKind::Binary, args),
         Command::Train(TrainCommand::Multilabel(args)) => train(TaskKind::Multilabel, args),
         Command::Train(TrainCommand::Probe(args)) => train(TaskKind::Probe, args),
-        Command::Eval(args) => eval(args),
+        Command::Eval(super::EvalCommand { command: Some(super::EvalSubcommand::Embed(args)), .. }) => {
+            super::eval_embed::run(args)
+        }
+        Command::Eval(super::EvalCommand { args: Some(args), .. }) => eval(args),
+        Command::Eval(_) => bail!("bedside eval needs --model and --data, or a subcommand (embed)"),
         Command::Export(args) => export(args),
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
         Command::Similarity(args) => similarity(args),
         Command::Inspect(args) => inspect(args),
+        Command::Search(args) => super::search::run(args),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Flags (clap) and the commands they dispatch to.
 
 mod commands;
+mod eval_embed;
+mod search;
 
 use std::path::PathBuf;
 
@@ -26,8 +28,9 @@ pub enum Command {
     /// Fine-tune a checkpoint on labelled notes.
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Score a model on labelled notes: report.json, report.html, report.md.
-    Eval(EvalArgs),
+    /// Score a model on labelled notes: report.json, report.html, report.md
+    /// (`eval embed`: an embedding model on pairs and retrieval).
+    Eval(EvalCommand),
     /// Turn a run, a Hugging Face checkpoint directory or a bundle into a single-file bundle.
     Export(ExportArgs),
     /// Print one embedding per TEXT.
@@ -38,6 +41,8 @@ pub enum Command {
     Similarity(SimilarityArgs),
     /// Print a bundle's metadata.
     Inspect(InspectArgs),
+    /// Rank the documents of a corpus (.jsonl, .csv, .txt) by similarity to a query.
+    Search(search::SearchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +191,22 @@ pub struct TrainArgs {
     /// Probe: L2 strength, scikit-learn's 1/C [default: 1.0].
     #[arg(long)]
     pub probe_l2: Option<f64>,
+}
+
+/// `bedside eval --model … --data …` (classification), or `bedside eval embed …`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct EvalCommand {
+    #[command(subcommand)]
+    pub command: Option<EvalSubcommand>,
+    #[command(flatten)]
+    pub args: Option<EvalArgs>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalSubcommand {
+    /// Score an embedding model: Spearman/Pearson on pairs, MRR/nDCG/Recall/MAP on retrieval.
+    Embed(eval_embed::EvalEmbedArgs),
 }
 
 #[derive(Debug, Args)]

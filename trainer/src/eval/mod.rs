@@ -1,5 +1,6 @@
 //! Evaluation: classification metrics (checked against scikit-learn) and reports.
 
+pub mod embedding;
 pub mod metrics;
 pub mod report;
 pub mod score;

@@ -34,11 +34,15 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w_t = match xs.rank() {
-            3 => self.weight.broadcast_left(xs.dim(0)?)?.t()?,
-            _ => self.weight.t()?,
-        };
-        let ys = xs.matmul(&w_t)?;
+        // [batch, seq, in] runs as one [batch·seq, in] matmul: a weight broadcast over the
+        // batch would make backward sum a [batch, out, in] gradient over its first dimension,
+        // which candle's CPU reduce does slowly (single-threaded, strided).
+        if xs.rank() == 3 {
+            let (b, t, d) = xs.dims3()?;
+            let ys = self.forward(&xs.reshape((b * t, d))?)?;
+            return Ok(ys.reshape((b, t, ()))?);
+        }
+        let ys = xs.matmul(&self.weight.t()?)?;
         Ok(match &self.bias {
             Some(b) => ys.broadcast_add(b)?,
             None => ys,
