@@ -77,7 +77,8 @@ fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
     }
 }
 
-fn load_model(path: &Path) -> Result<Model> {
+/// A bundle file, a checkpoint directory, or a run directory (its best/ checkpoint).
+pub(super) fn load_model(path: &Path) -> Result<Model> {
     let path = &resolve_model_path(path);
     let source = load_source(path, &LoadOptions::default())?;
     Model::from_parts(source.manifest, &source.tokenizer_json, &source.weights)

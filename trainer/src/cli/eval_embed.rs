@@ -2,13 +2,11 @@
 //! side) on related/unrelated pairs and on a retrieval set. The metrics live in
 //! `bedside::eval::embedding`; this file reads flags, loads models and prints.
 
+use super::commands::load_model;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use bedside_runtime::bundle::Quantization;
-use bedside_runtime::checkpoint::Checkpoint;
-use bedside_runtime::Model;
 use clap::{ArgGroup, Args};
 use serde_json::{Map, Value};
 
@@ -71,30 +69,6 @@ pub struct EvalEmbedArgs {
     /// Print the numbers as one JSON object (the base model's under "base").
     #[arg(long)]
     pub json: bool,
-}
-
-/// A training run directory stands for its best checkpoint.
-fn resolve(path: &Path) -> PathBuf {
-    let best = path.join("best");
-    if path.is_dir() && !path.join("config.json").is_file() && best.join("config.json").is_file() {
-        best
-    } else {
-        path.to_path_buf()
-    }
-}
-
-fn load_model(path: &Path) -> Result<Model> {
-    let path = resolve(path);
-    let loaded = if path.is_dir() {
-        Checkpoint::from_dir(&path).and_then(|c| {
-            let manifest = c.default_manifest(Quantization::F32)?;
-            Model::from_parts(manifest, &c.tokenizer_json, &c.weights)
-        })
-    } else {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        Model::load(&bytes)
-    };
-    loaded.with_context(|| format!("loading model {}", path.display()))
 }
 
 /// The flat numbers printed for one model: the metrics' keys plus the counts.

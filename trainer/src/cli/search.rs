@@ -5,13 +5,14 @@
 //! Corpus errors name the file and line (never the text): an empty corpus, a line that is
 //! not JSON, a missing or empty text, a duplicate id, invalid UTF-8.
 
+use super::commands::load_model;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bedside_runtime::search::{self, Storage};
-use bedside_runtime::{Error, Model};
+use bedside_runtime::Error;
 use clap::Args;
 
 /// Characters of a document shown per result in the human-readable output.
@@ -114,23 +115,6 @@ fn corpus_error(path: &Path, docs: &[Doc], err: Error) -> anyhow::Error {
         }
         other => anyhow::Error::new(other).context(format!("indexing {}", path.display())),
     }
-}
-
-/// A bundle file, a checkpoint directory, or a run directory (its best/ checkpoint).
-fn load_model(path: &Path) -> Result<Model> {
-    let best = path.join("best");
-    let path = if path.is_dir() && !path.join("config.json").is_file() && best.join("config.json").is_file() {
-        best
-    } else {
-        path.to_path_buf()
-    };
-    let model = if path.is_dir() {
-        Model::from_checkpoint_dir(&path)
-    } else {
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        Model::load(&bytes)
-    };
-    model.with_context(|| format!("loading model {}", path.display()))
 }
 
 /// Reads a corpus by its extension (.jsonl/.ndjson, .csv, .txt) and checks that it holds

@@ -25,6 +25,7 @@
 //! never a skip, because a silently shorter test set changes the numbers. Messages name
 //! columns, ids and line numbers, never the text itself.
 
+use super::report::esc;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -1041,21 +1042,6 @@ pub fn write_embedding_report(report: &EmbeddingReport, dir: &Path) -> Result<()
         fs::rename(&partial, &path).map_err(io(&path))?;
     }
     Ok(())
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn f4(x: Option<f64>) -> String {

@@ -217,7 +217,7 @@ fn truncate(s: &str, max: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

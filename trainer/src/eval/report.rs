@@ -21,6 +21,7 @@ use crate::data::RowProblem;
 // `report`), hence the explicit path.
 #[path = "render.rs"]
 mod render;
+pub(crate) use render::esc;
 pub use render::{render_html, render_markdown};
 
 /// The threshold used when none is given: `p >= 0.5` is the most probable decision.
