@@ -383,3 +383,73 @@ fn train_strict_refuses_a_bad_row_naming_its_line() {
     ]);
     assert!(stderr.contains("notes.csv") && stderr.contains("62"), "{stderr}");
 }
+
+#[test]
+fn resume_after_a_kill_reaches_the_uninterrupted_weights() {
+    let dir = temp_dir("kill");
+    let data = toy_training_csv(&dir);
+    let base = fixture("tiny-safetensors");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "classify",
+            "--base",
+            base.to_str().unwrap(),
+            "--train",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "60",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "8",
+            "--max-seq-len",
+            "16",
+            "--save-steps",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let whole = dir.join("whole");
+    let whole_args = args(&whole);
+    ok(&whole_args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Kill -9 the same run once it has saved a state some steps in, then resume it.
+    let parted = dir.join("parted");
+    let parted_args = args(&parted);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bedside"))
+        .args(&parted_args)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = parted.join("state/state.json");
+    let started = std::time::Instant::now();
+    loop {
+        let step = std::fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+            .and_then(|v| v["step"].as_u64())
+            .unwrap_or(0);
+        if step >= 20 || started.elapsed().as_secs() > 120 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the run finished before it could be killed; make it longer");
+    assert!(!parted.join("report.json").exists());
+    let mut resume_args: Vec<&str> = parted_args.iter().map(String::as_str).collect();
+    resume_args.push("--resume");
+    ok(&resume_args);
+    for file in ["best/model.safetensors", "state/model.safetensors", "state/optimizer.safetensors"] {
+        let a = std::fs::read(whole.join(file)).unwrap();
+        let b = std::fs::read(parted.join(file)).unwrap();
+        assert!(a == b, "{file} differs between the killed-and-resumed run and the whole run");
+    }
+}

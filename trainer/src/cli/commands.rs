@@ -33,6 +33,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Binary(args)) => train(TaskKind::Binary, args),
         Command::Train(TrainCommand::Multilabel(args)) => train(TaskKind::Multilabel, args),
         Command::Train(TrainCommand::Probe(args)) => train(TaskKind::Probe, args),
+        Command::Train(TrainCommand::Embed(args)) => train_embed(args),
         Command::Eval(super::EvalCommand { command: Some(super::EvalSubcommand::Embed(args)), .. }) => {
             super::eval_embed::run(args)
         }
@@ -375,7 +376,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
          out => out, epochs => epochs, batch_size => batch_size, grad_accum => grad_accum, lr => learning_rate,
          weight_decay => weight_decay, warmup_ratio => warmup_ratio, max_grad_norm => max_grad_norm, seed => seed,
          device => device, precision => precision, threshold => decision_threshold, probe_l2 => probe_l2,
-         val_ratio => val_ratio, test_ratio => test_ratio);
+         val_ratio => val_ratio, test_ratio => test_ratio, loss => loss, scale => scale, margin => margin,
+         pooling => pooling, text1_col => text1_col, text2_col => text2_col);
     macro_rules! set_some {
         ($($flag:ident),* $(,)?) => { $( if let Some(v) = &a.$flag { c.$flag = Some(v.clone()); } )* };
     }
@@ -468,6 +470,38 @@ fn train(task: TaskKind, a: TrainArgs) -> Result<()> {
         r.roc_auc_macro.map_or("n/a".to_string(), |v| format!("{v:.4}")),
         result.best_dir.display(),
         config.out.join("report.html").display()
+    );
+    Ok(())
+}
+
+fn train_embed(a: TrainArgs) -> Result<()> {
+    use bedside::hub::{resolve_base, HubOptions};
+    use bedside::train::embed::train_embed;
+
+    let config = train_config(&a)?;
+    let hub =
+        HubOptions { endpoint: config.hub_endpoint.clone(), revision: config.revision.clone(), ..Default::default() };
+    let base_dir = resolve_base(&config.base, &hub)?;
+    let base = Checkpoint::from_dir(&base_dir).with_context(|| format!("loading {}", base_dir.display()))?;
+    let result = train_embed(&base, &config, &mut |e| {
+        eprintln!(
+            "epoch {} step {}: train loss {:.4}, val Spearman {}, {:.1} pairs/s{}",
+            e.epoch,
+            e.step,
+            e.train_loss,
+            e.val_spearman.map_or("n/a".into(), |v| format!("{v:.4}")),
+            e.samples_per_second,
+            if e.best { "  (best)" } else { "" }
+        )
+    })?;
+    eprintln!(
+        "{} training pairs ({} loss); best epoch {}; checkpoint {} (score it with `bedside eval embed --model {} --base {}`)",
+        result.report.train_pairs,
+        result.report.loss,
+        result.report.best_epoch.map_or("n/a".into(), |e| e.to_string()),
+        result.best_dir.display(),
+        config.out.display(),
+        config.base
     );
     Ok(())
 }

@@ -56,6 +56,8 @@ pub enum TrainCommand {
     Multilabel(TrainArgs),
     /// Frozen-encoder baseline: logistic regression on [CLS] features.
     Probe(TrainArgs),
+    /// Sentence embeddings from text pairs (text1,text2,label): MNRL, cosine or contrastive loss.
+    Embed(TrainArgs),
 }
 
 /// Every option of a run. Each can also be set in the --config TOML file (same name with
@@ -191,6 +193,24 @@ pub struct TrainArgs {
     /// Probe: L2 strength, scikit-learn's 1/C [default: 1.0].
     #[arg(long)]
     pub probe_l2: Option<f64>,
+    /// Embed: mnrl (in-batch negatives), cosine or contrastive [default: mnrl].
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Embed, MNRL: similarity scale = 1 / temperature [default: 20].
+    #[arg(long)]
+    pub scale: Option<f64>,
+    /// Embed, contrastive: margin on the cosine distance [default: 0.5].
+    #[arg(long)]
+    pub margin: Option<f64>,
+    /// Embed: mean or cls [default: mean].
+    #[arg(long)]
+    pub pooling: Option<String>,
+    /// Embed: the pair's first text column [default: text1].
+    #[arg(long)]
+    pub text1_col: Option<String>,
+    /// Embed: the pair's second text column [default: text2].
+    #[arg(long)]
+    pub text2_col: Option<String>,
 }
 
 /// `bedside eval --model … --data …` (classification), or `bedside eval embed …`.

@@ -183,6 +183,27 @@ impl TrainableClassifier {
         Ok(self.head.forward_t(&hidden, mode)?)
     }
 
+    /// Sentence embeddings [batch, hidden], L2-normalised: the mean of the token states under
+    /// the attention mask (or [CLS]), in ops candle can differentiate.
+    pub fn embeddings(&self, batch: &[&[u32]], mode: Mode, mean_pooling: bool) -> Result<Tensor> {
+        let hidden = self.hidden(batch, mode)?;
+        let pooled = if mean_pooling {
+            let seq_len = hidden.dim(1)?;
+            let mask: Vec<f32> = batch
+                .iter()
+                .flat_map(|ids| (0..seq_len).map(move |i| if i < ids.len() { 1f32 } else { 0.0 }))
+                .collect();
+            let mask = Tensor::from_vec(mask, (batch.len(), seq_len, 1), &self.device)?;
+            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
+            summed.broadcast_div(&counts)?
+        } else {
+            hidden.narrow(1, 0, 1)?.squeeze(1)?
+        };
+        let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+        Ok(pooled.broadcast_div(&norm)?)
+    }
+
     /// The features the classifier layer sees ([batch, hidden]), dropout off.
     pub fn features(&self, batch: &[&[u32]]) -> Result<Tensor> {
         let hidden = self.hidden(batch, Mode::Eval)?;

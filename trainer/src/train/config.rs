@@ -145,6 +145,18 @@ pub struct TrainConfig {
     pub decision_threshold: f64,
     /// Probe: L2 strength (scikit-learn's 1/C).
     pub probe_l2: f64,
+
+    // --- embeddings (`train embed`) ---
+    /// mnrl (multiple-negatives ranking, in-batch negatives), cosine or contrastive.
+    pub loss: String,
+    /// MNRL: similarity scale, 1 / temperature (sentence-transformers' 20).
+    pub scale: f64,
+    /// Contrastive: margin on the cosine distance (sentence-transformers' 0.5).
+    pub margin: f64,
+    /// mean or cls.
+    pub pooling: String,
+    pub text1_col: String,
+    pub text2_col: String,
 }
 
 impl Default for TrainConfig {
@@ -192,6 +204,12 @@ impl Default for TrainConfig {
             min_confidence: None,
             decision_threshold: 0.5,
             probe_l2: 1.0,
+            loss: "mnrl".into(),
+            scale: 20.0,
+            margin: 0.5,
+            pooling: "mean".into(),
+            text1_col: "text1".into(),
+            text2_col: "text2".into(),
         }
     }
 }
@@ -300,6 +318,12 @@ impl TrainConfig {
         ensure!(self.target_sensitivity.is_none_or(|s| s > 0.0 && s <= 1.0), "target_sensitivity must be in (0, 1]");
         ensure!(self.min_confidence.is_none_or(|c| (0.0..=1.0).contains(&c)), "min_confidence must be in [0, 1]");
         ensure!(self.probe_l2 > 0.0, "probe_l2 must be positive");
+        ensure!(
+            matches!(self.loss.as_str(), "mnrl" | "cosine" | "contrastive"),
+            "loss: use mnrl, cosine or contrastive"
+        );
+        ensure!(matches!(self.pooling.as_str(), "mean" | "cls"), "pooling: use mean or cls");
+        ensure!(self.scale > 0.0 && self.margin > 0.0, "scale and margin must be positive");
         ensure!(matches!(self.precision.as_str(), "f32" | "bf16"), "precision must be f32 or bf16");
         ensure!(!self.label_separator.is_empty(), "label_separator must not be empty");
         if let ClassWeights::Named(name) = &self.class_weights {

@@ -2,6 +2,7 @@
 
 pub mod classifier;
 pub mod config;
+pub mod embed;
 pub mod optim;
 pub mod prepare;
 pub mod probe;
