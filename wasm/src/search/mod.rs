@@ -1,7 +1,9 @@
 //! Semantic search: the step after pooling when the task is finding notes, not labelling them.
 //!
-//!     texts → Model::embed (one window each, pooled, normalised) → index.rs (f32 | int8) → top_k
-//!                                                                              ↘ project.rs (2-D map)
+//! ```text
+//! texts → Model::embed (one window each, pooled, normalised) → index.rs (f32 | int8) → top_k
+//!                                                                          ↘ project.rs (2-D map)
+//! ```
 //!
 //! [`Index`] holds vectors and ids and knows nothing of models; [`add_texts`] and
 //! [`search_text`] join it to a [`Model`]. Texts longer than the model's window are truncated
