@@ -453,3 +453,33 @@ fn resume_after_a_kill_reaches_the_uninterrupted_weights() {
         assert!(a == b, "{file} differs between the killed-and-resumed run and the whole run");
     }
 }
+
+#[test]
+fn export_of_an_embedding_model_reports_parity_on_pairs() {
+    let dir = temp_dir("embed-parity");
+    let pairs = dir.join("pairs.csv");
+    std::fs::write(
+        &pairs,
+        "text1,text2,label\nchest pain,heart pain,1\nchest pain,cough and fever,0\ndiabetes,blood sugar glucose,1\n\
+         diabetes,asthma with cough,0\nlung infection,cough and fever,1\nlung infection,insulin,0\n",
+    )
+    .unwrap();
+    let bundle = dir.join("tiny.gguf");
+    let out = ok(&[
+        "export",
+        "--model",
+        fixture("tiny-safetensors").to_str().unwrap(),
+        "--quant",
+        "q8_0",
+        "--out",
+        bundle.to_str().unwrap(),
+        "--data",
+        pairs.to_str().unwrap(),
+        "--json",
+    ]);
+    let parity: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(parity["pairs"], 6);
+    let diff = parity["max_cosine_difference"].as_f64().unwrap();
+    assert!(diff > 0.0 && diff < 0.05, "q8_0 vs f32 cosine difference {diff}");
+    assert!(parity["spearman_f32"].is_number() && parity["spearman_bundle"].is_number(), "{parity}");
+}

@@ -146,12 +146,12 @@ fn resume_after_an_interruption_gives_identical_weights() {
     let whole =
         TrainConfig { epochs: 3, out: dir.join("whole"), ..base_config(&dir, train_file.clone(), val_file.clone()) };
     let whole_result = run(TaskKind::Classify, &whole, &RunControl::default());
-    assert!(!whole_result.interrupted);
+    assert!(!whole_result.interrupted());
 
     // 18 rows / batch 4 = 5 steps an epoch: stop in the middle of epoch 2, then resume.
     let parted = TrainConfig { out: dir.join("parted"), save_steps: Some(1), ..whole.clone() };
     let cut = run(TaskKind::Classify, &parted, &RunControl { resume: false, stop_after_steps: Some(7) });
-    assert!(cut.interrupted);
+    assert!(cut.interrupted());
     // save_steps only adds saves; it must not change the run, so it is part of the config
     // the resume checks. The uninterrupted reference used none: compare weights only.
     run(TaskKind::Classify, &parted, &RunControl { resume: true, stop_after_steps: None });

@@ -192,6 +192,8 @@ fn export(a: ExportArgs) -> Result<()> {
             Some(path) => parity_report(&reference, &exported, &path, manifest.quantization.as_str(), a.json)?,
             None => eprintln!("no labelled data for a parity report: pass --data FILE (text, label columns)"),
         }
+    } else if let Some(path) = &a.data {
+        embedding_parity(&reference, &exported, path, manifest.quantization.as_str(), a.json)?;
     }
     Ok(())
 }
@@ -222,6 +224,41 @@ fn write_hf_dir(source: &Path, out: &Path) -> Result<()> {
         bail!("{} has no model.safetensors to copy", source.display());
     }
     eprintln!("wrote a Hugging Face directory {} ({})", out.display(), copied.join(", "));
+    Ok(())
+}
+
+/// An embedding bundle against the f32 source on a pairs file (text1,text2,label): the
+/// largest cosine difference per pair and each one's Spearman against the labels.
+fn embedding_parity(reference: &Model, exported: &Model, path: &Path, quant: &str, json: bool) -> Result<()> {
+    use bedside::eval::embedding::{cosine, load_pairs, spearman, PairsOptions};
+    let pairs = load_pairs(path, &PairsOptions::default())?;
+    let cosines = |model: &Model| -> Result<Vec<f64>> {
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(64) {
+            let a: Vec<&str> = chunk.iter().map(|p| p.text1.as_str()).collect();
+            let b: Vec<&str> = chunk.iter().map(|p| p.text2.as_str()).collect();
+            let (ea, eb) = (model.embed(&a)?, model.embed(&b)?);
+            out.extend(ea.iter().zip(&eb).map(|(x, y)| cosine(x, y)));
+        }
+        Ok(out)
+    };
+    let (want, got) = (cosines(reference)?, cosines(exported)?);
+    let labels: Vec<f64> = pairs.iter().map(|p| p.label).collect();
+    let max_diff = want.iter().zip(&got).map(|(w, g)| (w - g).abs()).fold(0.0, f64::max);
+    let (s_want, s_got) = (spearman(&want, &labels)?, spearman(&got, &labels)?);
+    let summary = serde_json::json!({"data": path.display().to_string(), "pairs": pairs.len(), "quantization": quant,
+        "max_cosine_difference": max_diff, "spearman_f32": s_want, "spearman_bundle": s_got});
+    if json {
+        println!("{summary}");
+    }
+    let show = |s: Option<f64>| s.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    eprintln!(
+        "parity on {} ({} pairs): max cosine difference {max_diff:.2e}, Spearman f32 {} vs {quant} {}",
+        path.display(),
+        pairs.len(),
+        show(s_want),
+        show(s_got)
+    );
     Ok(())
 }
 

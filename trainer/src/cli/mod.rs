@@ -263,7 +263,8 @@ pub struct ExportArgs {
     /// A training run directory (its best/), a Hugging Face checkpoint directory or a bundle.
     #[arg(long)]
     pub model: PathBuf,
-    /// Labelled notes for the parity report [default: the run's splits/test.jsonl].
+    /// Labelled notes for the parity report [default: the run's splits/test.jsonl]; for an
+    /// embedding model, a pairs file (text1,text2,label).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Also write a Hugging Face directory (transformers loads it) here.

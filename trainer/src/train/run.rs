@@ -417,7 +417,8 @@ struct RunState {
     dropout_rng: u64,
     loss_sum: f64,
     seen: usize,
-    best_metric: f64,
+    /// The best validation value so far; `None` before the first evaluation.
+    best_metric: Option<f64>,
     best_epoch: Option<usize>,
     evals_since_best: usize,
     history: Vec<HistoryPoint>,
@@ -425,7 +426,7 @@ struct RunState {
 }
 
 impl RunState {
-    fn start(dropout_rng: u64, metric: Metric) -> RunState {
+    fn start(dropout_rng: u64) -> RunState {
         RunState {
             epoch: 1,
             steps_in_epoch: 0,
@@ -433,7 +434,7 @@ impl RunState {
             dropout_rng,
             loss_sum: 0.0,
             seen: 0,
-            best_metric: metric.worst(),
+            best_metric: None,
             best_epoch: None,
             evals_since_best: 0,
             history: Vec::new(),
@@ -455,29 +456,17 @@ fn save_state(out: &Path, model: &TrainableClassifier, optimizer: &AdamW, state:
     candle_core::safetensors::save(&vars, partial.join("model.safetensors"))?;
     let moments: HashMap<String, Tensor> = optimizer.state()?.into_iter().collect();
     candle_core::safetensors::save(&moments, partial.join("optimizer.safetensors"))?;
-    // JSON has no infinities; the worst metric is stored as null.
-    let mut json = serde_json::to_value(state)?;
-    if !state.best_metric.is_finite() {
-        json["best_metric"] = serde_json::Value::Null;
-    }
-    std::fs::write(partial.join("state.json"), serde_json::to_string_pretty(&json)?)?;
+    std::fs::write(partial.join("state.json"), serde_json::to_string_pretty(state)?)?;
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&partial, &dir).with_context(|| format!("writing {}", dir.display()))?;
     Ok(())
 }
 
-fn load_state(out: &Path, model: &TrainableClassifier, optimizer: &mut AdamW, metric: Metric) -> Result<RunState> {
+fn load_state(out: &Path, model: &TrainableClassifier, optimizer: &mut AdamW) -> Result<RunState> {
     let dir = out.join("state");
     let text = std::fs::read_to_string(dir.join("state.json"))
         .with_context(|| format!("--resume: no saved state in {}", dir.display()))?;
-    let mut json: serde_json::Value = serde_json::from_str(&text).context("state.json")?;
-    if json["best_metric"].is_null() {
-        json["best_metric"] = serde_json::json!(0.0);
-        let mut state: RunState = serde_json::from_value(json).context("state.json")?;
-        state.best_metric = metric.worst();
-        return restore_tensors(&dir, model, optimizer, state);
-    }
-    let state: RunState = serde_json::from_value(json).context("state.json")?;
+    let state: RunState = serde_json::from_str(&text).with_context(|| format!("{}/state.json", dir.display()))?;
     restore_tensors(&dir, model, optimizer, state)
 }
 
@@ -525,7 +514,12 @@ pub struct RunResult {
     pub best_dir: PathBuf,
     /// `None` when the run stopped at `stop_after_steps` (no report was written).
     pub report: Option<Report>,
-    pub interrupted: bool,
+}
+
+impl RunResult {
+    pub fn interrupted(&self) -> bool {
+        self.report.is_none()
+    }
 }
 
 pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config: &TrainConfig) -> ServingSettings {
@@ -638,13 +632,13 @@ pub fn train(
             "--resume: the options differ from the interrupted run's ({}); resume with the same options",
             out.join("config.toml").display()
         );
-        let state = load_state(out, &model, &mut optimizer, metric)?;
+        let state = load_state(out, &model, &mut optimizer)?;
         rng.restore(state.dropout_rng);
         state
     } else {
         std::fs::write(out.join("config.toml"), config.to_toml()?)?;
         let _ = std::fs::remove_file(out.join("log.jsonl"));
-        RunState::start(rng.position(), metric)
+        RunState::start(rng.position())
     };
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(out.join("log.jsonl"))?;
     let serving = serving_settings(&space, &model, config);
@@ -695,9 +689,9 @@ pub fn train(
                 let options = report_options(config, false);
                 let val_report = build_report("validation", &predictions(&space, &val_notes, probs), None, &options)?;
                 let value = metric_value(metric, &val_report, val_loss);
-                let improved = metric.better(value, state.best_metric);
+                let improved = metric.better(value, state.best_metric.unwrap_or(metric.worst()));
                 if improved {
-                    state.best_metric = value;
+                    state.best_metric = Some(value);
                     state.best_epoch = Some(epoch);
                     state.evals_since_best = 0;
                     save_checkpoint(&model, ckpt, &serving, &best_dir)?;
@@ -742,7 +736,7 @@ pub fn train(
             }
             if control.stop_after_steps == Some(state.step) {
                 bar.abandon();
-                return Ok(RunResult { best_dir, report: None, interrupted: true });
+                return Ok(RunResult { best_dir, report: None });
             }
             if state.finished || epoch_done {
                 bar.finish_and_clear();
@@ -761,7 +755,7 @@ pub fn train(
     save_state(out, &model, &optimizer, &state)?;
 
     let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device)?;
-    Ok(RunResult { best_dir, report: Some(report), interrupted: false })
+    Ok(RunResult { best_dir, report: Some(report) })
 }
 
 /// The frozen-encoder baseline: the features the head sees ([CLS], through the pooler if
@@ -794,9 +788,9 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     std::fs::write(out.join("config.toml"), config.to_toml()?)?;
     let best_dir = out.join("best");
     save_checkpoint(&model, ckpt, &serving_settings(&space, &model, config), &best_dir)?;
-    let state = RunState::start(0, Metric::MacroF1);
+    let state = RunState::start(0);
     let report = final_report(&best_dir, &space, &data, config, task, Metric::MacroF1, &state, &device)?;
-    Ok(RunResult { best_dir, report: Some(report), interrupted: false })
+    Ok(RunResult { best_dir, report: Some(report) })
 }
 
 pub fn report_options(config: &TrainConfig, final_report: bool) -> ReportOptions {
