@@ -2,25 +2,15 @@
 //! a base model beside the model under test, the report files, errors naming file and line —
 //! and `bedside eval --model … --data …` (classification) still parsing beside the subcommand.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
+use std::path::Path;
+
+use common::{ok, temp_dir};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 fn fixture(name: &str) -> String {
-    root().join("models/fixtures").join(name).to_str().unwrap().to_string()
-}
-
-/// A fresh directory named after the test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bedside-eval-embed-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::fixture(name).to_str().unwrap().to_string()
 }
 
 fn write(dir: &Path, name: &str, contents: &str) -> String {
@@ -29,19 +19,9 @@ fn write(dir: &Path, name: &str, contents: &str) -> String {
     path.to_str().unwrap().to_string()
 }
 
-fn bedside(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bedside")).args(args).output().expect("running bedside")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = bedside(args);
-    assert!(out.status.success(), "bedside {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Runs a command that must fail with exit code 2; returns stderr.
 fn fails(args: &[&str]) -> String {
-    let out = bedside(args);
+    let out = common::bedside(args);
     assert_eq!(
         out.status.code(),
         Some(2),

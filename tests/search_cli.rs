@@ -1,43 +1,11 @@
 //! End-to-end: `bedside search` on the tiny fixture model, over JSONL, CSV and TXT corpora,
 //! f32 and int8, and the corpus errors it must name by file and line.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("models/fixtures").join(name)
-}
-
-/// A fresh directory named after the test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bedside-search-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn bedside(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bedside")).args(args).output().expect("running bedside")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = bedside(args);
-    assert!(out.status.success(), "bedside {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with exit code 2; returns stderr.
-fn fails(args: &[&str]) -> String {
-    let out = bedside(args);
-    assert_eq!(out.status.code(), Some(2), "bedside {args:?} should fail with 2");
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    stderr
-}
+use common::{fails, fixture, ok, temp_dir};
 
 fn export(dir: &Path, quant: &str) -> PathBuf {
     let out = dir.join(format!("tiny-{quant}.gguf"));

@@ -23,7 +23,7 @@ use serde::Serialize;
 use super::classifier::{ModelOptions, TrainableClassifier};
 use super::config::TrainConfig;
 use super::optim::{clip_grad_norm, AdamW, LinearSchedule};
-use super::run::device;
+use super::run::{accumulate, device};
 use crate::eval::embedding::{load_pairs, spearman, Pair, PairsOptions};
 
 /// Texts per forward pass when embedding for validation.
@@ -258,21 +258,7 @@ pub fn train_embed(
                 let value = loss_of(loss, &model, &ea, &eb, &labels, config)?;
                 loss_sum += value.to_scalar::<f32>()? as f64 * batch.len() as f64;
                 seen += batch.len();
-                let grads = (value / micro.len() as f64)?.backward()?;
-                match grads_total.as_mut() {
-                    None => grads_total = Some(grads),
-                    Some(total) => {
-                        for var in &vars {
-                            if let Some(g) = grads.get(var.as_tensor()) {
-                                let sum = match total.get(var.as_tensor()) {
-                                    Some(prev) => (prev + g)?,
-                                    None => g.clone(),
-                                };
-                                total.insert(var.as_tensor(), sum);
-                            }
-                        }
-                    }
-                }
+                accumulate(&mut grads_total, (value / micro.len() as f64)?.backward()?, &model)?;
             }
             if let Some(mut grads) = grads_total {
                 let lr = schedule.lr(step);

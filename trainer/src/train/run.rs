@@ -554,7 +554,8 @@ fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     order
 }
 
-fn accumulate(acc: &mut Option<GradStore>, grads: GradStore, model: &TrainableClassifier) -> Result<()> {
+/// Adds a micro-batch's gradients into the step's total (gradient accumulation).
+pub(crate) fn accumulate(acc: &mut Option<GradStore>, grads: GradStore, model: &TrainableClassifier) -> Result<()> {
     let Some(total) = acc else {
         *acc = Some(grads);
         return Ok(());
