@@ -105,6 +105,10 @@ pub enum Error {
 
     #[error("`{field}`: {message}")]
     InvalidArgument { field: String, message: String },
+    /// The WebGPU backend could not start or failed mid-run (no adapter, limits too small,
+    /// out of memory, device lost); the CPU path is the fallback.
+    #[error("WebGPU: {0}")]
+    Gpu(String),
 }
 
 impl Error {
@@ -139,6 +143,7 @@ impl Error {
             Error::BadIndex(_) => "bad_index",
             Error::IndexVersion { .. } => "index_version",
             Error::InvalidArgument { .. } => "invalid_argument",
+            Error::Gpu(_) => "gpu",
         }
     }
 

@@ -10,6 +10,7 @@ pub mod bundle;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod checkpoint;
 pub mod error;
+pub mod gpu;
 pub mod model;
 pub mod pipeline;
 pub mod runtime;
@@ -20,4 +21,5 @@ mod api;
 
 pub use bundle::{Manifest, Quantization, Task};
 pub use error::{Error, Result};
+pub use gpu::Backend;
 pub use runtime::{Chunk, LabelScores, Model, Prediction};

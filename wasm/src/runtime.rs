@@ -7,7 +7,11 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 
 use crate::bundle::{self, Manifest, Task};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
 use crate::error::{Error, Result};
+use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
 use crate::model::{Bert, SequenceHead, Weights};
 use crate::pipeline::encode::encode;
 use crate::pipeline::pool::{normalize, pool};
@@ -75,6 +79,32 @@ pub struct Model {
     bert: Bert,
     head: Option<SequenceHead>,
     window: WindowSpec,
+    /// The WebGPU copy of the encoder, while it is in use. The CPU one above stays: it is
+    /// where a lost device or a failed allocation falls back to.
+    gpu: Arc<Mutex<Option<Arc<GpuBert>>>>,
+    /// Why the model is not (or no longer) on WebGPU, when it was asked to be.
+    backend_note: Arc<Mutex<Option<String>>>,
+}
+
+/// Runs a runtime future to completion on the calling thread. Natively that may wait for
+/// the GPU; in wasm the page cannot block, so a future that would have to wait (WebGPU)
+/// is an error pointing at the async API, and the CPU path (always ready) just runs.
+pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        pollster::block_on(future)
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(value) => value,
+            std::task::Poll::Pending => {
+                Err(Error::Gpu("this model runs on WebGPU: use the async calls (embedAsync, classifyAsync)".into()))
+            }
+        }
+    }
 }
 
 impl Model {
@@ -82,6 +112,58 @@ impl Model {
     pub fn load(bytes: &[u8]) -> Result<Self> {
         let bundle = bundle::read(bytes)?;
         Self::from_parts(bundle.manifest, &bundle.tokenizer_json, &bundle.weights)
+    }
+
+    /// Loads a bundle and puts its encoder on `backend` (see [`Model::from_parts_on`]).
+    pub async fn load_on(bytes: &[u8], backend: Backend) -> Result<Self> {
+        let bundle = bundle::read(bytes)?;
+        Self::from_parts_on(bundle.manifest, &bundle.tokenizer_json, &bundle.weights, backend).await
+    }
+
+    /// Loads a Hugging Face checkpoint directory (f32) onto `backend`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub async fn from_checkpoint_dir_on(dir: &std::path::Path, backend: Backend) -> Result<Self> {
+        let checkpoint = crate::checkpoint::Checkpoint::from_dir(dir)?;
+        let manifest = checkpoint.default_manifest(bundle::Quantization::F32)?;
+        Self::from_parts_on(manifest, &checkpoint.tokenizer_json, &checkpoint.weights, backend).await
+    }
+
+    /// [`Model::from_parts`], then the encoder on `backend`: `Cpu` stays on the CPU;
+    /// `WebGpu` uploads to the adapter there is or fails; `Auto` uses WebGPU on a hardware
+    /// adapter whose limits fit the model and otherwise stays on the CPU, saying why in
+    /// [`Model::backend_note`].
+    pub async fn from_parts_on(
+        manifest: Manifest,
+        tokenizer_json: &str,
+        weights: &Weights,
+        backend: Backend,
+    ) -> Result<Self> {
+        let model = Self::from_parts(manifest, tokenizer_json, weights)?;
+        if backend == Backend::Cpu {
+            return Ok(model);
+        }
+        let started = async {
+            let ctx = GpuContext::new().await?;
+            if backend == Backend::Auto && ctx.adapter.software {
+                return Err(Error::Gpu(format!(
+                    "only a software adapter ({}), slower than the CPU path",
+                    ctx.adapter.name
+                )));
+            }
+            let outputs = model.head.as_ref().map(|h| h.num_outputs());
+            GpuBert::load(ctx, weights, &model.manifest.config, outputs).await
+        };
+        match started.await {
+            Ok(gpu) => {
+                *model.gpu.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(gpu));
+                Ok(model)
+            }
+            Err(e) if backend == Backend::Auto => {
+                model.set_note(format!("running on the CPU: {e}"));
+                Ok(model)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Builds a model from its parts; `weights` may be f32 or quantized.
@@ -105,7 +187,58 @@ impl Model {
             _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs)?),
         };
         let window = WindowSpec::new(manifest.max_seq_len, manifest.stride)?;
-        Ok(Self { manifest, tokenizer, bert, head, window })
+        Ok(Self {
+            manifest,
+            tokenizer,
+            bert,
+            head,
+            window,
+            gpu: Arc::new(Mutex::new(None)),
+            backend_note: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// "webgpu" or "cpu": where the encoder runs now.
+    pub fn backend(&self) -> &'static str {
+        if self.gpu().is_some() {
+            "webgpu"
+        } else {
+            "cpu"
+        }
+    }
+
+    /// The WebGPU adapter in use, if any.
+    pub fn adapter(&self) -> Option<AdapterSummary> {
+        self.gpu().map(|g| g.context().adapter.clone())
+    }
+
+    /// Why WebGPU is not in use although it was asked for (no adapter, limits, a lost
+    /// device mid-run …).
+    pub fn backend_note(&self) -> Option<String> {
+        self.backend_note.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_note(&self, note: String) {
+        *self.backend_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+    }
+
+    fn gpu(&self) -> Option<Arc<GpuBert>> {
+        self.gpu.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Runs `output` on WebGPU when it is in use. A GPU failure switches this model to
+    /// the CPU for good (with a note) and returns `None`, so the caller computes there.
+    async fn on_gpu(&self, batch: &[&[u32]], output: GpuOutput) -> Result<Option<Vec<f32>>> {
+        let Some(gpu) = self.gpu() else { return Ok(None) };
+        match gpu.run(batch, self.tokenizer.special_ids().pad, output).await {
+            Ok(values) => Ok(Some(values)),
+            Err(Error::Gpu(message)) => {
+                *self.gpu.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.set_note(format!("switched to the CPU: {message}"));
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Loads a Hugging Face checkpoint directory with its default manifest (f32).
@@ -130,6 +263,11 @@ impl Model {
     /// One vector per text, in order. Texts longer than `max_seq_len` tokens are truncated
     /// (as sentence-transformers does); pooling and normalisation follow the manifest.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        block_on(self.embed_async(texts))
+    }
+
+    /// [`Model::embed`] on whichever backend the model runs on.
+    pub async fn embed_async(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let special = self.tokenizer.special_ids();
         let mut windows = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
@@ -142,7 +280,7 @@ impl Model {
         let mut out = vec![Vec::new(); windows.len()];
         for chunk in order.chunks(EMBED_BATCH) {
             let batch: Vec<&[u32]> = chunk.iter().map(|&i| windows[i].as_slice()).collect();
-            let vectors = self.pooled(&batch)?.to_vec2::<f32>()?;
+            let vectors = self.pooled(&batch).await?;
             for (&i, v) in chunk.iter().zip(vectors) {
                 out[i] = v;
             }
@@ -150,7 +288,15 @@ impl Model {
         Ok(out)
     }
 
-    fn pooled(&self, batch: &[&[u32]]) -> Result<Tensor> {
+    async fn pooled(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let output = GpuOutput::Pooled { pooling: self.manifest.pooling, normalize: self.manifest.normalize };
+        if let Some(flat) = self.on_gpu(batch, output).await? {
+            return Ok(flat.chunks(self.manifest.config.hidden_size).map(<[f32]>::to_vec).collect());
+        }
+        Ok(self.pooled_cpu(batch)?.to_vec2::<f32>()?)
+    }
+
+    fn pooled_cpu(&self, batch: &[&[u32]]) -> Result<Tensor> {
         let encoded = encode(&self.bert, batch, self.tokenizer.special_ids().pad)?;
         let pooled = pool(&encoded.hidden, &encoded.mask, self.manifest.pooling)?;
         if self.manifest.normalize {
@@ -162,6 +308,11 @@ impl Model {
 
     /// Classifies a note of any length: windows, per-window probabilities, aggregation.
     pub fn classify(&self, text: &str) -> Result<Prediction> {
+        block_on(self.classify_async(text))
+    }
+
+    /// [`Model::classify`] on whichever backend the model runs on.
+    pub async fn classify_async(&self, text: &str) -> Result<Prediction> {
         let head = self.head.as_ref().ok_or(Error::WrongTask {
             task: self.manifest.task.as_str().to_string(),
             operation: "classify",
@@ -172,8 +323,10 @@ impl Model {
         let mut window_probs = Vec::with_capacity(windows.len());
         for batch in windows.chunks(WINDOW_BATCH) {
             let ids: Vec<&[u32]> = batch.iter().map(|w| w.ids.as_slice()).collect();
-            let encoded = encode(&self.bert, &ids, self.tokenizer.special_ids().pad)?;
-            let logits = head.forward(&encoded.hidden)?;
+            let logits = match self.on_gpu(&ids, GpuOutput::Logits).await? {
+                Some(flat) => Tensor::from_vec(flat, (ids.len(), head.num_outputs()), &candle_core::Device::Cpu)?,
+                None => head.forward(&encode(&self.bert, &ids, self.tokenizer.special_ids().pad)?.hidden)?,
+            };
             window_probs.extend(self.probabilities(&logits)?);
         }
         Ok(self.decide(&windows, window_probs))

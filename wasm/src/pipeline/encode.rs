@@ -16,7 +16,14 @@ pub struct Encoded {
     pub mask: Tensor,
 }
 
-pub fn encode(model: &Bert, batch: &[&[u32]], pad_id: u32) -> Result<Encoded> {
+/// A batch padded to its longest window: ids and mask, both [batch · seq_len] row-major.
+pub struct Padded {
+    pub ids: Vec<u32>,
+    pub mask: Vec<f32>,
+    pub seq_len: usize,
+}
+
+pub fn pad(batch: &[&[u32]], pad_id: u32) -> Padded {
     let seq_len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
     let mut ids = Vec::with_capacity(batch.len() * seq_len);
     let mut mask = Vec::with_capacity(batch.len() * seq_len);
@@ -26,6 +33,11 @@ pub fn encode(model: &Bert, batch: &[&[u32]], pad_id: u32) -> Result<Encoded> {
         mask.extend(std::iter::repeat_n(1f32, window.len()));
         mask.extend(std::iter::repeat_n(0f32, seq_len - window.len()));
     }
+    Padded { ids, mask, seq_len }
+}
+
+pub fn encode(model: &Bert, batch: &[&[u32]], pad_id: u32) -> Result<Encoded> {
+    let Padded { ids, mask, seq_len } = pad(batch, pad_id);
     let device = Device::Cpu;
     let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &device)?;
     let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &device)?;
