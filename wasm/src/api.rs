@@ -1,9 +1,12 @@
 //! The browser API (wasm-bindgen). JS fetches and caches bundle bytes; this only computes.
 //! Errors reach JS as `Error` objects with `name = "BedsideError"` and a stable `code`.
 
+use std::rc::Rc;
+
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
+use crate::gpu::Backend;
 use crate::runtime::Model;
 
 fn js_error(err: Error) -> JsValue {
@@ -28,15 +31,67 @@ pub fn start() {
 /// A loaded model.
 #[wasm_bindgen]
 pub struct Bedside {
-    model: Model,
+    // Shared with the futures of the async calls, which outlive the borrow of `self`.
+    model: Rc<Model>,
 }
 
 #[wasm_bindgen]
 impl Bedside {
-    /// Loads bundle bytes (verifies the checksum first).
+    /// Loads bundle bytes onto the CPU (wasm) path, synchronously (verifies the checksum first).
     #[wasm_bindgen(js_name = load)]
     pub fn load(bytes: &[u8]) -> Result<Bedside, JsValue> {
-        Ok(Bedside { model: Model::load(bytes).map_err(js_error)? })
+        Ok(Bedside { model: Rc::new(Model::load(bytes).map_err(js_error)?) })
+    }
+
+    /// Loads bundle bytes onto `backend`: "auto" (default: WebGPU when the browser has a
+    /// hardware adapter whose limits fit the model, else wasm), "webgpu" or "cpu". Use the
+    /// *Async calls on a model that may be on WebGPU.
+    pub async fn create(bytes: Vec<u8>, backend: Option<String>) -> Result<Bedside, JsValue> {
+        let backend: Backend = backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
+        let model = Model::load_on(&bytes, backend).await.map_err(js_error)?;
+        Ok(Bedside { model: Rc::new(model) })
+    }
+
+    /// "webgpu" or "cpu": where the encoder runs now (a lost GPU switches it to "cpu").
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.model.backend().to_string()
+    }
+
+    /// Why the model is not on WebGPU although it was asked to be, or null.
+    #[wasm_bindgen(getter, js_name = backendNote)]
+    pub fn backend_note(&self) -> Option<String> {
+        self.model.backend_note()
+    }
+
+    /// The WebGPU adapter in use (`{name, backend, device_type, software, max_binding_bytes}`), or null.
+    pub fn adapter(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.model.adapter())
+    }
+
+    /// As `embed`, on any backend: a Promise of one `Float32Array` per text.
+    #[wasm_bindgen(js_name = embedAsync)]
+    pub fn embed_async(&self, texts: Vec<String>) -> js_sys::Promise {
+        let model = self.model.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = model.embed_async(&refs).await.map_err(js_error)?;
+            let array = js_sys::Array::new();
+            for v in &vectors {
+                array.push(&js_sys::Float32Array::from(v.as_slice()));
+            }
+            Ok(array.into())
+        })
+    }
+
+    /// As `classify`, on any backend: a Promise of the prediction.
+    #[wasm_bindgen(js_name = classifyAsync)]
+    pub fn classify_async(&self, text: String) -> js_sys::Promise {
+        let model = self.model.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let prediction = model.classify_async(&text).await.map_err(js_error)?;
+            to_js(&prediction)
+        })
     }
 
     /// The bundle's manifest (task, labels, pooling, window, thresholds, config …).

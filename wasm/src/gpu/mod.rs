@@ -13,3 +13,6 @@ mod upload;
 
 pub use context::{AdapterSummary, Backend, GpuContext};
 pub use encoder::{GpuBert, GpuOutput};
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests;
