@@ -121,6 +121,8 @@ pub enum ProblemKind {
     WrongFieldCount,
     /// A label that the training set does not have (see [`Dataset::filter_unseen_labels`]).
     UnseenLabel,
+    /// Pairs made from labels (`train embed --pairs-from`): no other row shares a value.
+    Unpaired,
 }
 
 impl ProblemKind {
@@ -135,6 +137,7 @@ impl ProblemKind {
             ProblemKind::InvalidUtf8 => "invalid_utf8",
             ProblemKind::WrongFieldCount => "wrong_field_count",
             ProblemKind::UnseenLabel => "unseen_label",
+            ProblemKind::Unpaired => "unpaired",
         }
     }
 }

@@ -744,6 +744,76 @@ pub fn load_pairs(path: &Path, options: &PairsOptions) -> Result<Vec<Pair>> {
         .collect()
 }
 
+/// An anchor, a text that should sit close to it and one that should not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triplet {
+    pub line: usize,
+    pub anchor: String,
+    pub positive: String,
+    pub negative: String,
+}
+
+/// The columns of a triplets file (sentence-transformers' names).
+pub const TRIPLET_COLUMNS: [&str; 3] = ["anchor", "positive", "negative"];
+
+/// Reads a triplets file (CSV, TSV or JSONL with `anchor`, `positive`, `negative`); the first
+/// bad row is an error.
+pub fn load_triplets(path: &Path, format: Option<Format>) -> Result<Vec<Triplet>> {
+    let format = match format {
+        Some(f) => f,
+        None => format_of(path)?,
+    };
+    let columns = TRIPLET_COLUMNS.map(|c| ColumnSpec::text(c, c, &[]));
+    read_table(path, format, &columns)?
+        .into_iter()
+        .map(|row| {
+            Ok(Triplet {
+                line: row.line,
+                anchor: text_cell(path, row.line, &row.cells[0])?,
+                positive: text_cell(path, row.line, &row.cells[1])?,
+                negative: text_cell(path, row.line, &row.cells[2])?,
+            })
+        })
+        .collect()
+}
+
+/// The column names of a table: a CSV/TSV header, or the keys of a JSONL file's first object
+/// (none when that line is not a JSON object; the loader then reports it). For telling a
+/// pairs file from a triplets file or labelled rows.
+pub fn column_names(path: &Path, format: Option<Format>) -> Result<Vec<String>> {
+    let format = match format {
+        Some(f) => f,
+        None => format_of(path)?,
+    };
+    let io_error = |source| EmbeddingEvalError::Io { path: path.into(), source };
+    let file = fs::File::open(path).map_err(io_error)?;
+    let delimiter = match format {
+        Format::Csv => b',',
+        Format::Tsv => b'\t',
+        Format::Jsonl => {
+            for line in io::BufRead::split(io::BufReader::new(file), b'\n') {
+                let line = line.map_err(io_error)?;
+                let line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&line);
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Ok(match serde_json::from_slice::<Value>(line) {
+                    Ok(Value::Object(object)) => object.keys().cloned().collect(),
+                    _ => Vec::new(),
+                });
+            }
+            return Ok(Vec::new());
+        }
+    };
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(file);
+    let headers = reader.byte_headers().map_err(|e| EmbeddingEvalError::Parse {
+        path: path.into(),
+        line: 1,
+        message: e.to_string(),
+    })?;
+    Ok(headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect())
+}
+
 // =============================================================================================
 // Retrieval set
 // =============================================================================================
@@ -1494,6 +1564,25 @@ mod tests {
             assert!(got.contains(want), "{contents:?}: {got:?} lacks {want:?}");
             assert!(got.contains(name), "{got:?} names the file");
         }
+    }
+
+    #[test]
+    fn triplets_load_and_columns_tell_the_kind_of_file() {
+        let (_d, csv) = temp("t.csv", "anchor,positive,negative\nchest pain,angina,rash\n");
+        assert_eq!(column_names(&csv, None).unwrap(), ["anchor", "positive", "negative"]);
+        let t = load_triplets(&csv, None).unwrap();
+        assert_eq!((t[0].line, t[0].anchor.as_str(), t[0].negative.as_str()), (2, "chest pain", "rash"));
+        let (_d, jsonl) = temp("t.jsonl", "\n{\"anchor\":\"a\",\"positive\":\"b\",\"negative\":\" \"}\n");
+        let mut keys = column_names(&jsonl, None).unwrap();
+        keys.sort();
+        assert_eq!(keys, ["anchor", "negative", "positive"]);
+        let err = err_text(load_triplets(&jsonl, None).unwrap_err());
+        assert!(err.contains("t.jsonl:2: field `negative`: empty text"), "{err}");
+        let (_d, bad) = temp("b.jsonl", "not json\n");
+        assert!(column_names(&bad, None).unwrap().is_empty());
+        let (_d, tsv) = temp("t.tsv", "anchor\tpositive\nx\ty\n");
+        let err = err_text(load_triplets(&tsv, None).unwrap_err());
+        assert!(err.contains("no column `negative`"), "{err}");
     }
 
     #[test]

@@ -780,7 +780,7 @@ mod problems_serde {
 
     /// Every kind, to read names back. The exhaustive match in the tests fails to compile when
     /// a kind is added, so this list cannot silently fall behind.
-    pub(super) const KINDS: [ProblemKind; 9] = [
+    pub(super) const KINDS: [ProblemKind; 10] = [
         ProblemKind::EmptyText,
         ProblemKind::MissingLabel,
         ProblemKind::EmptyField,
@@ -790,6 +790,7 @@ mod problems_serde {
         ProblemKind::InvalidUtf8,
         ProblemKind::WrongFieldCount,
         ProblemKind::UnseenLabel,
+        ProblemKind::Unpaired,
     ];
 
     #[derive(Serialize, Deserialize)]
@@ -1250,7 +1251,8 @@ mod tests {
                 | ProblemKind::InvalidJson
                 | ProblemKind::InvalidUtf8
                 | ProblemKind::WrongFieldCount
-                | ProblemKind::UnseenLabel => problems_serde::KINDS.contains(&k),
+                | ProblemKind::UnseenLabel
+                | ProblemKind::Unpaired => problems_serde::KINDS.contains(&k),
             }
         }
         assert!(problems_serde::KINDS.into_iter().all(listed));

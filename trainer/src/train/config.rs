@@ -157,6 +157,13 @@ pub struct TrainConfig {
     pub pooling: String,
     pub text1_col: String,
     pub text2_col: String,
+    /// Pairs made from labelled rows (`text_col` and this column, values split by
+    /// `label_separator`): two rows sharing a value are a positive pair, a row sharing none a
+    /// negative.
+    pub pairs_from: Option<String>,
+    /// With `pairs_from`: each anchor's N most similar rows under the base model that share
+    /// none of its values are its negatives (default: one random such row).
+    pub hard_negatives: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -210,6 +217,8 @@ impl Default for TrainConfig {
             pooling: "mean".into(),
             text1_col: "text1".into(),
             text2_col: "text2".into(),
+            pairs_from: None,
+            hard_negatives: None,
         }
     }
 }
@@ -324,6 +333,12 @@ impl TrainConfig {
         );
         ensure!(matches!(self.pooling.as_str(), "mean" | "cls"), "pooling: use mean or cls");
         ensure!(self.scale > 0.0 && self.margin > 0.0, "scale and margin must be positive");
+        ensure!(self.pairs_from.as_ref().is_none_or(|c| !c.trim().is_empty()), "pairs_from: give a column name");
+        ensure!(self.hard_negatives != Some(0), "hard_negatives must be at least 1");
+        ensure!(
+            self.hard_negatives.is_none() || self.pairs_from.is_some(),
+            "hard_negatives: mining needs labelled rows (pairs_from, --pairs-from)"
+        );
         ensure!(matches!(self.precision.as_str(), "f32" | "bf16"), "precision must be f32 or bf16");
         ensure!(!self.label_separator.is_empty(), "label_separator must not be empty");
         if let ClassWeights::Named(name) = &self.class_weights {
@@ -386,8 +401,25 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("warmup_ratio"));
         let bad = TrainConfig { metric: Some("f2".into()), ..base.clone() };
         assert!(bad.validate().unwrap_err().to_string().contains("f2"));
-        let bad = TrainConfig { class_weights: ClassWeights::Named("heavy".into()), ..base };
+        let bad = TrainConfig { class_weights: ClassWeights::Named("heavy".into()), ..base.clone() };
         assert!(bad.validate().unwrap_err().to_string().contains("class_weights"));
+        let bad = TrainConfig { hard_negatives: Some(2), ..base.clone() };
+        assert!(bad.validate().unwrap_err().to_string().contains("pairs_from"));
+        let bad = TrainConfig { hard_negatives: Some(0), pairs_from: Some("label".into()), ..base };
+        assert!(bad.validate().unwrap_err().to_string().contains("hard_negatives"));
+    }
+
+    #[test]
+    fn embedding_pair_keys_read_from_toml() {
+        let c: TrainConfig =
+            toml::from_str("pairs_from = \"condition\"\nhard_negatives = 3\nlabel_separator = \";\"").unwrap();
+        assert_eq!(
+            (c.pairs_from.as_deref(), c.hard_negatives, c.label_separator.as_str()),
+            (Some("condition"), Some(3), ";")
+        );
+        let back: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back, c);
+        assert!(!c.same_run_as(&TrainConfig { hard_negatives: Some(4), ..c.clone() }));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod classifier;
 pub mod config;
 pub mod embed;
+pub mod fit;
 pub mod optim;
 pub mod prepare;
 pub mod probe;

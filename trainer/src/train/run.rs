@@ -1,7 +1,7 @@
-//! One fine-tuning run: encode → shuffle → batches (with gradient accumulation) → AdamW
-//! step → evaluate on validation (each epoch or every N steps) → keep the best checkpoint by
-//! the chosen metric → early stopping → final report on the test split from the best
-//! checkpoint, reloaded as users load it.
+//! One classifier fine-tuning run: encode → the shared loop of fit.rs (shuffle, batches with
+//! gradient accumulation, AdamW, evaluation on validation each epoch or every N steps, the
+//! best checkpoint by the chosen metric, early stopping, resumable state) → final report on
+//! the test split from the best checkpoint, reloaded as users load it.
 //!
 //! The best checkpoint is a Hugging Face `BertForSequenceClassification` directory
 //! (config.json with id2label/label2id, model.safetensors, tokenizer.json) whose config also
@@ -11,22 +11,20 @@
 //! same final weights.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use bedside_runtime::bundle::Task;
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
-use bedside_runtime::model::{DropoutRng, Mode, SplitMix64};
+use bedside_runtime::model::Mode;
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
-use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::classifier::{balanced_class_weights, ModelOptions, TrainableClassifier};
 use super::config::{ClassWeights, LongNotes, Metric, TaskKind, TrainConfig};
-use super::optim::{clip_grad_norm, AdamW, LinearSchedule};
+pub use super::fit::RunControl;
+use super::fit::{fit, Evaluated, Learner, RunState};
 use super::prepare::RunData;
 use super::probe::{fit_multiclass, ProbeOptions};
 use crate::data::{Dataset, Example};
@@ -407,96 +405,6 @@ pub fn update_serving(dir: &Path, serving: &ServingSettings) -> Result<()> {
     Ok(())
 }
 
-/// What `--resume` reads back: where the run stands and what it has seen so far.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct RunState {
-    /// The epoch in progress (1-based) and the optimiser steps done within it.
-    epoch: usize,
-    steps_in_epoch: usize,
-    step: usize,
-    dropout_rng: u64,
-    loss_sum: f64,
-    seen: usize,
-    /// The best validation value so far; `None` before the first evaluation.
-    best_metric: Option<f64>,
-    best_epoch: Option<usize>,
-    evals_since_best: usize,
-    history: Vec<HistoryPoint>,
-    finished: bool,
-}
-
-impl RunState {
-    fn start(dropout_rng: u64) -> RunState {
-        RunState {
-            epoch: 1,
-            steps_in_epoch: 0,
-            step: 0,
-            dropout_rng,
-            loss_sum: 0.0,
-            seen: 0,
-            best_metric: None,
-            best_epoch: None,
-            evals_since_best: 0,
-            history: Vec::new(),
-            finished: false,
-        }
-    }
-}
-
-fn save_state(out: &Path, model: &TrainableClassifier, optimizer: &AdamW, state: &RunState) -> Result<()> {
-    let dir = out.join("state");
-    let partial = out.join("state.partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
-    let vars: HashMap<String, Tensor> = model
-        .vars()
-        .iter()
-        .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
-        .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&vars, partial.join("model.safetensors"))?;
-    let moments: HashMap<String, Tensor> = optimizer.state()?.into_iter().collect();
-    candle_core::safetensors::save(&moments, partial.join("optimizer.safetensors"))?;
-    std::fs::write(partial.join("state.json"), serde_json::to_string_pretty(state)?)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&partial, &dir).with_context(|| format!("writing {}", dir.display()))?;
-    Ok(())
-}
-
-fn load_state(out: &Path, model: &TrainableClassifier, optimizer: &mut AdamW) -> Result<RunState> {
-    let dir = out.join("state");
-    let text = std::fs::read_to_string(dir.join("state.json"))
-        .with_context(|| format!("--resume: no saved state in {}", dir.display()))?;
-    let state: RunState = serde_json::from_str(&text).with_context(|| format!("{}/state.json", dir.display()))?;
-    restore_tensors(&dir, model, optimizer, state)
-}
-
-fn restore_tensors(
-    dir: &Path,
-    model: &TrainableClassifier,
-    optimizer: &mut AdamW,
-    state: RunState,
-) -> Result<RunState> {
-    let device = model.device().clone();
-    let vars = candle_core::safetensors::load(dir.join("model.safetensors"), &device)?;
-    for (name, var) in model.vars() {
-        let saved = vars.get(name).with_context(|| format!("saved state lacks {name}"))?;
-        var.set(saved)?;
-    }
-    let moments = candle_core::safetensors::load(dir.join("optimizer.safetensors"), &device)?;
-    optimizer.restore(&moments, state.step)?;
-    Ok(state)
-}
-
-/// Knobs that are not part of the recipe.
-#[derive(Debug, Clone, Default)]
-pub struct RunControl {
-    /// Continue from `<out>/state/`.
-    pub resume: bool,
-    /// Stop (as if killed) right after this many optimiser steps and a state save: tests
-    /// use it to check that `--resume` reaches the same weights.
-    pub stop_after_steps: Option<usize>,
-}
-
 /// What a caller sees after each evaluation.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalEvent {
@@ -547,41 +455,75 @@ pub fn model_options(config: &TrainConfig, task: TaskKind) -> ModelOptions {
     ModelOptions { max_seq_len: config.max_seq_len_for(task), stride: config.stride_for(task), dropout: config.dropout }
 }
 
-/// The seeded batch order of an epoch: the same on every machine.
-fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    SplitMix64::new(seed.wrapping_add(epoch as u64)).shuffle(&mut order);
-    order
+/// A classifier's part of the shared loop: the task's loss on windows, validation scored per
+/// note with the runtime's aggregation, the best checkpoint as a transformers directory.
+struct Classifying<'a> {
+    ckpt: &'a Checkpoint,
+    space: &'a LabelSpace,
+    items: Vec<Item>,
+    objective: Objective,
+    val_notes: NoteSet,
+    metric: Metric,
+    config: &'a TrainConfig,
+    serving: ServingSettings,
+    best_dir: &'a Path,
+    on_eval: &'a mut dyn FnMut(&EvalEvent),
 }
 
-/// Adds a micro-batch's gradients into the step's total (gradient accumulation).
-pub(crate) fn accumulate(acc: &mut Option<GradStore>, grads: GradStore, model: &TrainableClassifier) -> Result<()> {
-    let Some(total) = acc else {
-        *acc = Some(grads);
-        return Ok(());
-    };
-    for (_, var) in model.vars() {
-        if let Some(g) = grads.get(var.as_tensor()) {
-            let sum = match total.get(var.as_tensor()) {
-                Some(prev) => (prev + g)?,
-                None => g.clone(),
-            };
-            total.insert(var.as_tensor(), sum);
-        }
+impl Learner for Classifying<'_> {
+    type Point = HistoryPoint;
+    /// The validation loss.
+    type Scores = f64;
+
+    fn items(&self) -> usize {
+        self.items.len()
     }
-    Ok(())
-}
 
-fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len as u64);
-    let style = indicatif::ProgressStyle::with_template(
-        "epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed} / ~{duration})",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-    .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
+    fn loss(&self, model: &TrainableClassifier, batch: &[usize], mode: Mode) -> Result<Option<Tensor>> {
+        let ids: Vec<&[u32]> = batch.iter().map(|&i| self.items[i].ids.as_slice()).collect();
+        let truth: Vec<&NoteTruth> = batch.iter().map(|&i| &self.items[i].truth).collect();
+        let logits = model.logits(&ids, mode)?;
+        Ok(Some(self.objective.loss(model, &logits, &truth)?))
+    }
+
+    fn evaluate(&mut self, model: &TrainableClassifier) -> Result<(Option<f64>, f64)> {
+        let (probs, val_loss) = evaluate(model, self.space, &self.val_notes)?;
+        let options = report_options(self.config, false);
+        let val_report = build_report("validation", &predictions(self.space, &self.val_notes, probs), None, &options)?;
+        Ok((Some(metric_value(self.metric, &val_report, val_loss)), val_loss))
+    }
+
+    fn better(&self, candidate: f64, best: f64) -> bool {
+        self.metric.better(candidate, best)
+    }
+
+    fn save_best(&self, model: &TrainableClassifier) -> Result<()> {
+        save_checkpoint(model, self.ckpt, &self.serving, self.best_dir)
+    }
+
+    fn record(&mut self, at: &Evaluated, val_loss: f64) -> Result<(serde_json::Value, HistoryPoint)> {
+        let value = at.value.unwrap_or(self.metric.worst());
+        let event = EvalEvent {
+            epoch: at.epoch,
+            step: at.step,
+            train_loss: at.train_loss,
+            val_loss,
+            metric: self.metric.as_str(),
+            value,
+            best: at.best,
+            samples_per_second: at.samples_per_second,
+        };
+        (self.on_eval)(&event);
+        let point = HistoryPoint {
+            epoch: at.epoch,
+            step: at.step,
+            train_loss: Some(at.train_loss),
+            val_loss: Some(val_loss),
+            val_metric: Some(value).filter(|v| v.is_finite()),
+            learning_rate: Some(at.learning_rate),
+        };
+        Ok((serde_json::to_value(&event)?, point))
+    }
 }
 
 /// Fine-tunes `ckpt` for `task` on `data` with `config`; writes `<out>/best/`,
@@ -598,7 +540,6 @@ pub fn train(
     if task == TaskKind::Probe {
         return train_probe(ckpt, data, config);
     }
-    let out = config.out.as_path();
     let space = LabelSpace::from_train(task, &data.train, config.positive_label.as_deref())?;
     keep_known(&space, &mut data, config);
     ensure!(!data.val.is_empty(), "the validation set is empty");
@@ -610,151 +551,22 @@ pub fn train(
     let items = training_items(&model, &space, &data.train, config.long_notes_for(task))?;
     let val_notes = NoteSet::encode(&model, &space, &data.val)?;
     let objective = Objective::new(&space, &items, &config.class_weights)?;
-
-    let micro_batches = items.len().div_ceil(config.batch_size);
-    let steps_per_epoch = micro_batches.div_ceil(config.grad_accum);
-    let total_steps = steps_per_epoch * config.epochs;
-    let schedule = LinearSchedule {
-        peak_lr: config.learning_rate,
-        warmup_steps: config.warmup_steps.unwrap_or((config.warmup_ratio * total_steps as f64).round() as usize),
-        total_steps,
+    let best_dir = config.out.join("best");
+    let mut learner = Classifying {
+        ckpt,
+        space: &space,
+        items,
+        objective,
+        val_notes,
+        metric,
+        config,
+        serving: serving_settings(&space, &model, config),
+        best_dir: &best_dir,
+        on_eval,
     };
-    let mut optimizer = AdamW::new(model.vars(), schedule.lr(0), config.weight_decay)?;
-    let vars: Vec<_> = model.vars().iter().map(|(_, v)| v.clone()).collect();
-    let rng = DropoutRng::new(config.seed);
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let best_dir = out.join("best");
-
-    let mut state = if control.resume {
-        let saved = TrainConfig::from_toml_file(&out.join("config.toml"))
-            .context("--resume needs the config.toml of the interrupted run")?;
-        ensure!(
-            saved.same_run_as(config),
-            "--resume: the options differ from the interrupted run's ({}); resume with the same options",
-            out.join("config.toml").display()
-        );
-        let state = load_state(out, &model, &mut optimizer)?;
-        rng.restore(state.dropout_rng);
-        state
-    } else {
-        std::fs::write(out.join("config.toml"), config.to_toml()?)?;
-        let _ = std::fs::remove_file(out.join("log.jsonl"));
-        RunState::start(rng.position())
+    let Some(state) = fit(&model, config, control, &mut learner)? else {
+        return Ok(RunResult { best_dir, report: None });
     };
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(out.join("log.jsonl"))?;
-    let serving = serving_settings(&space, &model, config);
-
-    let group = config.batch_size * config.grad_accum;
-    'epochs: while !state.finished && state.epoch <= config.epochs {
-        let epoch = state.epoch;
-        let order = shuffled(items.len(), config.seed, epoch);
-        let bar = progress_bar(items.len(), epoch, config.epochs);
-        bar.set_position((state.steps_in_epoch * group).min(items.len()) as u64);
-        let started = Instant::now();
-        let mut seen_now = 0usize;
-        for indices in order.chunks(group).skip(state.steps_in_epoch) {
-            let mut acc = None;
-            let micro: Vec<&[usize]> = indices.chunks(config.batch_size).collect();
-            for batch in &micro {
-                let ids: Vec<&[u32]> = batch.iter().map(|&i| items[i].ids.as_slice()).collect();
-                let truth: Vec<&NoteTruth> = batch.iter().map(|&i| &items[i].truth).collect();
-                let logits = model.logits(&ids, Mode::Train(&rng))?;
-                let loss = objective.loss(&model, &logits, &truth)?;
-                state.loss_sum += loss.to_scalar::<f32>()? as f64 * batch.len() as f64;
-                state.seen += batch.len();
-                seen_now += batch.len();
-                accumulate(&mut acc, (loss / micro.len() as f64)?.backward()?, &model)?;
-            }
-            if let Some(mut grads) = acc {
-                let lr = schedule.lr(state.step);
-                optimizer.set_learning_rate(lr);
-                let grad_norm = clip_grad_norm(&mut grads, &vars, config.max_grad_norm)?;
-                optimizer.step(&grads)?;
-                state.step += 1;
-                state.steps_in_epoch += 1;
-                let rate = seen_now as f64 / started.elapsed().as_secs_f64().max(1e-9);
-                let train_loss = state.loss_sum / state.seen.max(1) as f64;
-                bar.set_position((state.steps_in_epoch * group).min(items.len()) as u64);
-                bar.set_message(format!("loss {train_loss:.4} lr {lr:.2e} {rate:.1}/s"));
-                let entry = serde_json::json!({"type": "step", "epoch": epoch, "step": state.step, "loss": train_loss,
-                    "learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": rate});
-                writeln!(log, "{entry}")?;
-            }
-            let epoch_done = state.steps_in_epoch * group >= items.len();
-            let eval_now = match config.eval_steps {
-                Some(n) => state.step % n == 0 || epoch_done,
-                None => epoch_done,
-            };
-            if eval_now {
-                let (probs, val_loss) = evaluate(&model, &space, &val_notes)?;
-                let options = report_options(config, false);
-                let val_report = build_report("validation", &predictions(&space, &val_notes, probs), None, &options)?;
-                let value = metric_value(metric, &val_report, val_loss);
-                let improved = metric.better(value, state.best_metric.unwrap_or(metric.worst()));
-                if improved {
-                    state.best_metric = Some(value);
-                    state.best_epoch = Some(epoch);
-                    state.evals_since_best = 0;
-                    save_checkpoint(&model, ckpt, &serving, &best_dir)?;
-                } else {
-                    state.evals_since_best += 1;
-                }
-                let train_loss = state.loss_sum / state.seen.max(1) as f64;
-                let event = EvalEvent {
-                    epoch,
-                    step: state.step,
-                    train_loss,
-                    val_loss,
-                    metric: metric.as_str(),
-                    value,
-                    best: improved,
-                    samples_per_second: seen_now as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                };
-                bar.suspend(|| on_eval(&event));
-                writeln!(log, "{}", serde_json::json!({"type": "eval", "event": event}))?;
-                state.history.push(HistoryPoint {
-                    epoch,
-                    step: state.step,
-                    train_loss: Some(train_loss),
-                    val_loss: Some(val_loss),
-                    val_metric: Some(value).filter(|v| v.is_finite()),
-                    learning_rate: Some(schedule.lr(state.step)),
-                });
-                state.loss_sum = 0.0;
-                state.seen = 0;
-                if config.patience.is_some_and(|p| state.evals_since_best >= p) {
-                    state.finished = true;
-                }
-            }
-            if epoch_done {
-                state.epoch += 1;
-                state.steps_in_epoch = 0;
-            }
-            let save_now = eval_now || config.save_steps.is_some_and(|n| state.step % n == 0);
-            if save_now || control.stop_after_steps == Some(state.step) {
-                state.dropout_rng = rng.position();
-                save_state(out, &model, &optimizer, &state)?;
-            }
-            if control.stop_after_steps == Some(state.step) {
-                bar.abandon();
-                return Ok(RunResult { best_dir, report: None });
-            }
-            if state.finished || epoch_done {
-                bar.finish_and_clear();
-                continue 'epochs;
-            }
-        }
-        // An epoch with no items left (empty training set) still advances.
-        bar.finish_and_clear();
-        if state.epoch == epoch {
-            state.epoch += 1;
-            state.steps_in_epoch = 0;
-        }
-    }
-    state.finished = true;
-    state.dropout_rng = rng.position();
-    save_state(out, &model, &optimizer, &state)?;
-
     let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device)?;
     Ok(RunResult { best_dir, report: Some(report) })
 }
@@ -789,7 +601,7 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     std::fs::write(out.join("config.toml"), config.to_toml()?)?;
     let best_dir = out.join("best");
     save_checkpoint(&model, ckpt, &serving_settings(&space, &model, config), &best_dir)?;
-    let state = RunState::start(0);
+    let state = RunState::<HistoryPoint>::start(0);
     let report = final_report(&best_dir, &space, &data, config, task, Metric::MacroF1, &state, &device)?;
     Ok(RunResult { best_dir, report: Some(report) })
 }
@@ -814,7 +626,7 @@ fn final_report(
     config: &TrainConfig,
     task: TaskKind,
     metric: Metric,
-    state: &RunState,
+    state: &RunState<HistoryPoint>,
     device: &Device,
 ) -> Result<Report> {
     let best = Checkpoint::from_dir(best_dir)?;
