@@ -17,4 +17,17 @@ if [ "$have" != "$want" ]; then
 fi
 
 bash models/minilm.sh >/dev/null
-echo "setup done: wasm32 target, wasm-bindgen $want, MiniLM at $(bash models/minilm.sh)"
+
+# Browser tests (tests/browser/): Debian's Chromium, which playwright-core drives (it never
+# downloads a browser), and the Vulkan software driver for WebGPU on the CPU.
+if ! command -v chromium >/dev/null || ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
+  as_root=""; [ "$(id -u)" -eq 0 ] || as_root=sudo
+  $as_root apt-get update -qq
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver mesa-vulkan-drivers >/dev/null
+fi
+want_pw=$(node -p "require('./tests/browser/package.json').devDependencies['playwright-core']")
+have_pw=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
+if [ "$have_pw" != "$want_pw" ]; then
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup done: wasm32 target, wasm-bindgen $want, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw"

@@ -8,7 +8,13 @@ cd "$(dirname "$0")/.."
 export BEDSIDE_REQUIRE_MINILM=1
 BEDSIDE_MINILM_DIR=$(bash models/minilm.sh)
 export BEDSIDE_MINILM_DIR
+# The WebGPU tests run on Mesa's lavapipe (setup.sh installs it) and must not skip here.
+export BEDSIDE_REQUIRE_WEBGPU=1
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp}
 
 cargo test --workspace
 bash scripts/build-wasm.sh
 node --test tests/wasm/
+# The page and the widget in headless Chromium against the native CLI (screenshots in
+# target/browser-screenshots/); the widget test installs vite from the npm registry.
+node --test tests/browser/

@@ -8,7 +8,7 @@ use bedside_runtime::bundle::{self, Manifest, Quantization, Task};
 use bedside_runtime::checkpoint::{Checkpoint, LoadOptions};
 use bedside_runtime::model::Weights;
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
-use bedside_runtime::Model;
+use bedside_runtime::{Backend, Model};
 
 use bedside::data::{Dataset, LoadOptions as DataOptions};
 use bedside::eval::report::{build_report, write_report, ReportOptions};
@@ -45,6 +45,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Similarity(args) => similarity(args),
         Command::Inspect(args) => inspect(args),
         Command::Search(args) => super::search::run(args),
+        Command::Serve(args) => super::serve::run(args),
     }
 }
 
@@ -75,6 +76,32 @@ fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let b = bundle::read(&bytes).with_context(|| format!("loading bundle {}", path.display()))?;
         Ok(Source { manifest: b.manifest, tokenizer_json: b.tokenizer_json, weights: b.weights })
+    }
+}
+
+/// [`load_model`] with the encoder on `--backend`. Says on stderr when WebGPU was asked
+/// for by name and is not what runs, and which adapter runs when it is.
+pub(super) fn load_model_on(path: &Path, backend: &super::BackendArgs) -> Result<Model> {
+    let choice: Backend = backend.backend.parse()?;
+    let path = &resolve_model_path(path);
+    let source = load_source(path, &LoadOptions::default())?;
+    let model = bedside_runtime::runtime::block_on(Model::from_parts_on(
+        source.manifest,
+        &source.tokenizer_json,
+        &source.weights,
+        choice,
+    ))
+    .with_context(|| format!("loading model {} on backend {}", path.display(), backend.backend))?;
+    if let Some(adapter) = model.adapter() {
+        eprintln!("bedside: WebGPU on {} ({}, {})", adapter.name, adapter.backend, adapter.device_type);
+    }
+    Ok(model)
+}
+
+/// Prints why the model left WebGPU mid-run, if it did.
+fn report_fallback(model: &Model) {
+    if let Some(note) = model.backend_note().filter(|n| n.starts_with("switched")) {
+        eprintln!("bedside: {note}");
     }
 }
 
@@ -314,9 +341,10 @@ fn parity_report(reference: &Model, exported: &Model, path: &Path, quant: &str, 
 }
 
 fn embed(a: EmbedArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
+    let model = load_model_on(&a.model, &a.backend)?;
     let texts: Vec<&str> = a.texts.iter().map(String::as_str).collect();
     let vectors = model.embed(&texts)?;
+    report_fallback(&model);
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer(&mut out, &vectors)?;
@@ -357,7 +385,7 @@ fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(Stri
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
+    let model = load_model_on(&a.model, &a.backend)?;
     let notes: Vec<(String, String)> = match &a.input {
         Some(path) => read_notes_csv(path, &a.text_col, &a.id_col)?,
         None => a.texts.iter().enumerate().map(|(i, t)| (format!("{i}"), t.clone())).collect(),
@@ -385,12 +413,14 @@ fn classify(a: ClassifyArgs) -> Result<()> {
             writeln!(out, "{id}\t{}\t{:.3}{flag}{top}", prediction.label, prediction.score)?;
         }
     }
+    report_fallback(&model);
     Ok(())
 }
 
 fn similarity(a: SimilarityArgs) -> Result<()> {
-    let model = load_model(&a.model)?;
+    let model = load_model_on(&a.model, &a.backend)?;
     let vectors = model.embed(&[a.text_a.as_str(), a.text_b.as_str()])?;
+    report_fallback(&model);
     let cos = cosine(&vectors[0], &vectors[1]);
     if a.json {
         println!("{}", serde_json::json!({ "cosine": cos }));
@@ -436,7 +466,9 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         patience,
         save_steps,
         target_sensitivity,
-        min_confidence
+        min_confidence,
+        pairs_from,
+        hard_negatives
     );
     if let Some(w) = &a.class_weights {
         c.class_weights = ClassWeights::parse(w)?;
@@ -513,16 +545,28 @@ fn train(task: TaskKind, a: TrainArgs) -> Result<()> {
 
 fn train_embed(a: TrainArgs) -> Result<()> {
     use bedside::hub::{resolve_base, HubOptions};
-    use bedside::train::embed::train_embed;
+    use bedside::train::embed::{prepare_embed, train_embed};
+    use bedside::train::run::RunControl;
 
     let config = train_config(&a)?;
     let hub =
         HubOptions { endpoint: config.hub_endpoint.clone(), revision: config.revision.clone(), ..Default::default() };
     let base_dir = resolve_base(&config.base, &hub)?;
     let base = Checkpoint::from_dir(&base_dir).with_context(|| format!("loading {}", base_dir.display()))?;
-    let result = train_embed(&base, &config, &mut |e| {
+    let data = prepare_embed(&config)?;
+    for problem in &data.problems {
+        eprintln!("skipped {problem}");
+    }
+    eprintln!(
+        "embed: {} training examples from {}, {} validation examples",
+        data.train.examples.len(),
+        data.train.source.as_str(),
+        data.val.as_ref().map_or(0, |v| v.examples.len())
+    );
+    let control = RunControl { resume: a.resume, stop_after_steps: None };
+    let result = train_embed(&base, &config, data, &control, &mut |e| {
         eprintln!(
-            "epoch {} step {}: train loss {:.4}, val Spearman {}, {:.1} pairs/s{}",
+            "epoch {} step {}: train loss {:.4}, val Spearman {}, {:.1} examples/s{}",
             e.epoch,
             e.step,
             e.train_loss,
@@ -531,11 +575,12 @@ fn train_embed(a: TrainArgs) -> Result<()> {
             if e.best { "  (best)" } else { "" }
         )
     })?;
+    let r = result.report.as_ref().context("the run ended without a report")?;
     eprintln!(
-        "{} training pairs ({} loss); best epoch {}; checkpoint {} (score it with `bedside eval embed --model {} --base {}`)",
-        result.report.train_pairs,
-        result.report.loss,
-        result.report.best_epoch.map_or("n/a".into(), |e| e.to_string()),
+        "{} training examples ({} loss); best epoch {}; checkpoint {} (score it with `bedside eval embed --model {} --base {}`)",
+        r.train_examples,
+        r.loss,
+        r.best_epoch.map_or("n/a".into(), |e| e.to_string()),
         result.best_dir.display(),
         config.out.display(),
         config.base

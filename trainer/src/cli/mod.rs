@@ -3,6 +3,7 @@
 mod commands;
 mod eval_embed;
 mod search;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Rank the documents of a corpus (.jsonl, .csv, .txt) by similarity to a query.
     Search(search::SearchArgs),
+    /// Serve the web page (www/) on 127.0.0.1, optionally with a bundle at /model.gguf.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,7 +59,8 @@ pub enum TrainCommand {
     Multilabel(TrainArgs),
     /// Frozen-encoder baseline: logistic regression on [CLS] features.
     Probe(TrainArgs),
-    /// Sentence embeddings from text pairs (text1,text2,label): MNRL, cosine or contrastive loss.
+    /// Sentence embeddings from pairs (text1,text2,label), triplets (anchor,positive,negative)
+    /// or labelled rows (--pairs-from): MNRL, cosine or contrastive loss.
     Embed(TrainArgs),
 }
 
@@ -211,6 +215,14 @@ pub struct TrainArgs {
     /// Embed: the pair's second text column [default: text2].
     #[arg(long)]
     pub text2_col: Option<String>,
+    /// Embed: make pairs from labelled rows (--text-col and this column; several values per
+    /// row split by --label-sep): rows sharing a value are positives, others negatives.
+    #[arg(long)]
+    pub pairs_from: Option<String>,
+    /// Embed, with --pairs-from: each anchor's N most similar rows under the base model that
+    /// share none of its values are its negatives [default: one random such row].
+    #[arg(long)]
+    pub hard_negatives: Option<usize>,
 }
 
 /// `bedside eval --model … --data …` (classification), or `bedside eval embed …`.
@@ -321,6 +333,8 @@ pub struct EmbedArgs {
     /// Bundle file or Hugging Face checkpoint directory.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Print one JSON array of vectors.
     #[arg(long)]
     pub json: bool,
@@ -333,6 +347,8 @@ pub struct ClassifyArgs {
     /// Bundle file or Hugging Face checkpoint directory with a classification head.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Print one JSON object per note (JSON Lines).
     #[arg(long)]
     pub json: bool,
@@ -349,11 +365,22 @@ pub struct ClassifyArgs {
     pub texts: Vec<String>,
 }
 
+/// Where the encoder runs (`embed`, `classify`, `similarity`, `search`).
+#[derive(Debug, Args, Clone)]
+pub struct BackendArgs {
+    /// auto: WebGPU on a hardware adapter whose limits fit the model, else the CPU;
+    /// webgpu: any WebGPU adapter (software ones too) or fail; cpu: the CPU path.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "webgpu", "cpu"])]
+    pub backend: String,
+}
+
 #[derive(Debug, Args)]
 pub struct SimilarityArgs {
     /// Bundle file or Hugging Face checkpoint directory.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Print {"cosine": …}.
     #[arg(long)]
     pub json: bool,

@@ -5,7 +5,7 @@
 //! Corpus errors name the file and line (never the text): an empty corpus, a line that is
 //! not JSON, a missing or empty text, a duplicate id, invalid UTF-8.
 
-use super::commands::load_model;
+use super::commands::load_model_on;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,6 +23,8 @@ pub struct SearchArgs {
     /// Bundle file, Hugging Face checkpoint directory or training run directory.
     #[arg(long)]
     pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: super::BackendArgs,
     /// Documents: .jsonl (one {"id", "text"} per line; id optional), .csv (header row with
     /// `text` and optionally `id`) or .txt (one document per line; blank lines skipped).
     /// A missing id is the line number.
@@ -66,7 +68,7 @@ pub fn run(args: SearchArgs) -> Result<()> {
         bail!("--query is empty");
     }
     let docs = read_corpus(&args.corpus)?;
-    let model = load_model(&args.model)?;
+    let model = load_model_on(&args.model, &args.backend)?;
     let storage = if args.int8 { Storage::Int8 } else { Storage::F32 };
     let mut index = search::index_for(&model, storage)?;
     let ids: Vec<&str> = docs.iter().map(|d| d.id.as_str()).collect();

@@ -1,0 +1,158 @@
+// Types of bedside-widget (hand-written; the code is plain ES modules).
+
+export type Backend = 'auto' | 'webgpu' | 'cpu' | 'wasm';
+export type Task = 'embedding' | 'classification' | 'binary' | 'multilabel';
+
+export interface Progress {
+  /** download (network), cache (Cache Storage), read (a File), load (the runtime), classify, index */
+  phase: 'download' | 'cache' | 'read' | 'load' | 'classify' | 'index';
+  loaded: number;
+  /** 0 when unknown */
+  total: number;
+  /** percent, or null when the total is unknown */
+  progress?: number | null;
+}
+
+export interface Manifest {
+  format_version: number;
+  task: Task;
+  labels: string[];
+  head_outputs: number;
+  pooling: 'cls' | 'mean';
+  normalize: boolean;
+  max_seq_len: number;
+  stride: number;
+  aggregation: { method: 'clinicalbert' | 'mean' | 'max'; c?: number };
+  decision_threshold: number;
+  min_confidence: number;
+  base_model: string;
+  quantization: 'f32' | 'f16' | 'q8_0' | 'q4_0';
+  special_tokens: { cls: string; sep: string; pad: string };
+  config: Record<string, unknown>;
+  created_by: string;
+}
+
+export interface Chunk {
+  index: number;
+  /** UTF-8 byte offsets of the window in the note (see byteToCharIndex) */
+  start: number;
+  end: number;
+  num_tokens: number;
+  score: number;
+  probabilities: Record<string, number>;
+}
+
+export interface Classification {
+  label: string;
+  score: number;
+  probabilities: Record<string, number>;
+  /** labels at or above the decision threshold (multi-label), else [label] */
+  labels: string[];
+  /** the probability is below the bundle's min_confidence */
+  uncertain: boolean;
+  chunks: Chunk[];
+  /** milliseconds in the worker */
+  ms: number;
+}
+
+export interface Hit {
+  id: string;
+  /** cosine similarity */
+  score: number;
+}
+
+export interface Document {
+  id: string | number;
+  text: string;
+  label?: string;
+}
+
+export interface IndexInfo {
+  length: number;
+  dim: number;
+  int8: boolean;
+  memoryBytes: number;
+  /** predicted labels in document order when indexed with `classify: true` */
+  predicted: string[] | null;
+  ms: number;
+}
+
+export interface LoadOptions {
+  /** "auto" uses WebGPU when the runtime build and the browser have it. Default "auto". */
+  backend?: Backend;
+  onProgress?: (event: Progress) => void;
+  /** Keep downloaded bundles in the Cache API (default true). */
+  cache?: boolean;
+  /** Cache a File/Blob under this name; load("cache:" + name) later. */
+  cacheKey?: string;
+}
+
+export declare class BedsideModel {
+  readonly manifest: Manifest;
+  readonly backend: 'webgpu' | 'cpu';
+  /** Why the model is not on WebGPU although that was asked for, else null. */
+  readonly backendNote: string | null;
+  /** "sha256:…" as stored in the bundle; the runtime verified it at load. */
+  readonly checksum: string | null;
+  readonly name: string;
+  readonly size: number;
+  readonly source: 'network' | 'cache' | 'file' | 'bytes';
+  readonly timings: { readMs: number; loadMs: number };
+  classify(text: string): Promise<Classification>;
+  classifyMany(texts: string[], options?: { onProgress?: (event: Progress) => void }): Promise<Classification[]>;
+  embed(texts: string | string[]): Promise<Float32Array[]>;
+  similarity(a: string, b: string): Promise<{ cosine: number; ms: number }>;
+  index(documents: Array<Document | string>, options?: { int8?: boolean; classify?: boolean; onProgress?: (event: Progress) => void }): Promise<IndexInfo>;
+  search(query: string, options?: { k?: number; documents?: Array<Document | string>; int8?: boolean }): Promise<Hit[]>;
+  project(): Promise<Array<{ id: string; x: number; y: number }>>;
+  cancel(): void;
+  dispose(): void;
+}
+
+export declare const CACHE_NAME: string;
+
+/** Loads a bundle (URL, File/Blob, bytes, or "cache:<key>") in a new worker; it becomes the current model. */
+export declare function load(source: string | URL | Blob | ArrayBuffer | Uint8Array, options?: LoadOptions): Promise<BedsideModel>;
+export declare function currentModel(): BedsideModel | null;
+/** Shortcuts to the current model. */
+export declare function classify(text: string): Promise<Classification>;
+export declare function embed(texts: string | string[]): Promise<Float32Array[]>;
+export declare function search(query: string, options?: { k?: number; documents?: Array<Document | string>; int8?: boolean }): Promise<Hit[]>;
+export declare function similarity(a: string, b: string): Promise<{ cosine: number; ms: number }>;
+
+export declare function cachedBundles(): Promise<Array<{ key: string; name: string; size: number; stored: string | null }>>;
+export declare function clearCache(): Promise<number>;
+export declare function webgpuAvailable(): Promise<boolean>;
+
+export declare function parseDocuments(name: string, content: string): Array<{ id: string; text: string; label?: string; line: number }>;
+export declare function parseCsv(text: string): Array<{ cells: string[]; line: number }>;
+export declare function resultsCsv(labels: string[], results: Array<{ id: string; result: Classification }>): string;
+export declare function topChunk(result: Classification): Chunk | null;
+export declare function byteToCharIndex(text: string, byteOffset: number): number;
+
+export interface BedsideEvents {
+  'bedside-progress': CustomEvent<Progress>;
+  'bedside-load': CustomEvent<{ manifest: Manifest; backend: 'webgpu' | 'cpu'; checksum: string | null }>;
+  'bedside-result': CustomEvent<{ text: string; result: Classification }>;
+  'bedside-ready': CustomEvent<{ length: number }>;
+  'bedside-results': CustomEvent<{ query: string; hits: Array<Hit & { text: string }> }>;
+  'bedside-error': CustomEvent<{ code: string | null; message: string }>;
+}
+
+/** <bedside-classifier src backend text label button-label> */
+export declare class BedsideClassifierElement extends HTMLElement {
+  classify(text: string): Promise<Classification>;
+}
+
+/** <bedside-search src backend documents k int8 query label>; child elements are documents. */
+export declare class BedsideSearchElement extends HTMLElement {
+  setDocuments(documents: Array<Document | string>): Promise<void>;
+  search(query: string): Promise<Array<Hit & { text: string }>>;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'bedside-classifier': BedsideClassifierElement;
+    'bedside-search': BedsideSearchElement;
+  }
+}

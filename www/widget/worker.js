@@ -1,0 +1,178 @@
+// The Web Worker that owns the model: every computation runs here, so the page never freezes.
+// Messages in: {id, op, args}; out: {id, ok: true, result} | {id, ok: false, error} |
+// {id, progress}. Operations run one at a time, in order; `cancel` stops a running batch
+// between two notes.
+//
+// Runtime API: when the wasm build has `Bedside.create(bytes, backend)` (the WebGPU build)
+// it is used with `embedAsync`/`classifyAsync`; otherwise the synchronous CPU API
+// `Bedside.load`/`embed`/`classify`.
+import init, { Bedside, BedsideIndex } from '../pkg/bedside_runtime.js';
+
+let ready = null;
+let model = null;
+let backend = 'cpu';
+let index = null;
+let cancelled = false;
+let queue = Promise.resolve();
+
+const hasAsyncApi = () => typeof Bedside.create === 'function';
+
+async function classifyOne(text) {
+  const started = performance.now();
+  const result = typeof model.classifyAsync === 'function' ? await model.classifyAsync(text) : model.classify(text);
+  result.ms = performance.now() - started;
+  return result;
+}
+
+async function embedTexts(texts) {
+  return typeof model.embedAsync === 'function' ? await model.embedAsync(texts) : model.embed(texts);
+}
+
+function requireModel() {
+  if (!model) throw Object.assign(new Error('no model loaded'), { name: 'BedsideError', code: 'no_model' });
+}
+
+// Lets a queued `cancel` message run between two notes of a batch.
+const yieldToMessages = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+function checkCancelled() {
+  if (cancelled) throw Object.assign(new Error('cancelled'), { name: 'BedsideError', code: 'cancelled' });
+}
+
+const BATCH = 8;
+
+const ops = {
+  async load({ bytes, backend: wanted = 'auto' }) {
+    ready ??= init();
+    await ready;
+    index?.free();
+    index = null;
+    model?.free();
+    model = null;
+    const started = performance.now();
+    const data = new Uint8Array(bytes);
+    if (hasAsyncApi()) {
+      const choice = wanted === 'wasm' ? 'cpu' : wanted;
+      model = await Bedside.create(data, choice);
+      backend = model.backend ?? 'cpu';
+    } else {
+      // This build has only the CPU (wasm) backend, whatever was asked for.
+      model = Bedside.load(data);
+      backend = 'cpu';
+    }
+    // Why WebGPU was not used although asked for (WebGPU build only).
+    const backendNote = typeof model.backendNote === 'string' ? model.backendNote
+      : !hasAsyncApi() && wanted === 'webgpu' ? 'this build of the runtime has no WebGPU backend' : null;
+    return { manifest: model.manifest(), backend, backendNote, ms: performance.now() - started };
+  },
+
+  async classify({ text }) {
+    requireModel();
+    return classifyOne(text);
+  },
+
+  async classifyMany({ texts }, progress) {
+    requireModel();
+    const results = [];
+    for (let i = 0; i < texts.length; i++) {
+      checkCancelled();
+      results.push(await classifyOne(texts[i]));
+      progress({ phase: 'classify', loaded: i + 1, total: texts.length });
+      await yieldToMessages();
+    }
+    return results;
+  },
+
+  async embed({ texts }) {
+    requireModel();
+    const started = performance.now();
+    const vectors = await embedTexts(texts);
+    return { vectors, ms: performance.now() - started };
+  },
+
+  async similarity({ a, b }) {
+    requireModel();
+    const started = performance.now();
+    const [u, v] = await embedTexts([a, b]);
+    return { cosine: cosine(u, v), ms: performance.now() - started };
+  },
+
+  // Builds a new index from documents; with `classify`, also predicts each one's label.
+  async index({ ids, texts, int8 = false, classify = false }, progress) {
+    requireModel();
+    const started = performance.now();
+    const fresh = BedsideIndex.forModel(model, int8);
+    const predicted = [];
+    const total = texts.length;
+    try {
+      for (let i = 0; i < total; i += BATCH) {
+        checkCancelled();
+        const batchIds = ids.slice(i, i + BATCH);
+        const batchTexts = texts.slice(i, i + BATCH);
+        if (typeof model.embedAsync === 'function') {
+          const vectors = await model.embedAsync(batchTexts);
+          vectors.forEach((v, k) => fresh.add(batchIds[k], v));
+        } else {
+          fresh.addTexts(model, batchIds, batchTexts);
+        }
+        if (classify) for (const t of batchTexts) predicted.push((await classifyOne(t)).label);
+        progress({ phase: 'index', loaded: Math.min(i + BATCH, total), total });
+        await yieldToMessages();
+      }
+    } catch (e) {
+      fresh.free();
+      throw e;
+    }
+    index?.free();
+    index = fresh;
+    return { length: index.length, dim: index.dim, int8: index.int8, memoryBytes: index.memoryBytes,
+      predicted: classify ? predicted : null, ms: performance.now() - started };
+  },
+
+  async search({ query, k = 10 }) {
+    requireModel();
+    if (!index) throw Object.assign(new Error('build an index first'), { name: 'BedsideError', code: 'no_index' });
+    const started = performance.now();
+    let hits;
+    if (typeof model.embedAsync === 'function') {
+      const [v] = await model.embedAsync([query]);
+      hits = index.searchVector(v, k);
+    } else {
+      hits = index.search(model, query, k);
+    }
+    return { hits, ms: performance.now() - started };
+  },
+
+  async project() {
+    if (!index) throw Object.assign(new Error('build an index first'), { name: 'BedsideError', code: 'no_index' });
+    return index.project();
+  },
+};
+
+function cosine(u, v) {
+  let dot = 0, nu = 0, nv = 0;
+  for (let i = 0; i < u.length; i++) { dot += u[i] * v[i]; nu += u[i] * u[i]; nv += v[i] * v[i]; }
+  return dot / (Math.sqrt(nu * nv) || 1);
+}
+
+// Error objects do not keep `code` through postMessage: send the fields.
+function serializeError(e) {
+  if (e instanceof Error) return { name: e.name, message: e.message, code: e.code ?? null };
+  return { name: 'Error', message: String(e), code: null };
+}
+
+self.onmessage = ({ data }) => {
+  const { id, op, args } = data;
+  if (op === 'cancel') { cancelled = true; return; }
+  queue = queue.then(async () => {
+    cancelled = false;
+    try {
+      const fn = ops[op];
+      if (!fn) throw new Error(`unknown operation ${op}`);
+      const result = await fn(args ?? {}, (progress) => self.postMessage({ id, progress }));
+      self.postMessage({ id, ok: true, result });
+    } catch (e) {
+      self.postMessage({ id, ok: false, error: serializeError(e) });
+    }
+  });
+};
