@@ -8,13 +8,12 @@ mod common;
 use bedside_runtime::bundle::{self, Quantization};
 use bedside_runtime::checkpoint::Checkpoint;
 use bedside_runtime::gpu::{Backend, GpuBert, GpuContext, GpuOutput};
-use bedside_runtime::model::{Bert, BertConfig, SequenceHead, SplitMix64, Weight, Weights};
+use bedside_runtime::model::{random_weights, Bert, BertConfig, SequenceHead, SplitMix64, Weights};
 use bedside_runtime::pipeline::encode::encode;
 use bedside_runtime::pipeline::pool::{normalize, pool, Pooling};
 use bedside_runtime::runtime::block_on;
 use bedside_runtime::Model;
-use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{Device, Tensor};
+use candle_core::quantized::GgmlDType;
 use common::*;
 
 const MAX_LOGIT_DIFF: f32 = 1e-3;
@@ -99,56 +98,8 @@ fn tiny_classifier_matches_cpu_in_every_format() {
 /// 512 positions; two layers keep the test quick on a CPU Vulkan driver.
 fn base_shaped(quant: GgmlDType) -> (BertConfig, Weights) {
     let config = BertConfig { vocab_size: 1000, num_hidden_layers: 2, ..BertConfig::default() };
-    let (h, i) = (config.hidden_size, config.intermediate_size);
-    let mut shapes: Vec<(String, Vec<usize>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![config.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![config.max_position_embeddings, h]),
-        ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-        ("pooler.dense.weight".into(), vec![h, h]),
-        ("pooler.dense.bias".into(), vec![h]),
-        ("classifier.weight".into(), vec![2, h]),
-        ("classifier.bias".into(), vec![2]),
-    ];
-    for l in 0..config.num_hidden_layers {
-        let p = format!("encoder.layer.{l}");
-        for (name, rows, cols) in [
-            ("attention.self.query", h, h),
-            ("attention.self.key", h, h),
-            ("attention.self.value", h, h),
-            ("attention.output.dense", h, h),
-            ("intermediate.dense", i, h),
-            ("output.dense", h, i),
-        ] {
-            shapes.push((format!("{p}.{name}.weight"), vec![rows, cols]));
-            shapes.push((format!("{p}.{name}.bias"), vec![rows]));
-        }
-        for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
-            shapes.push((format!("{p}.{norm}.weight"), vec![h]));
-            shapes.push((format!("{p}.{norm}.bias"), vec![h]));
-        }
-    }
-    let mut rng = SplitMix64::new(7);
-    let mut w = Weights::new("random");
-    for (name, shape) in shapes {
-        let n: usize = shape.iter().product();
-        let values: Vec<f32> = if name.contains("LayerNorm.weight") {
-            (0..n).map(|_| 1.0 + 0.1 * (unit(&mut rng) - 0.5)).collect()
-        } else {
-            (0..n).map(|_| 0.08 * (unit(&mut rng) - 0.5)).collect()
-        };
-        let t = Tensor::from_vec(values, shape.as_slice(), &Device::Cpu).unwrap();
-        let quantize =
-            shape.len() == 2 && quant != GgmlDType::F32 && !name.contains("position") && !name.contains("token_type");
-        let weight = if quantize {
-            Weight::Quantized(std::sync::Arc::new(QTensor::quantize(&t, quant).unwrap()))
-        } else {
-            Weight::Dense(t)
-        };
-        w.insert(name, weight);
-    }
-    (config, w)
+    let quant = (quant != GgmlDType::F32).then_some(quant);
+    (config.clone(), random_weights(&config, Some(2), quant, 7).unwrap())
 }
 
 #[test]
@@ -218,8 +169,4 @@ fn cpu_backend_and_bad_backend_names() {
     // Auto never fails: it runs on WebGPU, or on the CPU with a note saying why.
     let auto = block_on(Model::load_on(&bytes, Backend::Auto)).unwrap();
     assert!(auto.backend() == "webgpu" || auto.backend_note().is_some());
-}
-
-fn unit(rng: &mut SplitMix64) -> f32 {
-    (rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
 }

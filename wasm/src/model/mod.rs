@@ -3,11 +3,13 @@
 pub mod bert;
 pub mod config;
 pub mod mode;
+pub mod random;
 pub mod rng;
 pub mod weights;
 
 pub use bert::{Bert, SequenceHead};
 pub use config::{Activation, BertConfig};
 pub use mode::{DropoutRng, Mode};
+pub use random::random_weights;
 pub use rng::SplitMix64;
 pub use weights::{canonical_name, Weight, Weights};
