@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: the real all-MiniLM-L6-v2 checkpoint → a q8_0
 # bundle → its manifest → semantic similarity of a clinical abbreviation to real ICD-10-CM
-# code descriptions (public domain), all on this machine.
+# code descriptions (public domain) → a note classifier on the sample notes → the web page
+# serving it on 127.0.0.1 (BEDSIDE_NO_SERVE=1 stops before serving), all on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -22,4 +23,17 @@ for description in \
   "Fracture of unspecified part of neck of right femur"; do
   printf '  %s  %s\n' "$($bin similarity --model "$bundle" "$query" "$description")" "$description"
 done
-echo "bundle: $bundle (load it in the browser with www/pkg, see www/README.md)"
+
+# A note classifier on the sample notes (frozen MiniLM + logistic regression: seconds),
+# then the web page on it: paste a note, get a label, a confidence and the passage.
+notes=target/quickstart/notes-classifier-q8_0.gguf
+$bin train probe --base "$model" --train tests/browser/fixtures/train.csv --out target/quickstart/probe \
+  --val-ratio 0.2 --test-ratio 0 --min-confidence 0.6 --probe-l2 0.01 >/dev/null
+$bin export --model target/quickstart/probe --quant q8_0 --out "$notes"
+bash scripts/build-wasm.sh
+if [ "${BEDSIDE_NO_SERVE:-0}" = 1 ]; then
+  echo "bundles: $bundle, $notes (serve them with: $bin serve --model $notes)"
+  exit 0
+fi
+echo "open the printed address; Ctrl-C stops the server"
+exec $bin serve --model "$notes"

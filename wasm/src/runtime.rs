@@ -218,6 +218,15 @@ impl Model {
         self.backend_note.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Destroys the WebGPU device under the model, as a driver reset or a lost tab would:
+    /// for tests of the fallback to the CPU.
+    #[doc(hidden)]
+    pub fn simulate_gpu_loss(&self) {
+        if let Some(gpu) = self.gpu() {
+            gpu.context().device.destroy();
+        }
+    }
+
     fn set_note(&self, note: String) {
         *self.backend_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
     }

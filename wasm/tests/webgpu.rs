@@ -95,9 +95,10 @@ fn tiny_classifier_matches_cpu_in_every_format() {
 }
 
 /// A random model with BERT-base's widths (hidden 768, 12 heads, 3072 intermediate) and
-/// 512 positions; two layers keep the test quick on a CPU Vulkan driver.
+/// 512 positions; one layer keeps the test quick on a CPU Vulkan driver (depth adds no new
+/// kernel paths).
 fn base_shaped(quant: GgmlDType) -> (BertConfig, Weights) {
-    let config = BertConfig { vocab_size: 1000, num_hidden_layers: 2, ..BertConfig::default() };
+    let config = BertConfig { vocab_size: 1000, num_hidden_layers: 1, ..BertConfig::default() };
     let quant = (quant != GgmlDType::F32).then_some(quant);
     (config.clone(), random_weights(&config, Some(2), quant, 7).unwrap())
 }
@@ -156,6 +157,22 @@ fn windowed_long_notes_classify_the_same() {
             }
         }
     }
+}
+
+#[test]
+fn a_lost_device_falls_back_to_the_cpu_with_a_note() {
+    let Some(_) = context() else { return };
+    let (_, _, _, bytes) = bundle_weights(&fixture("tiny-classifier"), Quantization::Q8_0);
+    let note = "Wheezing and shortness of breath, albuterol nebuliser given.";
+    let want = Model::load(&bytes).unwrap().classify(note).unwrap();
+    let model = block_on(Model::load_on(&bytes, Backend::WebGpu)).unwrap();
+    assert_eq!(model.backend(), "webgpu");
+    model.simulate_gpu_loss();
+    let got = model.classify(note).unwrap();
+    assert_eq!(model.backend(), "cpu");
+    let reason = model.backend_note().unwrap_or_default();
+    assert!(reason.starts_with("switched to the CPU"), "note: {reason:?}");
+    assert_eq!(got, want, "after the fallback the answer is the CPU path's");
 }
 
 #[test]
