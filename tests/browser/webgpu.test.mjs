@@ -12,7 +12,7 @@ import { cli, chromiumPath, launch, minilmDir, root, screenshot, staticServer, w
 
 const MAX_PROB_DIFF = 1e-3;
 const MIN_COSINE = 0.999;
-const QUANTS = ['f32', 'q8_0', 'q4_0'];
+const QUANTS = ['f32', 'f16', 'q8_0', 'q4_0'];
 
 const TEXTS = [
   'Type 2 diabetes mellitus with diabetic chronic kidney disease',

@@ -18,7 +18,7 @@ use common::*;
 
 const MAX_LOGIT_DIFF: f32 = 1e-3;
 const MIN_COSINE: f32 = 0.999;
-const QUANTS: [Quantization; 3] = [Quantization::F32, Quantization::Q8_0, Quantization::Q4_0];
+const QUANTS: [Quantization; 4] = [Quantization::F32, Quantization::F16, Quantization::Q8_0, Quantization::Q4_0];
 
 /// A WebGPU device, or None (skipped) where the machine has no adapter. scripts/test.sh
 /// installs lavapipe and sets BEDSIDE_REQUIRE_WEBGPU, so CI cannot skip.

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::model::Activation as ModelActivation;
 
 const WEIGHTS_F32: &str = include_str!("wgsl/weights_f32.wgsl");
+const WEIGHTS_F16: &str = include_str!("wgsl/weights_f16.wgsl");
 const WEIGHTS_Q8_0: &str = include_str!("wgsl/weights_q8_0.wgsl");
 const WEIGHTS_Q4_0: &str = include_str!("wgsl/weights_q4_0.wgsl");
 const ACTIVATION: &str = include_str!("wgsl/activation.wgsl");
@@ -26,9 +27,12 @@ const PARAMS_BYTES: u64 = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightFormat {
     F32,
+    F16,
     Q8_0,
     Q4_0,
 }
+
+const FORMATS: [WeightFormat; 4] = [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8_0, WeightFormat::Q4_0];
 
 impl WeightFormat {
     fn index(self) -> usize {
@@ -38,6 +42,7 @@ impl WeightFormat {
     fn source(self) -> &'static str {
         match self {
             WeightFormat::F32 => WEIGHTS_F32,
+            WeightFormat::F16 => WEIGHTS_F16,
             WeightFormat::Q8_0 => WEIGHTS_Q8_0,
             WeightFormat::Q4_0 => WEIGHTS_Q4_0,
         }
@@ -65,8 +70,8 @@ impl From<ModelActivation> for Activation {
 }
 
 pub(crate) struct Kernels {
-    matmul: [wgpu::ComputePipeline; 3],
-    embed: [wgpu::ComputePipeline; 3],
+    matmul: [wgpu::ComputePipeline; 4],
+    embed: [wgpu::ComputePipeline; 4],
     pub layer_norm: wgpu::ComputePipeline,
     pub attention: wgpu::ComputePipeline,
     pub pool: wgpu::ComputePipeline,
@@ -92,15 +97,12 @@ impl Kernels {
     /// Compiles every kernel; `max_seq` sizes attention's score row in workgroup memory.
     pub async fn new(ctx: &GpuContext, max_seq: usize) -> Result<Self> {
         let max_seq = format!("const MAX_SEQ: u32 = {max_seq}u;");
-        ctx.scoped("compiling the kernels", || {
-            let formats = [WeightFormat::F32, WeightFormat::Q8_0, WeightFormat::Q4_0];
-            Kernels {
-                matmul: formats.map(|f| pipeline(ctx, "matmul", &[f.source(), ACTIVATION, MATMUL])),
-                embed: formats.map(|f| pipeline(ctx, "embed", &[f.source(), REDUCE, EMBED])),
-                layer_norm: pipeline(ctx, "layer_norm", &[REDUCE, LAYER_NORM]),
-                attention: pipeline(ctx, "attention", &[&max_seq, REDUCE, ATTENTION]),
-                pool: pipeline(ctx, "pool", &[REDUCE, POOL]),
-            }
+        ctx.scoped("compiling the kernels", || Kernels {
+            matmul: FORMATS.map(|f| pipeline(ctx, "matmul", &[f.source(), ACTIVATION, MATMUL])),
+            embed: FORMATS.map(|f| pipeline(ctx, "embed", &[f.source(), REDUCE, EMBED])),
+            layer_norm: pipeline(ctx, "layer_norm", &[REDUCE, LAYER_NORM]),
+            attention: pipeline(ctx, "attention", &[&max_seq, REDUCE, ATTENTION]),
+            pool: pipeline(ctx, "pool", &[REDUCE, POOL]),
         })
         .await
     }

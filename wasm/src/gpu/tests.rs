@@ -118,6 +118,9 @@ fn matmul_on_odd_shapes_and_every_weight_format() {
     for (m, n, k) in [(1, 1, 1), (1, 45, 70), (67, 45, 70), (130, 129, 17), (512, 64, 48)] {
         matmul_case(&ctx, &kernels, m, n, k, GgmlDType::F32, Activation::None);
     }
+    for (m, n, k) in [(1, 45, 7), (67, 3, 33)] {
+        matmul_case(&ctx, &kernels, m, n, k, GgmlDType::F16, Activation::None);
+    }
     for quant in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
         for (m, n, k) in [(1, 45, 96), (67, 3, 32), (130, 129, 64)] {
             matmul_case(&ctx, &kernels, m, n, k, quant, Activation::None);

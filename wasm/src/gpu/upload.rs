@@ -1,6 +1,7 @@
 //! Weights → GPU buffers, once per model. Block-quantized matrices stay quantized: their
 //! int8 / nibble payloads are copied as they are in the bundle and dequantised by the
 //! kernels; only the per-block f16 scales are widened to f32 (see weights_q8_0.wgsl).
+//! f16 matrices stay f16.
 
 use candle_core::quantized::GgmlDType;
 use half::f16;
@@ -35,6 +36,7 @@ impl GpuMatrix {
 /// A matrix's values on the host, in the layout the kernels read.
 enum HostMatrix {
     F32(Vec<f32>),
+    F16(Vec<u8>),
     Blocks { format: WeightFormat, payload: Vec<u8>, scales: Vec<f32> },
 }
 
@@ -45,6 +47,9 @@ fn host(name: &str, weight: &Weight) -> Result<HostMatrix> {
             GgmlDType::Q4_0 => Some((WeightFormat::Q4_0, 18)),
             _ => None,
         };
+        if q.dtype() == GgmlDType::F16 {
+            return Ok(HostMatrix::F16(q.data()?.into_owned()));
+        }
         if let Some((format, block_bytes)) = layout {
             let data = q.data()?;
             if data.len() % block_bytes != 0 {
@@ -101,6 +106,23 @@ impl GpuContext {
             }
         }
         let hosts = parts.iter().map(|(name, w)| host(name, w)).collect::<Result<Vec<_>>>()?;
+        if hosts.iter().all(|h| matches!(h, HostMatrix::F16(_))) {
+            let mut halves = Vec::new();
+            for h in hosts {
+                if let HostMatrix::F16(bytes) = h {
+                    halves.extend(bytes);
+                }
+            }
+            // Whole u32 words: an odd count of halves gets one of padding.
+            halves.resize(halves.len().next_multiple_of(4), 0);
+            return Ok(GpuMatrix {
+                format: WeightFormat::F16,
+                values: self.storage(label, &halves)?,
+                scales: None,
+                rows,
+                cols,
+            });
+        }
         let quantized_as = match hosts.first() {
             Some(HostMatrix::Blocks { format, .. }) => Some(*format),
             _ => None,
@@ -128,7 +150,7 @@ impl GpuContext {
         for ((name, w), h) in parts.iter().zip(hosts) {
             match h {
                 HostMatrix::F32(v) => values.extend(v),
-                HostMatrix::Blocks { .. } => values.extend(host_f32(name, w)?),
+                HostMatrix::Blocks { .. } | HostMatrix::F16(_) => values.extend(host_f32(name, w)?),
             }
         }
         Ok(GpuMatrix { format: WeightFormat::F32, values: self.upload_f32(label, &values)?, scales: None, rows, cols })
