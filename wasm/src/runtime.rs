@@ -155,7 +155,10 @@ impl Model {
         };
         match started.await {
             Ok(gpu) => {
-                *model.gpu.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(gpu));
+                // In wasm wgpu's handles are !Send; the page is single-threaded there.
+                #[allow(clippy::arc_with_non_send_sync)]
+                let gpu = Arc::new(gpu);
+                *model.gpu.lock().unwrap_or_else(|p| p.into_inner()) = Some(gpu);
                 Ok(model)
             }
             Err(e) if backend == Backend::Auto => {
@@ -187,6 +190,7 @@ impl Model {
             _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs)?),
         };
         let window = WindowSpec::new(manifest.max_seq_len, manifest.stride)?;
+        #[allow(clippy::arc_with_non_send_sync)] // see `from_parts_on`
         Ok(Self {
             manifest,
             tokenizer,
