@@ -13,9 +13,8 @@ use bedside::train::embed::{prepare_embed, train_embed, EmbedResult, Source};
 use bedside::train::run::RunControl;
 use bedside_runtime::checkpoint::Checkpoint;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny-safetensors")
-}
+mod common;
+use common::{fixture, temp_dir, write};
 
 const GROUPS: [[&str; 4]; 3] = [
     ["chest pain", "cardiac murmur", "heart pain", "cardiac edema"],
@@ -23,19 +22,6 @@ const GROUPS: [[&str; 4]; 3] = [
     ["diabetes", "blood sugar glucose", "insulin and metformin", "high glucose level"],
 ];
 const SYSTEMS: [&str; 3] = ["cardiac", "respiratory", "endocrine"];
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bedside-embed-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Related pairs share an organ system; unrelated ones do not.
 fn pairs_csv(dir: &Path) -> PathBuf {
@@ -143,7 +129,7 @@ fn labelled_rows() -> String {
 
 #[test]
 fn triplets_train_mnrl_with_the_negative_and_contrastive_as_two_pairs() {
-    let dir = temp_dir("triplets");
+    let dir = temp_dir("embed-triplets");
     let triplets = triplets_csv(&dir);
     let pairs = pairs_csv(&dir);
     let data = prepare_embed(&config(&dir, triplets.clone(), Some(pairs.clone()), "mnrl")).unwrap();
@@ -165,7 +151,7 @@ fn triplets_train_mnrl_with_the_negative_and_contrastive_as_two_pairs() {
 
 #[test]
 fn pairs_from_labels_pair_rows_sharing_a_value_and_report_unusable_rows() {
-    let dir = temp_dir("labelled");
+    let dir = temp_dir("embed-labelled");
     let mut csv = labelled_rows(); // rows on lines 2..=15
     csv.push_str("\"  \",cardiac\n"); // 16: empty text
     csv.push_str("rash on the arm,\n"); // 17: no value
@@ -223,7 +209,7 @@ fn pairs_from_labels_pair_rows_sharing_a_value_and_report_unusable_rows() {
 
 #[test]
 fn pairs_from_labels_learn_with_hard_negatives() {
-    let dir = temp_dir("hard");
+    let dir = temp_dir("embed-hard");
     let rows = write(&dir, "rows.csv", &labelled_rows());
     let config = TrainConfig {
         pairs_from: Some("system".into()),
@@ -237,7 +223,7 @@ fn pairs_from_labels_learn_with_hard_negatives() {
 
 #[test]
 fn resume_after_an_interruption_gives_identical_weights() {
-    let dir = temp_dir("resume");
+    let dir = temp_dir("embed-resume");
     let rows = write(&dir, "rows.csv", &labelled_rows());
     // 14 anchors, batch 4: 4 steps an epoch; stop inside epoch 2, then resume.
     let whole = TrainConfig {

@@ -10,22 +10,8 @@ use bedside::train::prepare::prepare;
 use bedside::train::run::{train, RunControl};
 use bedside_runtime::checkpoint::Checkpoint;
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/fixtures/tiny-safetensors")
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("bedside-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+mod common;
+use common::{fixture, temp_dir, write};
 
 /// Cardiac vs respiratory notes; `repeat` copies of the vocabulary-only phrases.
 fn binary_rows(repeat: usize, long: bool) -> String {

@@ -12,6 +12,7 @@ const WEIGHTS_Q8_0: &str = include_str!("wgsl/weights_q8_0.wgsl");
 const WEIGHTS_Q4_0: &str = include_str!("wgsl/weights_q4_0.wgsl");
 const ACTIVATION: &str = include_str!("wgsl/activation.wgsl");
 const REDUCE: &str = include_str!("wgsl/reduce.wgsl");
+const NORMALIZE_ROW: &str = include_str!("wgsl/normalize_row.wgsl");
 const MATMUL: &str = include_str!("wgsl/matmul.wgsl");
 const EMBED: &str = include_str!("wgsl/embed.wgsl");
 const LAYER_NORM: &str = include_str!("wgsl/layer_norm.wgsl");
@@ -99,8 +100,8 @@ impl Kernels {
         let max_seq = format!("const MAX_SEQ: u32 = {max_seq}u;");
         ctx.scoped("compiling the kernels", || Kernels {
             matmul: FORMATS.map(|f| pipeline(ctx, "matmul", &[f.source(), ACTIVATION, MATMUL])),
-            embed: FORMATS.map(|f| pipeline(ctx, "embed", &[f.source(), REDUCE, EMBED])),
-            layer_norm: pipeline(ctx, "layer_norm", &[REDUCE, LAYER_NORM]),
+            embed: FORMATS.map(|f| pipeline(ctx, "embed", &[f.source(), REDUCE, NORMALIZE_ROW, EMBED])),
+            layer_norm: pipeline(ctx, "layer_norm", &[REDUCE, NORMALIZE_ROW, LAYER_NORM]),
             attention: pipeline(ctx, "attention", &[&max_seq, REDUCE, ATTENTION]),
             pool: pipeline(ctx, "pool", &[REDUCE, POOL]),
         })

@@ -27,14 +27,5 @@ fn main(@builtin(workgroup_id) group: vec3<u32>, @builtin(local_invocation_index
         y[r * h + d] = v;
         sum = sum + v;
     }
-    let mean = workgroup_sum(sum, lane) / f32(h);
-    var sq = 0.0;
-    for (var d = lane; d < h; d = d + WG_SIZE) {
-        let c = y[r * h + d] - mean;
-        sq = sq + c * c;
-    }
-    let inv = inverseSqrt(workgroup_sum(sq, lane) / f32(h) + params.eps);
-    for (var d = lane; d < h; d = d + WG_SIZE) {
-        y[r * h + d] = (y[r * h + d] - mean) * inv * gamma[d] + beta[d];
-    }
+    normalize_row(r * h, h, sum, params.eps, lane);
 }
