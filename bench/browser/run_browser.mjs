@@ -1,0 +1,138 @@
+// Serves the bench page and everything it loads from 127.0.0.1, then drives Debian's headless Chromium
+// (/usr/bin/chromium, never a downloaded browser) with playwright-core:
+//   speed: ONE browser launch; per pass, per dtype pair (Bedside f32 vs transformers.js fp32, Bedside
+//          q8_0 vs transformers.js q8) a fresh context and page that loads both and times them call by
+//          call on the same texts (window.speed in bench.js).
+//   load:  per side and dtype, a fresh profile: cold load, then the page reloaded (second load: wasm and
+//          model from the browser's caches, as an app would have them).
+// usage: node run_browser.mjs OUT_JSON   (env: BENCH_TMP, PASSES, CASES=a_b1_22tok,…, SKIP_LOAD=1, PKG_DIR)
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(HERE, '..', '..');
+const TMP = process.env.BENCH_TMP || '/tmp/bedside-bench';
+const NM = path.join(TMP, 'node', 'node_modules');
+const { chromium } = createRequire(path.join(TMP, 'node', 'package.json'))('playwright-core');
+const OUT_DIR = path.join(ROOT, 'target', 'bench', 'browser');
+const ROOTS = {
+  '/bench/': HERE,
+  '/data/': OUT_DIR,
+  '/bundles/': OUT_DIR,
+  // PKG_DIR: another Bedside browser build to serve instead (e.g. one built with BEDSIDE_WASM_SIMD=0)
+  '/pkg/': path.resolve(process.env.PKG_DIR || path.join(ROOT, 'www', 'pkg')),
+  '/models/': path.join(TMP, 'models'),
+  '/tjs/': path.join(NM, '@huggingface', 'transformers', 'dist'),
+  '/ort/': path.join(NM, 'onnxruntime-web', 'dist'),
+};
+// static assets may be cached (as on any site); the bench page and its data never are
+const CACHEABLE = ['/bundles/', '/pkg/', '/models/', '/tjs/', '/ort/'];
+const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.json': 'application/json',
+  '.wasm': 'application/wasm' };
+const ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+const requests = [];
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://x');
+  const prefix = Object.keys(ROOTS).find((p) => url.pathname.startsWith(p));
+  const file = prefix && path.join(ROOTS[prefix], decodeURIComponent(url.pathname.slice(prefix.length)));
+  const headers = { 'Cache-Control': CACHEABLE.includes(prefix) ? 'max-age=3600' : 'no-store' };
+  if (!file || !file.startsWith(ROOTS[prefix]) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
+    requests.push(`404 ${url.pathname}`);
+    res.writeHead(404, headers);
+    res.end();
+    return;
+  }
+  const size = fs.statSync(file).size;
+  requests.push(`200 ${url.pathname} ${size}`);
+  res.writeHead(200, { ...headers, 'Content-Type': MIME[path.extname(file)] || 'application/octet-stream',
+    'Content-Length': size });
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+async function preparePage(ctx, tag, consoleLines) {
+  await ctx.route('**/*', (route) => {
+    const u = route.request().url();
+    return u.startsWith(origin) || u.startsWith('blob:') || u.startsWith('data:') ? route.continue() : route.abort();
+  });
+  const page = ctx.pages()[0] || (await ctx.newPage());
+  page.on('console', (m) => {
+    if (m.text().startsWith('progress')) console.log(`  [${tag}] ${m.text().slice(9)}`);
+    else if (consoleLines.length < 30) consoleLines.push(`${m.type()}: ${m.text().slice(0, 300)}`);
+  });
+  page.on('pageerror', (e) => consoleLines.push(`pageerror: ${e.message.slice(0, 300)}`));
+  return page;
+}
+
+async function openBench(page) {
+  await page.goto(`${origin}/bench/bench.html`);
+  await page.waitForFunction(() => window.benchReady === true, null, { timeout: 120000 });
+}
+
+const PAIRS = [{ quant: 'f32', tjsDtype: 'fp32' }, { quant: 'q8_0', tjsDtype: 'q8' }];
+const REPS = { a_b1_22tok: 15, b_b1_128tok: 11, c_b8_128tok: 7, d_b1_512tok: 7 };
+const result = { chromium_args: ARGS, passes: [], loads: [] };
+const outFile = process.argv[2];
+
+// speed: one browser for every pass
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+result.chromium_version = browser.version();
+for (let pass = 1; pass <= Number(process.env.PASSES || 3); pass++) {
+  const runs = {};
+  for (const pair of PAIRS) {
+    const ctx = await browser.newContext();
+    const consoleLines = [];
+    const page = await preparePage(ctx, `pass ${pass}`, consoleLines);
+    try {
+      await openBench(page);
+      runs[pair.quant] = await page.evaluate((cfg) => window.speed(cfg), {
+        ...pair, warmup: 2, reps: REPS, cases: process.env.CASES ? process.env.CASES.split(',') : undefined });
+    } catch (e) {
+      runs[pair.quant] = { error: String(e).slice(0, 2000) };
+      console.log(`  [pass ${pass}] ${pair.quant}: ${String(e).slice(0, 500)}`);
+    }
+    runs[pair.quant].console = consoleLines;
+    await ctx.close();
+  }
+  result.passes.push(runs);
+  fs.writeFileSync(outFile, JSON.stringify(result));
+}
+await browser.close();
+
+// load: a fresh profile per side and dtype; cold, then reloaded
+if (process.env.SKIP_LOAD !== '1') {
+  for (const cfg of [{ side: 'bedside', quant: 'f32' }, { side: 'bedside', quant: 'q8_0' },
+    { side: 'transformers.js', dtype: 'fp32' }, { side: 'transformers.js', dtype: 'q8' }]) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-bench-chromium-'));
+    const ctx = await chromium.launchPersistentContext(dir, { executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+    const consoleLines = [];
+    const page = await preparePage(ctx, 'load', consoleLines);
+    const r = { ...cfg };
+    try {
+      requests.length = 0;
+      await openBench(page);
+      r.cold = await page.evaluate((c) => window.load(c), cfg);
+      r.cold_requests = [...requests];
+      requests.length = 0;
+      await openBench(page); // a second visit: same profile, caches warm
+      r.cached = await page.evaluate((c) => window.load(c), cfg);
+      r.cached_requests = [...requests];
+    } catch (e) {
+      r.error = String(e).slice(0, 2000);
+    }
+    r.console = consoleLines;
+    await ctx.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+    console.log(`  [load] ${cfg.side} ${cfg.quant ?? cfg.dtype}: cold ${r.cold?.load_ms} ms, cached ${r.cached?.load_ms} ms${r.error ? ' ' + r.error.slice(0, 300) : ''}`);
+    result.loads.push(r);
+    fs.writeFileSync(outFile, JSON.stringify(result));
+  }
+}
+server.close();

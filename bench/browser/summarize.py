@@ -1,0 +1,122 @@
+"""Merges the browser and native results into target/bench/browser.json (the rows) and
+target/bench/browser-details.json (passes, loads, sizes, native references), and prints Markdown tables.
+
+    python summarize.py RAW_BROWSER_JSON NATIVE_DIR OUT_DIR MODEL_DIR
+
+Per case and dtype: each pass's median (ms per call) is taken, then the median over the passes, divided
+by the batch size (ms per sentence). ratio = transformersjs_ms / bedside_ms (above 1: Bedside is faster).
+bedside_min_cosine: the lowest cosine between Bedside's embeddings of the case's texts (last pass) and
+sentence-transformers'.
+"""
+import datetime
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+CASES = ["a_b1_22tok", "b_b1_128tok", "c_b8_128tok", "d_b1_512tok"]
+LABEL = {"a_b1_22tok": "1 × 22 tokens", "b_b1_128tok": "1 × 128 tokens", "c_b8_128tok": "8 × 128 tokens",
+         "d_b1_512tok": "1 × 512 tokens"}
+TJS = {"f32": "fp32", "q8_0": "q8"}
+
+
+def min_cosine(vectors, ref):
+    a, b = np.array(vectors, dtype=np.float64), np.array(ref, dtype=np.float64)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    return round(float((a * b).sum(1).min()), 6)
+
+
+def size(path):
+    return os.path.getsize(path) if os.path.exists(path) else None
+
+
+def gz(path):
+    return len(gzip.compress(open(path, "rb").read(), 9)) if os.path.exists(path) else None
+
+
+def main(raw_path, native_dir, out_dir, model_dir):
+    raw = json.load(open(raw_path))
+    native = json.load(open(os.path.join(native_dir, "native.json")))
+    ref = json.load(open(os.path.join(native_dir, "st_ref.json")))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(out_dir)))
+    rows, details = [], {"cases": {}, "passes": len(raw["passes"])}
+    for quant in ("f32", "q8_0"):
+        for case in CASES:
+            runs = [p[quant]["cases"][case] for p in raw["passes"] if case in p.get(quant, {}).get("cases", {})]
+            if not runs:
+                continue
+            n = runs[-1]["batch"]
+            b = statistics.median(r["bedside_ms"] for r in runs) / n
+            t = statistics.median(r["tjs_ms"] for r in runs) / n
+            rows.append({"case": case, "dtype": quant, "threads": 1, "bedside_ms": round(b, 2),
+                         "transformersjs_ms": round(t, 2), "ratio": round(t / b, 2),
+                         "bedside_min_cosine": min_cosine(runs[-1]["bedside_embeddings"], ref[case])})
+            ort = native["configs"][f"onnxruntime-{TJS[quant]}"][case]
+            cli = native["configs"][f"bedside-cli-{quant}"][case]
+            details["cases"][f"{quant}/{case}"] = {
+                "batch": n, "bedside_tokens": runs[-1]["bedside_tokens"], "tjs_input_dims": runs[-1]["tjs_input_dims"],
+                "bedside_pass_medians_ms": [r["bedside_ms"] for r in runs], "tjs_pass_medians_ms": [r["tjs_ms"] for r in runs],
+                "bedside_tokenize_ms": runs[-1]["bedside_tokenize_ms"], "tjs_tokenize_ms": runs[-1]["tjs_tokenize_ms"],
+                "tjs_min_cosine": min_cosine(runs[-1]["tjs_embeddings"], ref[case]),
+                "onnxruntime_native_ms": ort["ms_per_sentence"], "onnxruntime_native_min_cosine": ort["min_cosine"],
+                "bedside_cli_native_ms": cli["ms_per_sentence"], "bedside_cli_min_cosine": cli["min_cosine"],
+                "sentence_transformers_ms": native["configs"]["sentence-transformers"][case]["ms_per_sentence"],
+                "bedside_wasm_over_onnxruntime_native": round(b / ort["ms_per_sentence"], 2),
+                "transformersjs_over_onnxruntime_native": round(t / ort["ms_per_sentence"], 2),
+            }
+    wasm = os.path.join(root, "www", "pkg", "bedside_runtime_bg.wasm")
+    ort_wasm = os.path.join("/tmp", "bedside-bench", "node", "node_modules", "onnxruntime-web", "dist",
+                            "ort-wasm-simd-threaded.asyncify.wasm")
+    details["sizes_bytes"] = {
+        "bedside_wasm": size(wasm), "bedside_wasm_gzip": gz(wasm),
+        "onnxruntime_web_wasm": size(ort_wasm), "onnxruntime_web_wasm_gzip": gz(ort_wasm),
+        "bundle_f32": size(os.path.join(out_dir, "browser", "minilm-f32.gguf")),
+        "bundle_q8_0": size(os.path.join(out_dir, "browser", "minilm-q8_0.gguf")),
+        "onnx_fp32": size(os.path.join(model_dir, "onnx", "model.onnx")),
+        "onnx_q8": size(os.path.join(model_dir, "onnx", "model_quantized.onnx")),
+        "tokenizer_json": size(os.path.join(model_dir, "tokenizer.json")),
+    }
+    details["loads"] = [{k: v for k, v in l.items() if k != "console"} for l in raw.get("loads", [])]
+    details["native"] = native
+    last = raw["passes"][-1].get("f32", {})
+    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
+    details["machine"] = {"cpu": cpu, "cores": os.cpu_count(), "date": datetime.date.today().isoformat(),
+                          "chromium": raw.get("chromium_version"), "user_agent": last.get("userAgent"),
+                          "transformers.js": last.get("transformers_version"), "onnxruntime-web": last.get("ort_versions"),
+                          "cross_origin_isolated": last.get("crossOriginIsolated"),
+                          "tjs_numThreads": last.get("tjs_numThreads")}
+    details["errors"] = {f"pass{i + 1}/{q}": p[q]["error"] for i, p in enumerate(raw["passes"]) for q in p if "error" in p[q]}
+    try:
+        details["git"] = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                        text=True).stdout.strip() + " (+ working tree)"
+    except OSError:
+        pass
+    json.dump(rows, open(os.path.join(out_dir, "browser.json"), "w"), indent=1)
+    json.dump(details, open(os.path.join(out_dir, "browser-details.json"), "w"), indent=1)
+
+    m = details["machine"]
+    print(f"\n{m['date']}, {m['cpu']} ({m['cores']} cores), Chromium {m['chromium']}, 1 thread, "
+          f"median of {details['passes']} passes; ms per sentence\n")
+    print("| case | Bedside | Bedside wasm ms | transformers.js | transformers.js ms | ratio | Bedside min cos "
+          "| onnxruntime native ms | Bedside wasm / ort native | `bedside embed` native ms |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        d = details["cases"][f"{r['dtype']}/{r['case']}"]
+        print(f"| {LABEL[r['case']]} | {r['dtype']} | {r['bedside_ms']} | {TJS[r['dtype']]} | {r['transformersjs_ms']} "
+              f"| **{r['ratio']}** | {r['bedside_min_cosine']} | {d['onnxruntime_native_ms']} "
+              f"| {d['bedside_wasm_over_onnxruntime_native']} | {d['bedside_cli_native_ms']} |")
+    s = details["sizes_bytes"]
+    print(f"\nsizes: {json.dumps(s)}")
+    for l in details["loads"]:
+        print(f"load {l['side']} {l.get('quant') or l.get('dtype')}: cold {l.get('cold', {}).get('load_ms')} ms, "
+              f"cached {l.get('cached', {}).get('load_ms')} ms")
+    if details["errors"]:
+        print("errors:", json.dumps(details["errors"])[:2000])
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
