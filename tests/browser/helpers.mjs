@@ -2,7 +2,7 @@
 // `bedside serve`, a plain static server, and headless Chromium (Debian's, never a download).
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdirSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,8 +21,11 @@ export function cli(...args) {
   return execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
+/** A fresh temporary directory, removed when the test process exits (bundles and a Vite app are big). */
 export function workDir(name) {
-  return mkdtempSync(join(tmpdir(), `bedside-browser-${name}-`));
+  const dir = mkdtempSync(join(tmpdir(), `bedside-browser-${name}-`));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 export function minilmDir() {

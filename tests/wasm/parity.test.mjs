@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, existsSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createRequire } from 'node:module';
@@ -16,6 +16,7 @@ const require = createRequire(import.meta.url);
 const { Bedside } = require(join(root, 'target/wasm-node/bedside_runtime.js'));
 const bin = process.env.BEDSIDE_BIN ?? join(root, 'target/debug/bedside');
 const work = mkdtempSync(join(tmpdir(), 'bedside-wasm-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
 /** Same-bundle agreement between the two builds of the runtime. */
 const MAX_ABS_DIFF = 1e-5;

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { createRequire } from 'node:module';
@@ -17,6 +17,7 @@ const require = createRequire(import.meta.url);
 const { Bedside, BedsideIndex } = require(join(root, 'target/wasm-node/bedside_runtime.js'));
 const bin = process.env.BEDSIDE_BIN ?? join(root, 'target/debug/bedside');
 const work = mkdtempSync(join(tmpdir(), 'bedside-wasm-search-'));
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
 
 /** Same-bundle agreement of f32 cosines between the two builds. */
 const MAX_SCORE_DIFF_F32 = 1e-5;
