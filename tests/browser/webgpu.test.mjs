@@ -1,6 +1,7 @@
 // The runtime's WebGPU backend in headless Chromium. With --enable-unsafe-webgpu Chromium
 // exposes SwiftShader's WebGPU adapter (a CPU implementation, so correctness, not speed):
-// the WebGPU results must match the wasm CPU path in the same page, for f32, q8_0 and
+// the WebGPU results must match the wasm CPU path in the same page (its f32 reference mode
+// for quantized weights; the default integer path within cosine 0.999), for f32, q8_0 and
 // q4_0 bundles, batches, and long notes cut into windows. Without the flag there is no
 // adapter: "auto" falls back to wasm with a note, "webgpu" fails with code "gpu".
 import { test, before, after } from 'node:test';
@@ -47,15 +48,20 @@ async function bothBackends(page, { bundle, texts, note, backend }) {
     const wasm = await import('/pkg/bedside_runtime.js');
     await wasm.default('/pkg/bedside_runtime_bg.wasm');
     const bytes = new Uint8Array(await (await fetch(bundle)).arrayBuffer());
-    const cpu = wasm.Bedside.load(bytes);
+    // The reference: the wasm path with quantized weights dequantized to f32, as the shaders
+    // compute them; `fast` is the default wasm path (integer matmuls for q8_0/q4_0).
+    const cpu = await wasm.Bedside.create(bytes, 'cpu', 'dequantized');
+    const fast = wasm.Bedside.load(bytes);
     const gpu = await wasm.Bedside.create(bytes, backend);
     const out = { backend: gpu.backend, note: gpu.backendNote, adapter: gpu.adapter() };
     if (texts) {
       out.cpu = cpu.embed(texts).map((v) => Array.from(v));
+      out.fast = fast.embed(texts).map((v) => Array.from(v));
       out.gpu = (await gpu.embedAsync(texts)).map((v) => Array.from(v));
     }
     if (note) {
       out.cpu = cpu.classify(note);
+      out.fastLabel = fast.classify(note).label;
       out.gpu = await gpu.classifyAsync(note);
     }
     return out;
@@ -81,12 +87,15 @@ test('WebGPU matches the wasm CPU path in Chromium (SwiftShader)', { timeout: 60
       emb.cpu.forEach((want, i) => {
         const c = cosine(want, emb.gpu[i]);
         assert.ok(c >= MIN_COSINE, `MiniLM ${quant} text ${i}: cosine ${c}`);
+        const f = cosine(emb.fast[i], emb.gpu[i]);
+        assert.ok(f >= MIN_COSINE, `MiniLM ${quant} text ${i}: cosine ${f} with the integer wasm path`);
       });
 
       const cls = await bothBackends(page, { bundle: `/models/tiny-${quant}.gguf`, note: LONG_NOTE, backend: 'webgpu' });
       assert.equal(cls.backend, 'webgpu');
       assert.ok(cls.cpu.chunks.length > 2, 'the long note should need several windows');
       assert.equal(cls.gpu.label, cls.cpu.label, `tiny ${quant}: label`);
+      assert.equal(cls.fastLabel, cls.cpu.label, `tiny ${quant}: label of the integer wasm path`);
       assert.equal(cls.gpu.chunks.length, cls.cpu.chunks.length);
       cls.cpu.chunks.forEach((chunk, k) => {
         for (const [label, p] of Object.entries(chunk.probabilities)) {

@@ -7,6 +7,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::gpu::Backend;
+use crate::model::QuantizedMatmul;
 use crate::runtime::Model;
 
 fn js_error(err: Error) -> JsValue {
@@ -45,10 +46,17 @@ impl Bedside {
 
     /// Loads bundle bytes onto `backend`: "auto" (default: WebGPU when the browser has a
     /// hardware adapter whose limits fit the model, else wasm), "webgpu" or "cpu". Use the
-    /// *Async calls on a model that may be on WebGPU.
-    pub async fn create(bytes: Vec<u8>, backend: Option<String>) -> Result<Bedside, JsValue> {
+    /// *Async calls on a model that may be on WebGPU. `quantized_matmul` picks how the wasm
+    /// path runs q8_0/q4_0 weights: "integer" (default, fast) or "dequantized" (f32, the
+    /// reference numerics that the WebGPU path also computes).
+    pub async fn create(
+        bytes: Vec<u8>,
+        backend: Option<String>,
+        quantized_matmul: Option<String>,
+    ) -> Result<Bedside, JsValue> {
         let backend: Backend = backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
-        let model = Model::load_on(&bytes, backend).await.map_err(js_error)?;
+        let matmul: QuantizedMatmul = quantized_matmul.as_deref().unwrap_or("integer").parse().map_err(js_error)?;
+        let model = Model::load_with(&bytes, backend, matmul).await.map_err(js_error)?;
         Ok(Bedside { model: Rc::new(model) })
     }
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
-use crate::model::{Bert, SequenceHead, Weights};
+use crate::model::{Bert, QuantizedMatmul, SequenceHead, Weights};
 use crate::pipeline::encode::encode;
 use crate::pipeline::pool::{normalize, pool};
 use crate::pipeline::tokenize::TextTokenizer;
@@ -116,7 +116,15 @@ impl Model {
 
     /// Loads a bundle and puts its encoder on `backend` (see [`Model::from_parts_on`]).
     pub async fn load_on(bytes: &[u8], backend: Backend) -> Result<Self> {
-        let bundle = bundle::read(bytes)?;
+        Self::load_with(bytes, backend, QuantizedMatmul::default()).await
+    }
+
+    /// [`Model::load_on`], choosing how the CPU path multiplies by q8_0/q4_0 weights:
+    /// integer kernels (the default, fast) or dequantized f32 (the reference numerics, which
+    /// the WebGPU backend also computes).
+    pub async fn load_with(bytes: &[u8], backend: Backend, quantized_matmul: QuantizedMatmul) -> Result<Self> {
+        let mut bundle = bundle::read(bytes)?;
+        bundle.weights.set_quantized_matmul(quantized_matmul);
         Self::from_parts_on(bundle.manifest, &bundle.tokenizer_json, &bundle.weights, backend).await
     }
 

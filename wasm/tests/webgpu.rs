@@ -8,7 +8,7 @@ mod common;
 use bedside_runtime::bundle::{self, Quantization};
 use bedside_runtime::checkpoint::Checkpoint;
 use bedside_runtime::gpu::{Backend, GpuBert, GpuContext, GpuOutput};
-use bedside_runtime::model::{random_weights, Bert, BertConfig, SequenceHead, SplitMix64, Weights};
+use bedside_runtime::model::{random_weights, Bert, BertConfig, QuantizedMatmul, SequenceHead, SplitMix64, Weights};
 use bedside_runtime::pipeline::encode::encode;
 use bedside_runtime::pipeline::pool::{normalize, pool, Pooling};
 use bedside_runtime::runtime::block_on;
@@ -38,7 +38,10 @@ fn bundle_weights(dir: &std::path::Path, quant: Quantization) -> (BertConfig, We
     let manifest = ckpt.default_manifest(quant).unwrap();
     Model::from_parts(manifest.clone(), &ckpt.tokenizer_json, &ckpt.weights).unwrap();
     let bytes = bundle::write(&manifest, &ckpt.tokenizer_json, &ckpt.weights, &ckpt.weights.used_names()).unwrap();
-    let read = bundle::read(&bytes).unwrap();
+    let mut read = bundle::read(&bytes).unwrap();
+    // The CPU reference for kernel-level comparisons: quantized weights dequantized to f32,
+    // which is what the shaders compute (the default integer path also rounds activations).
+    read.weights.set_quantized_matmul(QuantizedMatmul::Dequantized);
     (read.manifest.config.clone(), read.weights, read.manifest.head_outputs, bytes)
 }
 
@@ -100,7 +103,9 @@ fn tiny_classifier_matches_cpu_in_every_format() {
 fn base_shaped(quant: GgmlDType) -> (BertConfig, Weights) {
     let config = BertConfig { vocab_size: 1000, num_hidden_layers: 1, ..BertConfig::default() };
     let quant = (quant != GgmlDType::F32).then_some(quant);
-    (config.clone(), random_weights(&config, Some(2), quant, 7).unwrap())
+    let mut weights = random_weights(&config, Some(2), quant, 7).unwrap();
+    weights.set_quantized_matmul(QuantizedMatmul::Dequantized);
+    (config.clone(), weights)
 }
 
 #[test]
@@ -145,9 +150,12 @@ fn windowed_long_notes_classify_the_same() {
         + &"Wheezing and shortness of breath, albuterol nebuliser given. ".repeat(10);
     for quant in QUANTS {
         let (_, _, _, bytes) = bundle_weights(&fixture("tiny-classifier"), quant);
-        let cpu = Model::load(&bytes).unwrap().classify(&note).unwrap();
+        let reference = block_on(Model::load_with(&bytes, Backend::Cpu, QuantizedMatmul::Dequantized)).unwrap();
+        let cpu = reference.classify(&note).unwrap();
         let gpu = block_on(Model::load_on(&bytes, Backend::WebGpu)).unwrap();
         let got = gpu.classify(&note).unwrap();
+        // The default CPU path (integer matmuls for q8_0/q4_0) gives the same decision.
+        assert_eq!(Model::load(&bytes).unwrap().classify(&note).unwrap().label, cpu.label, "{quant:?}: integer path");
         assert!(cpu.chunks.len() > 2, "the note should need several windows");
         assert_eq!(got.chunks.len(), cpu.chunks.len());
         assert_eq!(got.label, cpu.label);

@@ -4,33 +4,45 @@
 //! self-attention + output projection + LayerNorm, then intermediate + GELU + output +
 //! LayerNorm). The struct tree mirrors the checkpoint's name tree, so `load` walks the same
 //! names the files use. The same code runs weights from checkpoints, training and
-//! quantized bundles (see `Weight::to_matmul` for how quantized matrices are multiplied).
+//! quantized bundles (see `Linear` for how quantized matrices are multiplied).
 //! <https://github.com/huggingface/transformers/blob/v4.46.0/src/transformers/models/bert/modeling_bert.py>
+
+use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
+use super::int8::{PackedWeight, QuantizedLinear};
 use super::mode::Mode;
+use super::ops;
 use super::weights::{Weight, Weights};
 use crate::error::Result;
 
 /// Added to attention scores at padded keys. Large enough that exp() underflows to 0,
 /// small enough that adding it to any real score stays finite.
-const MASKED_SCORE: f32 = -1.0e30;
+pub(crate) const MASKED_SCORE: f32 = -1.0e30;
 
-/// A dense layer `y = x Wᵀ + b`.
+/// A dense layer `y = x Wᵀ + b`: an f32 weight (checkpoints, training, f32/f16 bundles), or
+/// a q8_0/q4_0 bundle weight kept in integers and run by [`int8`](super::int8) with quantized
+/// activations (inference only).
 #[derive(Debug, Clone)]
-pub struct Linear {
-    weight: Tensor,
-    bias: Option<Tensor>,
+pub enum Linear {
+    Dense { weight: Tensor, bias: Option<Tensor> },
+    Integer(Arc<QuantizedLinear>),
 }
 
 impl Linear {
     pub fn load(w: &Weights, prefix: &str, out_dim: usize, in_dim: usize) -> Result<Self> {
-        let weight = w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?.to_matmul()?;
+        let weight_name = format!("{prefix}.weight");
+        let weight = w.get(&weight_name, &[out_dim, in_dim])?;
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) { Some(w.get_f32(&bias_name, &[out_dim])?) } else { None };
-        Ok(Self { weight, bias })
+        if let Some(q) = w.integer_operand(weight) {
+            let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+            let packed = PackedWeight::from_qtensor(&weight_name, q)?;
+            return Ok(Self::Integer(Arc::new(QuantizedLinear::new(packed, bias))));
+        }
+        Ok(Self::Dense { weight: weight.to_matmul()?, bias })
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -42,11 +54,16 @@ impl Linear {
             let ys = self.forward(&xs.reshape((b * t, d))?)?;
             return Ok(ys.reshape((b, t, ()))?);
         }
-        let ys = xs.matmul(&self.weight.t()?)?;
-        Ok(match &self.bias {
-            Some(b) => ys.broadcast_add(b)?,
-            None => ys,
-        })
+        match self {
+            Self::Dense { weight, bias } => {
+                let ys = xs.matmul(&weight.t()?)?;
+                Ok(match bias {
+                    Some(b) => ys.broadcast_add(b)?,
+                    None => ys,
+                })
+            }
+            Self::Integer(linear) => linear.forward(xs),
+        }
     }
 }
 
@@ -162,6 +179,11 @@ impl Attention {
 
     fn forward(&self, xs: &Tensor, score_mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t, h) = xs.dims3()?;
+        if matches!(mode, Mode::Eval) && ops::runs_attention_here(xs, self.head_dim) {
+            let (q, k, v) = (self.query.forward(xs)?, self.key.forward(xs)?, self.value.forward(xs)?);
+            let context = ops::attention(&q, &k, &v, score_mask, self.num_heads)?;
+            return self.layer_norm.forward(&(self.output.forward(&context)? + xs)?, mode);
+        }
         let q = self.split_heads(&self.query.forward(xs)?)?;
         let k = self.split_heads(&self.key.forward(xs)?)?;
         let v = self.split_heads(&self.value.forward(xs)?)?;
@@ -170,7 +192,7 @@ impl Attention {
         let probs = match mode {
             // As with LayerNorm: the fused softmax cannot be differentiated.
             Mode::Train(_) => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
-            Mode::Eval => candle_nn::ops::softmax_last_dim(&scores)?,
+            Mode::Eval => ops::softmax_last_dim(&scores)?,
         };
         let probs = mode.dropout(&probs, self.attention_dropout)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
@@ -207,7 +229,10 @@ impl Layer {
         let attended = self.attention.forward(xs, score_mask, mode)?;
         let inner = self.intermediate.forward(&attended)?;
         let inner = match self.activation {
-            Activation::Gelu => inner.gelu_erf()?,
+            Activation::Gelu => match mode {
+                Mode::Train(_) => inner.gelu_erf()?,
+                Mode::Eval => ops::gelu_erf(&inner)?,
+            },
             Activation::GeluApproximate => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };

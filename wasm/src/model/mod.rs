@@ -2,7 +2,9 @@
 
 pub mod bert;
 pub mod config;
+pub mod int8;
 pub mod mode;
+pub mod ops;
 pub mod random;
 pub mod rng;
 pub mod weights;
@@ -12,4 +14,4 @@ pub use config::{Activation, BertConfig};
 pub use mode::{DropoutRng, Mode};
 pub use random::random_weights;
 pub use rng::SplitMix64;
-pub use weights::{canonical_name, Weight, Weights};
+pub use weights::{canonical_name, QuantizedMatmul, Weight, Weights};

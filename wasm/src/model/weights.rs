@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use crate::error::{Error, Result};
@@ -61,17 +61,39 @@ impl Weight {
         })
     }
 
-    /// A matmul operand, in f32. Block-quantized (q8_0, q4_0) weights are dequantized
-    /// here, once: ggml's quantized kernels also quantize the activations, and rounding is
-    /// discontinuous, so f32 differences of 1e-7 between the native and browser builds
-    /// (different gemm tiling) grew to ~2e-3 in the output. Dequantized weights keep the
-    /// two builds within 1e-6 and are closer to f32; the file and the word-embedding table
-    /// stay quantized.
+    /// A matmul operand, in f32 (the dense path: checkpoints, f32/f16 bundles, or quantized
+    /// weights when integer matmuls are off).
     pub fn to_matmul(&self) -> Result<Tensor> {
         self.to_f32()
     }
 }
 
+/// How the CPU path multiplies by q8_0/q4_0 weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantizedMatmul {
+    /// Integer dot products with block-quantized activations (`model::int8`): the bundle's
+    /// weights stay 8-bit in memory and run ~2× faster in wasm; outputs move by about the
+    /// activations' rounding (embedding cosine vs f32 ≥ 0.999 on MiniLM).
+    #[default]
+    Integer,
+    /// Dequantize the weights to f32 at load and run the f32 matmul: the reference numerics
+    /// (the WebGPU backend computes the same way).
+    Dequantized,
+}
+
+impl std::str::FromStr for QuantizedMatmul {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "integer" | "int8" => Ok(Self::Integer),
+            "dequantized" | "f32" => Ok(Self::Dequantized),
+            other => Err(Error::InvalidArgument {
+                field: "quantized_matmul".into(),
+                message: format!("unknown quantized matmul {other:?}: use integer or dequantized"),
+            }),
+        }
+    }
+}
 /// Named tensors, plus where they came from (for error messages). Remembers which names
 /// a model asked for, so an export writes exactly the tensors the model uses (and not, say,
 /// a checkpoint's masked-LM head).
@@ -80,11 +102,17 @@ pub struct Weights {
     tensors: HashMap<String, Weight>,
     source_kind: &'static str,
     used: Mutex<BTreeSet<String>>,
+    quantized_matmul: QuantizedMatmul,
 }
 
 impl Weights {
     pub fn new(source_kind: &'static str) -> Self {
-        Self { tensors: HashMap::new(), source_kind, used: Mutex::new(BTreeSet::new()) }
+        Self {
+            tensors: HashMap::new(),
+            source_kind,
+            used: Mutex::new(BTreeSet::new()),
+            quantized_matmul: QuantizedMatmul::default(),
+        }
     }
 
     /// Builds from checkpoint tensors, renaming them to canonical names and converting
@@ -101,6 +129,24 @@ impl Weights {
             weights.insert(canonical_name(&name), Weight::Dense(tensor));
         }
         Ok(weights)
+    }
+
+    pub fn set_quantized_matmul(&mut self, kind: QuantizedMatmul) {
+        self.quantized_matmul = kind;
+    }
+
+    /// The quantized tensor to run through integer matmuls, when `weight` is q8_0/q4_0 and
+    /// integer matmuls are on.
+    pub fn integer_operand<'a>(&self, weight: &'a Weight) -> Option<&'a QTensor> {
+        match weight {
+            Weight::Quantized(q)
+                if self.quantized_matmul == QuantizedMatmul::Integer
+                    && matches!(q.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0) =>
+            {
+                Some(q)
+            }
+            _ => None,
+        }
     }
 
     pub fn insert(&mut self, name: String, weight: Weight) {
