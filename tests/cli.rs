@@ -59,6 +59,34 @@ fn embed_json_is_one_vector_per_text_in_order() {
     assert!(diff < 1e-6);
 }
 
+/// q8_0 bundles run integer matmuls by default; `--quantized-matmul dequantized` gives the f32
+/// reference numerics: close to, not equal to, the integer path. f32 bundles ignore the flag.
+#[test]
+fn quantized_matmul_flag_picks_the_cpu_numerics() {
+    let dir = temp_dir("quantized-matmul");
+    let text = "male patient with chest pain and shortness of breath, given aspirin";
+    let embed = |bundle: &Path, matmul: &str| -> Vec<f32> {
+        let args = ["embed", "--model", bundle.to_str().unwrap(), "--backend", "cpu", "--quantized-matmul", matmul];
+        let mut args = args.to_vec();
+        args.extend(["--json", text]);
+        let vectors: Vec<Vec<f32>> = serde_json::from_str(&ok(&args)).unwrap();
+        vectors.into_iter().next().unwrap()
+    };
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+    };
+    let q8 = export(&dir, "tiny-safetensors", "q8_0", &[]);
+    let (integer, dequantized) = (embed(&q8, "integer"), embed(&q8, "dequantized"));
+    let diff = integer.iter().zip(&dequantized).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(diff > 0.0, "the two q8_0 paths gave the same bits: the flag did nothing");
+    assert!(cosine(&integer, &dequantized) > 0.999, "integer vs dequantized cosine {}", cosine(&integer, &dequantized));
+    let f32_bundle = export(&dir, "tiny-safetensors", "f32", &[]);
+    assert_eq!(embed(&f32_bundle, "integer"), embed(&f32_bundle, "dequantized"));
+    let stderr = fails(&["embed", "--model", q8.to_str().unwrap(), "--quantized-matmul", "int4", text]);
+    assert!(stderr.contains("int4"), "{stderr}");
+}
+
 #[test]
 fn similarity_is_the_cosine_of_the_two_embeddings() {
     let dir = temp_dir("similarity");

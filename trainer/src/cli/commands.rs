@@ -84,7 +84,8 @@ fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
 pub(super) fn load_model_on(path: &Path, backend: &super::BackendArgs) -> Result<Model> {
     let choice: Backend = backend.backend.parse()?;
     let path = &resolve_model_path(path);
-    let source = load_source(path, &LoadOptions::default())?;
+    let mut source = load_source(path, &LoadOptions::default())?;
+    source.weights.set_quantized_matmul(backend.quantized_matmul.parse()?);
     let model = bedside_runtime::runtime::block_on(Model::from_parts_on(
         source.manifest,
         &source.tokenizer_json,

@@ -372,6 +372,11 @@ pub struct BackendArgs {
     /// webgpu: any WebGPU adapter (software ones too) or fail; cpu: the CPU path.
     #[arg(long, default_value = "auto", value_parser = ["auto", "webgpu", "cpu"])]
     pub backend: String,
+    /// How the CPU path runs q8_0/q4_0 bundle weights: integer (fast: int8 dot products with
+    /// block-quantized activations, the same bits as the browser) or dequantized (f32, the
+    /// reference numerics that the WebGPU path computes).
+    #[arg(long, default_value = "integer", value_parser = ["integer", "dequantized"])]
+    pub quantized_matmul: String,
 }
 
 #[derive(Debug, Args)]

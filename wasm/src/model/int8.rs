@@ -27,6 +27,8 @@ pub const BLOCK: usize = 32;
 const PANEL: usize = 8;
 /// Activation rows per micro-kernel call.
 const ROWS: usize = 4;
+/// 1.5·2^23: see `quantize_rows`.
+const ROUNDER: f32 = 12_582_912.0;
 
 /// A weight matrix `[out, in]` repacked for [`QuantizedLinear`].
 #[derive(Debug)]
@@ -123,9 +125,10 @@ fn quantize_rows(xs: &[f32], in_dim: usize) -> QuantizedRows {
     for (block, out) in xs.chunks_exact(BLOCK).zip(values.chunks_exact_mut(BLOCK)) {
         let scale = max_abs(block) / 127.0;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        // Ties to even: one wasm instruction (f32.nearest), where `round` is a libm call.
+        // |x · inverse| ≤ 127: adding and subtracting 1.5·2^23 rounds to the nearest integer
+        // (ties to even) with plain adds, where `round` is a libm call in wasm and x86-64.
         for (q, &x) in out.iter_mut().zip(block) {
-            *q = (x * inverse).round_ties_even() as i16;
+            *q = ((x * inverse + ROUNDER) - ROUNDER) as i16;
         }
         scales.push(scale);
     }
@@ -223,9 +226,10 @@ impl CustomOp1 for QuantizedLinear {
 }
 
 /// `R` activation rows × one panel: `acc[r][c] += Σ_blocks (x_scale · w_scale) · Σ_block x·w`.
-/// The portable version; the wasm SIMD version below computes the same numbers the same way.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn kernel<const R: usize>(
+/// The portable reference; the SIMD versions below (wasm simd128, x86-64 SSE2) compute the same
+/// numbers in the same order, so all three give the same bits.
+#[allow(dead_code)] // the reference; x86-64 and wasm SIMD builds run their own versions
+fn kernel_portable<const R: usize>(
     xv: &[i16],
     xs: &[f32],
     wv: &[i16],
@@ -258,7 +262,11 @@ fn kernel<const R: usize>(
     }
 }
 
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+use kernel_portable as kernel;
+
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[allow(clippy::needless_range_loop)] // r indexes three arrays in step
 fn kernel<const R: usize>(
     xv: &[i16],
     xs: &[f32],
@@ -298,6 +306,111 @@ fn kernel<const R: usize>(
         for r in 0..R {
             v128_store(acc[r].as_mut_ptr() as *mut v128, out[r][0]);
             v128_store(acc[r].as_mut_ptr().add(4) as *mut v128, out[r][1]);
+        }
+    }
+}
+
+/// x86-64: AVX2 where the CPU has it (a whole panel per register), else SSE2 (baseline).
+#[cfg(target_arch = "x86_64")]
+fn kernel<const R: usize>(
+    xv: &[i16],
+    xs: &[f32],
+    wv: &[i16],
+    ws: &[f32],
+    blocks: usize,
+    acc: &mut [[f32; PANEL]; ROWS],
+) {
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        unsafe { kernel_avx2::<R>(xv, xs, wv, ws, blocks, acc) }
+    } else {
+        kernel_sse2::<R>(xv, xs, wv, ws, blocks, acc)
+    }
+}
+
+/// The SSE2 kernel with 8 lanes: `vpmaddwd` over a whole panel; same sums, same order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::needless_range_loop)] // r indexes three arrays in step
+unsafe fn kernel_avx2<const R: usize>(
+    xv: &[i16],
+    xs: &[f32],
+    wv: &[i16],
+    ws: &[f32],
+    blocks: usize,
+    acc: &mut [[f32; PANEL]; ROWS],
+) {
+    use core::arch::x86_64::*;
+    let in_dim = blocks * BLOCK;
+    assert!(xv.len() >= R * in_dim && xs.len() >= R * blocks);
+    assert!(wv.len() >= in_dim * PANEL && ws.len() >= blocks * PANEL);
+    // SAFETY: loads stay inside the slices checked above, as in the wasm version.
+    unsafe {
+        let mut out = [_mm256_setzero_ps(); R];
+        for b in 0..blocks {
+            let mut sums = [_mm256_setzero_si256(); R];
+            for pair in b * BLOCK / 2..(b + 1) * BLOCK / 2 {
+                let w = _mm256_loadu_si256(wv.as_ptr().add(pair * PANEL * 2) as *const __m256i);
+                for r in 0..R {
+                    let x = _mm256_set1_epi32((xv.as_ptr().add(r * in_dim + 2 * pair) as *const i32).read_unaligned());
+                    sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(x, w));
+                }
+            }
+            let scales = _mm256_loadu_ps(ws.as_ptr().add(b * PANEL));
+            for r in 0..R {
+                let x_scale = _mm256_set1_ps(*xs.get_unchecked(r * blocks + b));
+                out[r] =
+                    _mm256_add_ps(out[r], _mm256_mul_ps(_mm256_mul_ps(x_scale, scales), _mm256_cvtepi32_ps(sums[r])));
+            }
+        }
+        for r in 0..R {
+            _mm256_storeu_ps(acc[r].as_mut_ptr(), out[r]);
+        }
+    }
+}
+
+/// `i32x4.dot_i16x8_s` is SSE2's `pmaddwd`: the same kernel on x86-64 (SSE2 is baseline there).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::needless_range_loop)] // r indexes three arrays in step
+fn kernel_sse2<const R: usize>(
+    xv: &[i16],
+    xs: &[f32],
+    wv: &[i16],
+    ws: &[f32],
+    blocks: usize,
+    acc: &mut [[f32; PANEL]; ROWS],
+) {
+    use core::arch::x86_64::*;
+    let in_dim = blocks * BLOCK;
+    assert!(xv.len() >= R * in_dim && xs.len() >= R * blocks);
+    assert!(wv.len() >= in_dim * PANEL && ws.len() >= blocks * PANEL);
+    // SAFETY: SSE2 is part of the x86-64 baseline; loads stay inside the slices checked above,
+    // as in the wasm version.
+    unsafe {
+        let mut out = [[_mm_setzero_ps(); 2]; R];
+        for b in 0..blocks {
+            let mut sums = [[_mm_setzero_si128(); 2]; R];
+            for pair in b * BLOCK / 2..(b + 1) * BLOCK / 2 {
+                let w = wv.as_ptr().add(pair * PANEL * 2);
+                let w0 = _mm_loadu_si128(w as *const __m128i);
+                let w1 = _mm_loadu_si128(w.add(8) as *const __m128i);
+                for r in 0..R {
+                    let x = _mm_set1_epi32((xv.as_ptr().add(r * in_dim + 2 * pair) as *const i32).read_unaligned());
+                    sums[r][0] = _mm_add_epi32(sums[r][0], _mm_madd_epi16(x, w0));
+                    sums[r][1] = _mm_add_epi32(sums[r][1], _mm_madd_epi16(x, w1));
+                }
+            }
+            let s = ws.as_ptr().add(b * PANEL);
+            let (s0, s1) = (_mm_loadu_ps(s), _mm_loadu_ps(s.add(4)));
+            for r in 0..R {
+                let x_scale = _mm_set1_ps(*xs.get_unchecked(r * blocks + b));
+                out[r][0] = _mm_add_ps(out[r][0], _mm_mul_ps(_mm_mul_ps(x_scale, s0), _mm_cvtepi32_ps(sums[r][0])));
+                out[r][1] = _mm_add_ps(out[r][1], _mm_mul_ps(_mm_mul_ps(x_scale, s1), _mm_cvtepi32_ps(sums[r][1])));
+            }
+        }
+        for r in 0..R {
+            _mm_storeu_ps(acc[r].as_mut_ptr(), out[r][0]);
+            _mm_storeu_ps(acc[r].as_mut_ptr().add(4), out[r][1]);
         }
     }
 }
@@ -372,5 +485,32 @@ mod tests {
         let q = QTensor::quantize(&t, GgmlDType::F16).unwrap();
         let err = PackedWeight::from_qtensor("encoder.layer.0.x.weight", &q).unwrap_err().to_string();
         assert!(err.contains("encoder.layer.0.x.weight"), "{err}");
+    }
+
+    /// The SIMD kernel of this build and the portable reference give the same bits.
+    #[test]
+    fn simd_kernel_matches_the_portable_reference_bitwise() {
+        let mut seed = 11;
+        let blocks = 3;
+        let in_dim = blocks * BLOCK;
+        let xv: Vec<i16> = (0..ROWS * in_dim).map(|_| (lcg(&mut seed) * 127.0) as i16).collect();
+        let xs: Vec<f32> = (0..ROWS * blocks).map(|_| lcg(&mut seed).abs() * 0.1).collect();
+        let wv: Vec<i16> = (0..in_dim * PANEL).map(|_| (lcg(&mut seed) * 127.0) as i16).collect();
+        let ws: Vec<f32> = (0..blocks * PANEL).map(|_| lcg(&mut seed).abs() * 0.01).collect();
+        let (mut want, mut got) = ([[0f32; PANEL]; ROWS], [[0f32; PANEL]; ROWS]);
+        kernel_portable::<4>(&xv, &xs, &wv, &ws, blocks, &mut want);
+        kernel::<4>(&xv, &xs, &wv, &ws, blocks, &mut got);
+        assert_eq!(want, got);
+        let (mut want, mut got) = ([[0f32; PANEL]; ROWS], [[0f32; PANEL]; ROWS]);
+        kernel_portable::<3>(&xv, &xs, &wv, &ws, blocks, &mut want);
+        kernel::<3>(&xv, &xs, &wv, &ws, blocks, &mut got);
+        assert_eq!(want, got);
+        assert!(want[0].iter().any(|&v| v != 0.0));
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut sse = [[0f32; PANEL]; ROWS];
+            kernel_sse2::<3>(&xv, &xs, &wv, &ws, blocks, &mut sse);
+            assert_eq!(want, sse);
+        }
     }
 }

@@ -30,7 +30,10 @@ fn exp(x: f32) -> f32 {
     let r = clamped - n * LN2_HI - n * LN2_LO;
     // Taylor terms to r⁶ over |r| ≤ ln2/2.
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // 2^n from n's bits: n + 127 + 2^23 is a float whose low mantissa bits are n + 127
+    // (integer ops only, so it vectorises where a float→int cast would not).
+    let biased = (n + (127.0 + 8_388_608.0)).to_bits().wrapping_sub(0x4b00_0000);
+    let scale = f32::from_bits(biased << 23);
     if x < EXP_LOW {
         0.0
     } else {
@@ -156,49 +159,44 @@ const TILE: usize = 8;
 pub const MAX_HEAD_DIM: usize = 256;
 
 /// `acc[r][l] = Σ_x query[x][r] · keys_t[x·stride + l]`, summed in x order.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn score_tile(query: &[[f32; QUERIES]], keys_t: &[f32], stride: usize) -> [[f32; TILE]; QUERIES] {
-    let mut acc = [[0f32; TILE]; QUERIES];
-    for (x, q) in query.iter().enumerate() {
-        let keys = &keys_t[x * stride..][..TILE];
-        for r in 0..QUERIES {
-            for l in 0..TILE {
-                acc[r][l] += q[r] * keys[l];
-            }
-        }
-    }
-    acc
-}
-
-/// `acc[r][l] = Σ_j probs[r·seq + j] · values[j·stride + l]`, summed in j order.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn weighted_sum_tile(probs: &[f32], seq: usize, values: &[f32], stride: usize) -> [[f32; TILE]; QUERIES] {
-    let mut acc = [[0f32; TILE]; QUERIES];
-    for j in 0..seq {
-        let value = &values[j * stride..][..TILE];
-        for r in 0..QUERIES {
-            let p = probs[r * seq + j];
-            for l in 0..TILE {
-                acc[r][l] += p * value[l];
-            }
-        }
-    }
-    acc
-}
-
-/// The same sums as the portable versions, in the same order, with explicit registers.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn score_tile(query: &[[f32; QUERIES]], keys_t: &[f32], stride: usize) -> [[f32; TILE]; QUERIES] {
     tile_sums(query.len(), |x, r| query[x][r], keys_t, stride)
 }
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+/// `acc[r][l] = Σ_j probs[r·seq + j] · values[j·stride + l]`, summed in j order.
 fn weighted_sum_tile(probs: &[f32], seq: usize, values: &[f32], stride: usize) -> [[f32; TILE]; QUERIES] {
     tile_sums(seq, |j, r| probs[r * seq + j], values, stride)
 }
 
-/// `acc[r][l] = Σ_n factor(n, r) · rows[n·stride + l]` for n in 0..count.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+/// `acc[r][l] = Σ_n factor(n, r) · rows[n·stride + l]` for n in 0..count, in n order: one
+/// multiply and one add per term (no FMA), so every version below gives the same bits.
+#[allow(dead_code)] // the reference; x86-64 and wasm SIMD builds run their own versions
+#[inline(always)]
+fn tile_sums_portable(
+    count: usize,
+    factor: impl Fn(usize, usize) -> f32,
+    rows: &[f32],
+    stride: usize,
+) -> [[f32; TILE]; QUERIES] {
+    let mut acc = [[0f32; TILE]; QUERIES];
+    for n in 0..count {
+        let row = &rows[n * stride..][..TILE];
+        for (r, a) in acc.iter_mut().enumerate() {
+            let f = factor(n, r);
+            for (a, &x) in a.iter_mut().zip(row) {
+                *a += f * x;
+            }
+        }
+    }
+    acc
+}
+
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+use tile_sums_portable as tile_sums;
+
+/// Four-lane SIMD (wasm simd128, or SSE2 on x86-64) with explicit registers: LLVM does not keep
+/// the portable version's 32 accumulators in registers.
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn tile_sums(
     count: usize,
@@ -206,30 +204,84 @@ fn tile_sums(
     rows: &[f32],
     stride: usize,
 ) -> [[f32; TILE]; QUERIES] {
-    use core::arch::wasm32::*;
+    use simd4::*;
     assert!(count == 0 || rows.len() >= (count - 1) * stride + TILE);
-    let mut acc = [[f32x4_splat(0.0); 2]; QUERIES];
+    let mut acc = [[zero(); 2]; QUERIES];
     for n in 0..count {
         // SAFETY: row n spans rows[n·stride .. n·stride + 8], inside the slice (assert above).
         let (lo, hi) = unsafe {
             let p = rows.as_ptr().add(n * stride);
-            (v128_load(p as *const v128), v128_load(p.add(4) as *const v128))
+            (load(p), load(p.add(4)))
         };
         for (r, a) in acc.iter_mut().enumerate() {
-            let f = f32x4_splat(factor(n, r));
-            a[0] = f32x4_add(a[0], f32x4_mul(f, lo));
-            a[1] = f32x4_add(a[1], f32x4_mul(f, hi));
+            let f = splat(factor(n, r));
+            a[0] = add(a[0], mul(f, lo));
+            a[1] = add(a[1], mul(f, hi));
         }
     }
     let mut out = [[0f32; TILE]; QUERIES];
     for (o, a) in out.iter_mut().zip(&acc) {
-        // SAFETY: each output row holds 8 floats: two 16-byte stores.
+        // SAFETY: each output row holds 8 floats.
         unsafe {
-            v128_store(o.as_mut_ptr() as *mut v128, a[0]);
-            v128_store(o.as_mut_ptr().add(4) as *mut v128, a[1]);
+            store(o.as_mut_ptr(), a[0]);
+            store(o.as_mut_ptr().add(4), a[1]);
         }
     }
     out
+}
+
+/// The four f32 lanes `tile_sums` needs, on wasm simd128 or x86-64 SSE2 (always present there).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd4 {
+    use core::arch::wasm32::*;
+    pub type F4 = v128;
+    pub fn zero() -> F4 {
+        f32x4_splat(0.0)
+    }
+    pub fn splat(x: f32) -> F4 {
+        f32x4_splat(x)
+    }
+    pub fn add(a: F4, b: F4) -> F4 {
+        f32x4_add(a, b)
+    }
+    pub fn mul(a: F4, b: F4) -> F4 {
+        f32x4_mul(a, b)
+    }
+    /// # Safety: `p` points at 4 readable floats.
+    pub unsafe fn load(p: *const f32) -> F4 {
+        unsafe { v128_load(p as *const v128) }
+    }
+    /// # Safety: `p` points at 4 writable floats.
+    pub unsafe fn store(p: *mut f32, v: F4) {
+        unsafe { v128_store(p as *mut v128, v) }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd4 {
+    use core::arch::x86_64::*;
+    pub type F4 = __m128;
+    pub fn zero() -> F4 {
+        // SAFETY: SSE2 is part of the x86-64 baseline.
+        unsafe { _mm_setzero_ps() }
+    }
+    pub fn splat(x: f32) -> F4 {
+        unsafe { _mm_set1_ps(x) }
+    }
+    pub fn add(a: F4, b: F4) -> F4 {
+        unsafe { _mm_add_ps(a, b) }
+    }
+    pub fn mul(a: F4, b: F4) -> F4 {
+        unsafe { _mm_mul_ps(a, b) }
+    }
+    /// # Safety: `p` points at 4 readable floats.
+    pub unsafe fn load(p: *const f32) -> F4 {
+        unsafe { _mm_loadu_ps(p) }
+    }
+    /// # Safety: `p` points at 4 writable floats.
+    pub unsafe fn store(p: *mut f32, v: F4) {
+        unsafe { _mm_storeu_ps(p, v) }
+    }
 }
 
 /// Whether [`attention`] can run these tensors (CPU, f32).
@@ -389,5 +441,15 @@ mod tests {
             let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "{batch}×{seq}×{hidden}/{heads}: max difference {worst}");
         }
+    }
+
+    /// The SIMD tile (wasm or SSE2) and the portable reference give the same bits.
+    #[test]
+    fn tile_sums_match_the_portable_reference_bitwise() {
+        let rows: Vec<f32> = (0..37 * 8 + 5).map(|i| (i as f32 * 0.731).sin() * 3.0).collect();
+        let factor = |n: usize, r: usize| ((n * 7 + r) as f32 * 0.377).cos();
+        let want = tile_sums_portable(37, factor, &rows, 8);
+        let got = tile_sums(37, factor, &rows, 8);
+        assert_eq!(want, got);
     }
 }
