@@ -128,7 +128,7 @@ fn quantize_rows(xs: &[f32], in_dim: usize) -> QuantizedRows {
         // |x · inverse| ≤ 127: adding and subtracting 1.5·2^23 rounds to the nearest integer
         // (ties to even) with plain adds, where `round` is a libm call in wasm and x86-64.
         for (q, &x) in out.iter_mut().zip(block) {
-            *q = ((x * inverse + ROUNDER) - ROUNDER) as i16;
+            *q = (((x * inverse + ROUNDER) - ROUNDER) as i32) as i16;
         }
         scales.push(scale);
     }
@@ -167,8 +167,21 @@ impl QuantizedLinear {
 
     /// The product of `rows` activation rows, written into `out` (`[rows, out_dim]`).
     fn run(&self, xs: &[f32], rows: usize, out: &mut [f32]) {
+        use rayon::prelude::*;
         let w = &self.weight;
         let x = quantize_rows(xs, w.in_dim);
+        // Row ranges per rayon thread (a multiple of ROWS): each row's sums are the same whoever
+        // computes them, so the split changes no bits. In wasm without threads this is one range.
+        let per_task = rows.div_ceil(rayon::current_num_threads().max(1)).div_ceil(ROWS).max(1) * ROWS;
+        out.par_chunks_mut(per_task * w.out_dim).enumerate().for_each(|(task, out)| {
+            let first = task * per_task;
+            self.run_rows(&x, first, out.len() / w.out_dim, out);
+        });
+    }
+
+    /// Rows `first .. first + rows` of the product into `out` (`[rows, out_dim]`), bias added.
+    fn run_rows(&self, x: &QuantizedRows, first: usize, rows: usize, out: &mut [f32]) {
+        let w = &self.weight;
         let blocks = w.in_dim / BLOCK;
         let panels = w.out_dim.div_ceil(PANEL);
         // Panel-major: one panel's weights (in_dim × 8 × 2 bytes) stay in L1 across all rows.
@@ -179,13 +192,14 @@ impl QuantizedLinear {
             while row < rows {
                 let take = (rows - row).min(ROWS);
                 let mut acc = [[0f32; PANEL]; ROWS];
-                let xv = &x.values[row * w.in_dim..(row + take) * w.in_dim];
-                let xs_ = &x.scales[row * blocks..(row + take) * blocks];
+                let at = first + row;
+                let xv = &x.values[at * w.in_dim..(at + take) * w.in_dim];
+                let xs = &x.scales[at * blocks..(at + take) * blocks];
                 match take {
-                    4 => kernel::<4>(xv, xs_, wv, ws, blocks, &mut acc),
-                    3 => kernel::<3>(xv, xs_, wv, ws, blocks, &mut acc),
-                    2 => kernel::<2>(xv, xs_, wv, ws, blocks, &mut acc),
-                    _ => kernel::<1>(xv, xs_, wv, ws, blocks, &mut acc),
+                    4 => kernel::<4>(xv, xs, wv, ws, blocks, &mut acc),
+                    3 => kernel::<3>(xv, xs, wv, ws, blocks, &mut acc),
+                    2 => kernel::<2>(xv, xs, wv, ws, blocks, &mut acc),
+                    _ => kernel::<1>(xv, xs, wv, ws, blocks, &mut acc),
                 }
                 let cols = (w.out_dim - panel * PANEL).min(PANEL);
                 for (r, acc_row) in acc.iter().enumerate().take(take) {
