@@ -279,9 +279,16 @@ fn kernel_portable<const R: usize>(
 #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
 use kernel_portable as kernel;
 
+/// wasm simd128: the 4-lane kernel.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use kernel_lanes4 as kernel;
+
+/// Four i32/f32 lanes (wasm simd128, or SSE2 on x86-64): per weight pair, two panel halves
+/// times the splatted activation pair (`i32x4.dot_i16x8_s` = SSE2 `pmaddwd`), summed per block,
+/// then scaled into f32 accumulators. Same sums, same order as [`kernel_portable`].
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[allow(clippy::needless_range_loop)] // r indexes three arrays in step
-fn kernel<const R: usize>(
+fn kernel_lanes4<const R: usize>(
     xv: &[i16],
     xs: &[f32],
     wv: &[i16],
@@ -289,37 +296,36 @@ fn kernel<const R: usize>(
     blocks: usize,
     acc: &mut [[f32; PANEL]; ROWS],
 ) {
-    use core::arch::wasm32::*;
+    use super::simd::*;
     let in_dim = blocks * BLOCK;
     assert!(xv.len() >= R * in_dim && xs.len() >= R * blocks);
     assert!(wv.len() >= in_dim * PANEL && ws.len() >= blocks * PANEL);
-    let mut out = [[f32x4_splat(0.0); 2]; R];
+    let mut out = [[zero_f(); 2]; R];
     // SAFETY: every load below stays inside the slices checked by the asserts above: x row r,
     // pair p reads xv[r·in_dim + 2p ..+2]; weight pair p reads wv[16p ..+16]; scales ws[8b ..+8].
     unsafe {
         for b in 0..blocks {
-            let mut sums = [[i32x4_splat(0); 2]; R];
+            let mut sums = [[zero_i(); 2]; R];
             for pair in b * BLOCK / 2..(b + 1) * BLOCK / 2 {
                 let w = wv.as_ptr().add(pair * PANEL * 2);
-                let w0 = v128_load(w as *const v128);
-                let w1 = v128_load(w.add(8) as *const v128);
+                let (w0, w1) = (load_i16x8(w), load_i16x8(w.add(8)));
                 for r in 0..R {
-                    let x = v128_load32_splat(xv.as_ptr().add(r * in_dim + 2 * pair) as *const u32);
-                    sums[r][0] = i32x4_add(sums[r][0], i32x4_dot_i16x8(x, w0));
-                    sums[r][1] = i32x4_add(sums[r][1], i32x4_dot_i16x8(x, w1));
+                    let x = splat_pair(xv.as_ptr().add(r * in_dim + 2 * pair));
+                    sums[r][0] = dot_add(sums[r][0], x, w0);
+                    sums[r][1] = dot_add(sums[r][1], x, w1);
                 }
             }
             let s = ws.as_ptr().add(b * PANEL);
-            let (s0, s1) = (v128_load(s as *const v128), v128_load(s.add(4) as *const v128));
+            let (s0, s1) = (load_f(s), load_f(s.add(4)));
             for r in 0..R {
-                let x_scale = f32x4_splat(*xs.get_unchecked(r * blocks + b));
-                out[r][0] = f32x4_add(out[r][0], f32x4_mul(f32x4_mul(x_scale, s0), f32x4_convert_i32x4(sums[r][0])));
-                out[r][1] = f32x4_add(out[r][1], f32x4_mul(f32x4_mul(x_scale, s1), f32x4_convert_i32x4(sums[r][1])));
+                let x_scale = splat_f(*xs.get_unchecked(r * blocks + b));
+                out[r][0] = add_f(out[r][0], mul_f(mul_f(x_scale, s0), to_f32(sums[r][0])));
+                out[r][1] = add_f(out[r][1], mul_f(mul_f(x_scale, s1), to_f32(sums[r][1])));
             }
         }
         for r in 0..R {
-            v128_store(acc[r].as_mut_ptr() as *mut v128, out[r][0]);
-            v128_store(acc[r].as_mut_ptr().add(4) as *mut v128, out[r][1]);
+            store_f(acc[r].as_mut_ptr(), out[r][0]);
+            store_f(acc[r].as_mut_ptr().add(4), out[r][1]);
         }
     }
 }
@@ -338,11 +344,11 @@ fn kernel<const R: usize>(
         // SAFETY: the CPU has AVX2 (checked just above).
         unsafe { kernel_avx2::<R>(xv, xs, wv, ws, blocks, acc) }
     } else {
-        kernel_sse2::<R>(xv, xs, wv, ws, blocks, acc)
+        kernel_lanes4::<R>(xv, xs, wv, ws, blocks, acc)
     }
 }
 
-/// The SSE2 kernel with 8 lanes: `vpmaddwd` over a whole panel; same sums, same order.
+/// `kernel_lanes4` with 8 lanes: `vpmaddwd` over a whole panel; same sums, same order.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[allow(clippy::needless_range_loop)] // r indexes three arrays in step
@@ -379,52 +385,6 @@ unsafe fn kernel_avx2<const R: usize>(
         }
         for r in 0..R {
             _mm256_storeu_ps(acc[r].as_mut_ptr(), out[r]);
-        }
-    }
-}
-
-/// `i32x4.dot_i16x8_s` is SSE2's `pmaddwd`: the same kernel on x86-64 (SSE2 is baseline there).
-#[cfg(target_arch = "x86_64")]
-#[allow(clippy::needless_range_loop)] // r indexes three arrays in step
-fn kernel_sse2<const R: usize>(
-    xv: &[i16],
-    xs: &[f32],
-    wv: &[i16],
-    ws: &[f32],
-    blocks: usize,
-    acc: &mut [[f32; PANEL]; ROWS],
-) {
-    use core::arch::x86_64::*;
-    let in_dim = blocks * BLOCK;
-    assert!(xv.len() >= R * in_dim && xs.len() >= R * blocks);
-    assert!(wv.len() >= in_dim * PANEL && ws.len() >= blocks * PANEL);
-    // SAFETY: SSE2 is part of the x86-64 baseline; loads stay inside the slices checked above,
-    // as in the wasm version.
-    unsafe {
-        let mut out = [[_mm_setzero_ps(); 2]; R];
-        for b in 0..blocks {
-            let mut sums = [[_mm_setzero_si128(); 2]; R];
-            for pair in b * BLOCK / 2..(b + 1) * BLOCK / 2 {
-                let w = wv.as_ptr().add(pair * PANEL * 2);
-                let w0 = _mm_loadu_si128(w as *const __m128i);
-                let w1 = _mm_loadu_si128(w.add(8) as *const __m128i);
-                for r in 0..R {
-                    let x = _mm_set1_epi32((xv.as_ptr().add(r * in_dim + 2 * pair) as *const i32).read_unaligned());
-                    sums[r][0] = _mm_add_epi32(sums[r][0], _mm_madd_epi16(x, w0));
-                    sums[r][1] = _mm_add_epi32(sums[r][1], _mm_madd_epi16(x, w1));
-                }
-            }
-            let s = ws.as_ptr().add(b * PANEL);
-            let (s0, s1) = (_mm_loadu_ps(s), _mm_loadu_ps(s.add(4)));
-            for r in 0..R {
-                let x_scale = _mm_set1_ps(*xs.get_unchecked(r * blocks + b));
-                out[r][0] = _mm_add_ps(out[r][0], _mm_mul_ps(_mm_mul_ps(x_scale, s0), _mm_cvtepi32_ps(sums[r][0])));
-                out[r][1] = _mm_add_ps(out[r][1], _mm_mul_ps(_mm_mul_ps(x_scale, s1), _mm_cvtepi32_ps(sums[r][1])));
-            }
-        }
-        for r in 0..R {
-            _mm_storeu_ps(acc[r].as_mut_ptr(), out[r][0]);
-            _mm_storeu_ps(acc[r].as_mut_ptr().add(4), out[r][1]);
         }
     }
 }
@@ -523,7 +483,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             let mut sse = [[0f32; PANEL]; ROWS];
-            kernel_sse2::<3>(&xv, &xs, &wv, &ws, blocks, &mut sse);
+            kernel_lanes4::<3>(&xv, &xs, &wv, &ws, blocks, &mut sse);
             assert_eq!(want, sse);
         }
     }

@@ -7,6 +7,7 @@ pub mod mode;
 pub mod ops;
 pub mod random;
 pub mod rng;
+mod simd;
 pub mod weights;
 
 pub use bert::{Bert, SequenceHead};

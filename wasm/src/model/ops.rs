@@ -204,84 +204,30 @@ fn tile_sums(
     rows: &[f32],
     stride: usize,
 ) -> [[f32; TILE]; QUERIES] {
-    use simd4::*;
+    use super::simd::*;
     assert!(count == 0 || rows.len() >= (count - 1) * stride + TILE);
-    let mut acc = [[zero(); 2]; QUERIES];
+    let mut acc = [[zero_f(); 2]; QUERIES];
     for n in 0..count {
         // SAFETY: row n spans rows[n·stride .. n·stride + 8], inside the slice (assert above).
         let (lo, hi) = unsafe {
             let p = rows.as_ptr().add(n * stride);
-            (load(p), load(p.add(4)))
+            (load_f(p), load_f(p.add(4)))
         };
         for (r, a) in acc.iter_mut().enumerate() {
-            let f = splat(factor(n, r));
-            a[0] = add(a[0], mul(f, lo));
-            a[1] = add(a[1], mul(f, hi));
+            let f = splat_f(factor(n, r));
+            a[0] = add_f(a[0], mul_f(f, lo));
+            a[1] = add_f(a[1], mul_f(f, hi));
         }
     }
     let mut out = [[0f32; TILE]; QUERIES];
     for (o, a) in out.iter_mut().zip(&acc) {
         // SAFETY: each output row holds 8 floats.
         unsafe {
-            store(o.as_mut_ptr(), a[0]);
-            store(o.as_mut_ptr().add(4), a[1]);
+            store_f(o.as_mut_ptr(), a[0]);
+            store_f(o.as_mut_ptr().add(4), a[1]);
         }
     }
     out
-}
-
-/// The four f32 lanes `tile_sums` needs, on wasm simd128 or x86-64 SSE2 (always present there).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd4 {
-    use core::arch::wasm32::*;
-    pub type F4 = v128;
-    pub fn zero() -> F4 {
-        f32x4_splat(0.0)
-    }
-    pub fn splat(x: f32) -> F4 {
-        f32x4_splat(x)
-    }
-    pub fn add(a: F4, b: F4) -> F4 {
-        f32x4_add(a, b)
-    }
-    pub fn mul(a: F4, b: F4) -> F4 {
-        f32x4_mul(a, b)
-    }
-    /// # Safety: `p` points at 4 readable floats.
-    pub unsafe fn load(p: *const f32) -> F4 {
-        unsafe { v128_load(p as *const v128) }
-    }
-    /// # Safety: `p` points at 4 writable floats.
-    pub unsafe fn store(p: *mut f32, v: F4) {
-        unsafe { v128_store(p as *mut v128, v) }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd4 {
-    use core::arch::x86_64::*;
-    pub type F4 = __m128;
-    pub fn zero() -> F4 {
-        // SAFETY: SSE2 is part of the x86-64 baseline.
-        unsafe { _mm_setzero_ps() }
-    }
-    pub fn splat(x: f32) -> F4 {
-        unsafe { _mm_set1_ps(x) }
-    }
-    pub fn add(a: F4, b: F4) -> F4 {
-        unsafe { _mm_add_ps(a, b) }
-    }
-    pub fn mul(a: F4, b: F4) -> F4 {
-        unsafe { _mm_mul_ps(a, b) }
-    }
-    /// # Safety: `p` points at 4 readable floats.
-    pub unsafe fn load(p: *const f32) -> F4 {
-        unsafe { _mm_loadu_ps(p) }
-    }
-    /// # Safety: `p` points at 4 writable floats.
-    pub unsafe fn store(p: *mut f32, v: F4) {
-        unsafe { _mm_storeu_ps(p, v) }
-    }
 }
 
 /// Whether [`attention`] can run these tensors (CPU, f32).
