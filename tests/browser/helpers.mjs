@@ -55,8 +55,8 @@ export function classifierBundle(work) {
 }
 
 /** `bedside classify --json` on notes, one object per note. */
-export function nativeClassify(bundle, notes) {
-  return cli('classify', '--model', bundle, '--json', ...notes).trim().split('\n').map((l) => JSON.parse(l));
+export function nativeClassify(bundle, notes, options = []) {
+  return cli('classify', '--model', bundle, ...options, '--json', ...notes).trim().split('\n').map((l) => JSON.parse(l));
 }
 
 /** Starts `bedside serve` on a free port; resolves to {url, stop}. */

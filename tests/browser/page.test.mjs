@@ -184,8 +184,10 @@ describe('the page', () => {
 // The WebGPU build of the runtime (issue P4) runs on SwiftShader in headless Chromium: the
 // page's backend switch, badge, classify and search go through the async API there.
 const hasWebgpuBuild = readFileSync(join(root, 'www/pkg/bedside_runtime.d.ts'), 'utf8').includes('static create(');
-/** WebGPU vs the CPU build: float sums in another order (as in webgpu.test.mjs). */
+/** WebGPU vs the CLI's CPU path with dequantized weights (the numerics the shaders compute; the
+ * default integer path also rounds activations): float sums in another order, as in webgpu.test.mjs. */
 const GPU_TOLERANCE = 1e-3;
+const REFERENCE = ['--backend', 'cpu', '--quantized-matmul', 'dequantized'];
 
 describe('the page on WebGPU', { skip: !hasWebgpuBuild && 'www/pkg has no WebGPU backend (Bedside.create)' }, () => {
   before(async () => {
@@ -209,7 +211,7 @@ describe('the page on WebGPU', { skip: !hasWebgpuBuild && 'www/pkg has no WebGPU
     assert.equal(await page.textContent('#backend-badge'), 'Backend: WebGPU');
     // Two short notes: SwiftShader takes seconds per window.
     const sample = notes.slice(0, 2);
-    const native = nativeClassify(classifier, sample.map((n) => n.text));
+    const native = nativeClassify(classifier, sample.map((n) => n.text), REFERENCE);
     for (const [i, note] of sample.entries()) {
       const got = await classifyInPage(note.text);
       assert.equal(got.label, native[i].label, `${note.id}: label`);
@@ -233,7 +235,7 @@ describe('the page on WebGPU', { skip: !hasWebgpuBuild && 'www/pkg has no WebGPU
     await page.click('#search-run');
     await page.waitForFunction(() => document.getElementById('search-results').dataset.json, null, { timeout: LOAD_TIMEOUT });
     const got = JSON.parse(await page.$eval('#search-results', (e) => e.dataset.json));
-    const want = JSON.parse(cli('search', '--model', classifier, '--corpus', corpus, '--query', query, '-k', '4', '--json'));
+    const want = JSON.parse(cli('search', '--model', classifier, ...REFERENCE, '--corpus', corpus, '--query', query, '-k', '4', '--json'));
     assert.equal(got[0].id, want[0].id);
     got.forEach((h) => {
       const w = want.find((x) => x.id === h.id);

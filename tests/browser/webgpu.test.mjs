@@ -61,7 +61,7 @@ async function bothBackends(page, { bundle, texts, note, backend }) {
     }
     if (note) {
       out.cpu = cpu.classify(note);
-      out.fastLabel = fast.classify(note).label;
+      out.fast = fast.classify(note);
       out.gpu = await gpu.classifyAsync(note);
     }
     return out;
@@ -95,7 +95,7 @@ test('WebGPU matches the wasm CPU path in Chromium (SwiftShader)', { timeout: 60
       assert.equal(cls.backend, 'webgpu');
       assert.ok(cls.cpu.chunks.length > 2, 'the long note should need several windows');
       assert.equal(cls.gpu.label, cls.cpu.label, `tiny ${quant}: label`);
-      assert.equal(cls.fastLabel, cls.cpu.label, `tiny ${quant}: label of the integer wasm path`);
+      assert.equal(cls.fast.label, cls.cpu.label, `tiny ${quant}: label of the integer wasm path`);
       assert.equal(cls.gpu.chunks.length, cls.cpu.chunks.length);
       cls.cpu.chunks.forEach((chunk, k) => {
         for (const [label, p] of Object.entries(chunk.probabilities)) {
@@ -126,7 +126,7 @@ test('without WebGPU, auto falls back to wasm and webgpu fails clearly', { timeo
     const auto = await bothBackends(page, { bundle: '/models/tiny-q8_0.gguf', note: LONG_NOTE, backend: 'auto' });
     assert.equal(auto.backend, 'cpu');
     assert.match(auto.note, /adapter|WebGPU/i);
-    assert.deepEqual(auto.gpu, auto.cpu, 'auto on the CPU path is the CPU path');
+    assert.deepEqual(auto.gpu, auto.fast, 'auto on the CPU path is the (default) CPU path');
     const refused = await page.evaluate(async () => {
       const wasm = await import('/pkg/bedside_runtime.js');
       const bytes = new Uint8Array(await (await fetch('/models/tiny-q8_0.gguf')).arrayBuffer());

@@ -31,7 +31,6 @@ const ROWS: usize = 4;
 const ROUNDER: f32 = 12_582_912.0;
 
 /// A weight matrix `[out, in]` repacked for [`QuantizedLinear`].
-#[derive(Debug)]
 pub struct PackedWeight {
     out_dim: usize,
     in_dim: usize,
@@ -75,9 +74,15 @@ impl PackedWeight {
         }
         Self { out_dim, in_dim, values: packed, scales: packed_scales }
     }
+}
 
-    pub fn out_dim(&self) -> usize {
-        self.out_dim
+// Shapes only: a derived Debug would print millions of values.
+impl std::fmt::Debug for PackedWeight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedWeight")
+            .field("out_dim", &self.out_dim)
+            .field("in_dim", &self.in_dim)
+            .finish_non_exhaustive()
     }
 }
 
