@@ -192,7 +192,7 @@ impl Attention {
         let probs = match mode {
             // As with LayerNorm: the fused softmax cannot be differentiated.
             Mode::Train(_) => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
-            Mode::Eval => ops::softmax_last_dim(&scores)?,
+            Mode::Eval => candle_nn::ops::softmax_last_dim(&scores)?,
         };
         let probs = mode.dropout(&probs, self.attention_dropout)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;

@@ -19,6 +19,7 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;
 
+use super::ops::round_small;
 use crate::error::{Error, Result};
 
 /// Values per quantization block (q8_0 and q4_0 alike).
@@ -27,8 +28,6 @@ pub const BLOCK: usize = 32;
 const PANEL: usize = 8;
 /// Activation rows per micro-kernel call.
 const ROWS: usize = 4;
-/// 1.5·2^23: see `quantize_rows`.
-const ROUNDER: f32 = 12_582_912.0;
 
 /// A weight matrix `[out, in]` repacked for [`QuantizedLinear`].
 pub struct PackedWeight {
@@ -43,12 +42,7 @@ pub struct PackedWeight {
 impl PackedWeight {
     /// Repacks a q8_0 or q4_0 tensor `[out, in]`; other formats are not integer formats.
     pub fn from_qtensor(name: &str, q: &QTensor) -> Result<Self> {
-        let (out_dim, in_dim) = match q.shape().dims() {
-            &[o, i] => (o, i),
-            dims => {
-                return Err(Error::TensorShape { name: name.to_string(), expected: vec![0, 0], got: dims.to_vec() })
-            }
-        };
+        let (out_dim, in_dim) = q.shape().dims2()?;
         let data = q.data()?;
         let rows = decode_blocks(name, q.dtype(), &data, out_dim, in_dim)?;
         Ok(Self::pack(out_dim, in_dim, &rows.0, &rows.1))
@@ -124,20 +118,18 @@ struct QuantizedRows {
     scales: Vec<f32>,
 }
 
-fn quantize_rows(xs: &[f32], in_dim: usize) -> QuantizedRows {
+fn quantize_rows(xs: &[f32]) -> QuantizedRows {
     let mut values = vec![0i16; xs.len()];
     let mut scales = Vec::with_capacity(xs.len() / BLOCK);
     for (block, out) in xs.chunks_exact(BLOCK).zip(values.chunks_exact_mut(BLOCK)) {
         let scale = max_abs(block) / 127.0;
         let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
-        // |x · inverse| ≤ 127: adding and subtracting 1.5·2^23 rounds to the nearest integer
-        // (ties to even) with plain adds, where `round` is a libm call in wasm and x86-64.
+        // |x · inverse| ≤ 127.
         for (q, &x) in out.iter_mut().zip(block) {
-            *q = (((x * inverse + ROUNDER) - ROUNDER) as i32) as i16;
+            *q = (round_small(x * inverse) as i32) as i16;
         }
         scales.push(scale);
     }
-    debug_assert_eq!(values.len() % in_dim, 0);
     QuantizedRows { values, scales }
 }
 
@@ -174,7 +166,7 @@ impl QuantizedLinear {
     fn run(&self, xs: &[f32], rows: usize, out: &mut [f32]) {
         use rayon::prelude::*;
         let w = &self.weight;
-        let x = quantize_rows(xs, w.in_dim);
+        let x = quantize_rows(xs);
         // Row ranges per rayon thread (a multiple of ROWS): each row's sums are the same whoever
         // computes them, so the split changes no bits. In wasm without threads this is one range.
         let per_task = rows.div_ceil(rayon::current_num_threads().max(1)).div_ceil(ROWS).max(1) * ROWS;
@@ -425,7 +417,7 @@ mod tests {
             let lin = QuantizedLinear::new(PackedWeight::from_qtensor("w", &q).unwrap(), Some(bias.clone()));
             let xt = Tensor::from_vec(x.clone(), (rows, in_dim), &Device::Cpu).unwrap();
             let got = lin.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
-            let qx = quantize_rows(&x, in_dim);
+            let qx = quantize_rows(&x);
             for r in 0..rows {
                 for o in 0..out_dim {
                     let mut want = bias[o] as f64;
@@ -449,12 +441,12 @@ mod tests {
     fn quantized_activations_stay_close_to_f32() {
         let mut seed = 3;
         let x: Vec<f32> = (0..64).map(|_| lcg(&mut seed)).collect();
-        let q = quantize_rows(&x, 64);
+        let q = quantize_rows(&x);
         for (k, &v) in x.iter().enumerate() {
             let back = q.values[k] as f32 * q.scales[k / BLOCK];
             assert!((back - v).abs() <= q.scales[k / BLOCK] * 0.5 + 1e-7, "{k}: {back} vs {v}");
         }
-        let zeros = quantize_rows(&[0.0; 32], 32);
+        let zeros = quantize_rows(&[0.0; 32]);
         assert!(zeros.values.iter().all(|&v| v == 0) && zeros.scales == [0.0]);
     }
 

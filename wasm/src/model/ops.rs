@@ -1,4 +1,5 @@
-//! Inference-only CPU kernels for GELU (erf) and softmax, written so the compiler vectorises them.
+//! Inference-only CPU kernels for GELU (erf) and attention (with its softmax), written so the
+//! compiler vectorises them.
 //!
 //! candle's CPU ops call libm's `erff`/`expf` one value at a time; in wasm those are scalar
 //! software routines and took ~15 % of a MiniLM forward pass. Here exp is a range reduction
@@ -15,6 +16,15 @@ use crate::error::Result;
 const EXP_LOW: f32 = -87.33;
 const EXP_HIGH: f32 = 88.3;
 
+/// `x` rounded to the nearest integer (ties to even), for |x| < 2^22: adding and subtracting
+/// 1.5·2^23 does it with plain adds, which vectorise, where `round` is a libm call in wasm and
+/// on baseline x86-64.
+#[inline(always)]
+pub(super) fn round_small(x: f32) -> f32 {
+    const ROUNDER: f32 = 12_582_912.0;
+    (x + ROUNDER) - ROUNDER
+}
+
 /// e^x for one value, in the form the loops below vectorise.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
@@ -22,11 +32,8 @@ fn exp(x: f32) -> f32 {
     // ln 2 split in two so that n·ln2 is exact for the first part.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
-    // Adding and subtracting 1.5·2^23 rounds to the nearest integer (ties to even) with
-    // plain adds: `round` would be a libm call in wasm.
-    const ROUNDER: f32 = 12_582_912.0;
     let clamped = x.clamp(EXP_LOW, EXP_HIGH);
-    let n = (clamped * LOG2_E + ROUNDER) - ROUNDER;
+    let n = round_small(clamped * LOG2_E);
     let r = clamped - n * LN2_HI - n * LN2_LO;
     // Taylor terms to r⁶ over |r| ≤ ln2/2.
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
@@ -108,6 +115,9 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads:
     let mut scores = vec![0f32; QUERIES * padded_seq];
     // Rows past the last query of a head keep older values: their sums are never stored.
     let mut probs = vec![0f32; QUERIES * seq];
+    // Query rows transposed, [head_dim][QUERIES]; rows past the last query keep older values,
+    // which only reach sums that are never stored.
+    let mut query = [[0f32; QUERIES]; MAX_HEAD_DIM];
     for b in 0..batch {
         let row = |i: usize, head: usize| (b * seq + i) * hidden + head * head_dim;
         for head in 0..heads {
@@ -119,7 +129,6 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads:
             }
             for first in (0..seq).step_by(QUERIES) {
                 let rows = (seq - first).min(QUERIES);
-                let mut query = [[0f32; QUERIES]; MAX_HEAD_DIM];
                 for r in 0..rows {
                     for (x, &value) in q[row(first + r, head)..][..head_dim].iter().enumerate() {
                         query[x][r] = value;
@@ -235,18 +244,13 @@ pub fn runs_attention_here(q: &Tensor, head_dim: usize) -> bool {
     runs_here(q) && head_dim <= MAX_HEAD_DIM
 }
 
+/// GELU (erf) as a candle op on CPU f32 tensors.
 #[derive(Debug, Clone, Copy)]
-enum Kernel {
-    GeluErf,
-    Softmax,
-}
+struct GeluErf;
 
-impl CustomOp1 for Kernel {
+impl CustomOp1 for GeluErf {
     fn name(&self) -> &'static str {
-        match self {
-            Kernel::GeluErf => "vector-gelu-erf",
-            Kernel::Softmax => "vector-softmax",
-        }
+        "vector-gelu-erf"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -255,15 +259,7 @@ impl CustomOp1 for Kernel {
         };
         let xs = &all[start..end];
         let mut out = vec![0f32; xs.len()];
-        match self {
-            Kernel::GeluErf => gelu_erf_slice(xs, &mut out),
-            Kernel::Softmax => {
-                let width = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-                for (row, out_row) in xs.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
-                    softmax_row(row, out_row);
-                }
-            }
-        }
+        gelu_erf_slice(xs, &mut out);
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -275,17 +271,9 @@ fn runs_here(xs: &Tensor) -> bool {
 /// GELU with the exact (erf) form, for inference. Off the CPU, candle's op.
 pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
     if runs_here(xs) {
-        return Ok(xs.contiguous()?.apply_op1_no_bwd(&Kernel::GeluErf)?);
+        return Ok(xs.contiguous()?.apply_op1_no_bwd(&GeluErf)?);
     }
     Ok(xs.gelu_erf()?)
-}
-
-/// Softmax over the last dimension, for inference. Off the CPU, candle's op.
-pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
-    if runs_here(xs) {
-        return Ok(xs.contiguous()?.apply_op1_no_bwd(&Kernel::Softmax)?);
-    }
-    Ok(candle_nn::ops::softmax_last_dim(xs)?)
 }
 
 #[cfg(test)]
@@ -340,7 +328,16 @@ mod tests {
             (Tensor::arange(0f32, 3.0 * 37.0, &dev).unwrap().reshape((3, 37)).unwrap().sin().unwrap() * 9.0).unwrap();
         let mask = Tensor::from_vec([0f32; 36].iter().copied().chain([-1e30]).collect::<Vec<_>>(), 37, &dev).unwrap();
         let scores = scores.broadcast_add(&mask).unwrap();
-        let ours = softmax_last_dim(&scores).unwrap().to_vec2::<f32>().unwrap();
+        let ours: Vec<Vec<f32>> = scores
+            .to_vec2::<f32>()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let mut out = vec![0f32; row.len()];
+                softmax_row(row, &mut out);
+                out
+            })
+            .collect();
         let theirs = candle_nn::ops::softmax_last_dim(&scores).unwrap().to_vec2::<f32>().unwrap();
         for (ra, rb) in ours.iter().zip(&theirs) {
             assert_eq!(ra[36], 0.0);
