@@ -60,7 +60,8 @@ fn embed_json_is_one_vector_per_text_in_order() {
 }
 
 /// q8_0 bundles run integer matmuls by default; `--quantized-matmul dequantized` gives the f32
-/// reference numerics: close to, not equal to, the integer path. f32 bundles ignore the flag.
+/// reference numerics and `relaxed` the relaxed-SIMD browser build's: each close to, not equal
+/// to, the integer path. f32 bundles ignore the flag.
 #[test]
 fn quantized_matmul_flag_picks_the_cpu_numerics() {
     let dir = temp_dir("quantized-matmul");
@@ -81,6 +82,9 @@ fn quantized_matmul_flag_picks_the_cpu_numerics() {
     let diff = integer.iter().zip(&dequantized).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(diff > 0.0, "the two q8_0 paths gave the same bits: the flag did nothing");
     assert!(cosine(&integer, &dequantized) > 0.999, "integer vs dequantized cosine {}", cosine(&integer, &dequantized));
+    let relaxed = embed(&q8, "relaxed");
+    assert!(relaxed != integer && relaxed != dequantized, "relaxed gave the bits of another path");
+    assert!(cosine(&integer, &relaxed) > 0.999, "integer vs relaxed cosine {}", cosine(&integer, &relaxed));
     let f32_bundle = export(&dir, "tiny-safetensors", "f32", &[]);
     assert_eq!(embed(&f32_bundle, "integer"), embed(&f32_bundle, "dequantized"));
     let stderr = fails(&["embed", "--model", q8.to_str().unwrap(), "--quantized-matmul", "int4", text]);

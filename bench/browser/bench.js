@@ -6,6 +6,7 @@
 // Every file comes from this page's own origin: /pkg (the Bedside browser build), /bundles (.gguf),
 // /tjs and /ort (transformers.js and onnxruntime-web dists), /models (the ONNX folder), /data (texts).
 import init, { Bedside } from '/pkg/bedside_runtime.js';
+import { bestWasmBuild, wasmUrl } from '/widget/wasm-build.js';
 import { pipeline, env } from '/tjs/transformers.min.js';
 
 const MODEL = 'minilm';
@@ -27,9 +28,12 @@ const r3 = (x) => Math.round(x * 1000) / 1000;
 const log = (msg) => console.log(`progress ${msg}`);
 
 let wasmReady = null;
-async function loadBedside(quant, useCache) {
+let wasmBuild = null;
+// wasm build: the one the widget would pick in this browser, unless the bench asks for another
+async function loadBedside(quant, useCache, build) {
   const t0 = performance.now();
-  wasmReady ??= init({ module_or_path: '/pkg/bedside_runtime_bg.wasm' });
+  wasmBuild ??= build ?? bestWasmBuild();
+  wasmReady ??= init({ module_or_path: wasmUrl(wasmBuild) });
   await wasmReady;
   const t1 = performance.now();
   // as an app would: the bundle from Cache Storage when it is there, else from the network (then kept)
@@ -44,7 +48,7 @@ async function loadBedside(quant, useCache) {
   const t2 = performance.now();
   const model = Bedside.load(bytes);
   const t3 = performance.now();
-  return { model, fromCache, bundle_bytes: bytes.length,
+  return { model, fromCache, bundle_bytes: bytes.length, wasm_build: wasmBuild,
     load_ms: r3(t3 - t0), wasm_init_ms: r3(t1 - t0), fetch_ms: r3(t2 - t1), parse_ms: r3(t3 - t2) };
 }
 
@@ -68,12 +72,12 @@ window.load = async ({ side, quant, dtype }) => {
 
 window.speed = async (cfg) => {
   const texts = await (await fetch('/data/texts.json')).json();
-  const bs = await loadBedside(cfg.quant, false);
+  const bs = await loadBedside(cfg.quant, false, cfg.wasmBuild);
   const tj = await loadTjs(cfg.tjsDtype, false);
   const out = { cfg, crossOriginIsolated: self.crossOriginIsolated, userAgent: navigator.userAgent,
     tjs_numThreads: env.backends.onnx.wasm.numThreads, transformers_version: env.version,
     ort_versions: env.backends.onnx.versions ?? null,
-    bedside_load_ms: bs.load_ms, tjs_load_ms: tj.load_ms, cases: {} };
+    bedside_wasm_build: bs.wasm_build, bedside_load_ms: bs.load_ms, tjs_load_ms: tj.load_ms, cases: {} };
   const bedside = (xs) => bs.model.embed(xs);
   const tjs = async (xs) => (await tj.extractor(xs, { pooling: 'mean', normalize: true })).tolist();
   const cases = [

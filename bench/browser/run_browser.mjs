@@ -5,7 +5,8 @@
 //          call on the same texts (window.speed in bench.js).
 //   load:  per side and dtype, a fresh profile: cold load, then the page reloaded (second load: wasm and
 //          model from the browser's caches, as an app would have them).
-// usage: node run_browser.mjs OUT_JSON   (env: BENCH_TMP, PASSES, CASES=a_b1_22tok,…, SKIP_LOAD=1, PKG_DIR)
+// usage: node run_browser.mjs OUT_JSON   (env: BENCH_TMP, PASSES, CASES=a_b1_22tok,…, PAIRS_ONLY=f32,q8_0,…,
+//        SKIP_LOAD=1, PKG_DIR)
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -25,6 +26,7 @@ const ROOTS = {
   '/bundles/': OUT_DIR,
   // PKG_DIR: another Bedside browser build to serve instead (e.g. one built with BEDSIDE_WASM_SIMD=0)
   '/pkg/': path.resolve(process.env.PKG_DIR || path.join(ROOT, 'www', 'pkg')),
+  '/widget/': path.join(ROOT, 'www', 'widget'),
   '/models/': path.join(TMP, 'models'),
   '/tjs/': path.join(NM, '@huggingface', 'transformers', 'dist'),
   '/ort/': path.join(NM, 'onnxruntime-web', 'dist'),
@@ -76,7 +78,11 @@ async function openBench(page) {
   await page.waitForFunction(() => window.benchReady === true, null, { timeout: 120000 });
 }
 
-const PAIRS = [{ quant: 'f32', tjsDtype: 'fp32' }, { quant: 'q8_0', tjsDtype: 'q8' }];
+// Bedside runs the wasm build the page would pick (relaxed SIMD in Chromium); q8_0 is also timed on
+// the simd128 build, which browsers without relaxed SIMD (Firefox, Safari) run. PAIRS_ONLY: a subset of keys.
+const PAIRS = [{ key: 'f32', quant: 'f32', tjsDtype: 'fp32' }, { key: 'q8_0', quant: 'q8_0', tjsDtype: 'q8' },
+  { key: 'q8_0-simd128', quant: 'q8_0', tjsDtype: 'q8', wasmBuild: 'simd128' }]
+  .filter((p) => !process.env.PAIRS_ONLY || process.env.PAIRS_ONLY.split(',').includes(p.key));
 const REPS = { a_b1_22tok: 15, b_b1_128tok: 11, c_b8_128tok: 7, d_b1_512tok: 7 };
 const result = { chromium_args: ARGS, passes: [], loads: [] };
 const outFile = process.argv[2];
@@ -92,13 +98,13 @@ for (let pass = 1; pass <= Number(process.env.PASSES || 3); pass++) {
     const page = await preparePage(ctx, `pass ${pass}`, consoleLines);
     try {
       await openBench(page);
-      runs[pair.quant] = await page.evaluate((cfg) => window.speed(cfg), {
+      runs[pair.key] = await page.evaluate((cfg) => window.speed(cfg), {
         ...pair, warmup: 2, reps: REPS, cases: process.env.CASES ? process.env.CASES.split(',') : undefined });
     } catch (e) {
-      runs[pair.quant] = { error: String(e).slice(0, 2000) };
-      console.log(`  [pass ${pass}] ${pair.quant}: ${String(e).slice(0, 500)}`);
+      runs[pair.key] = { error: String(e).slice(0, 2000) };
+      console.log(`  [pass ${pass}] ${pair.key}: ${String(e).slice(0, 500)}`);
     }
-    runs[pair.quant].console = consoleLines;
+    runs[pair.key].console = consoleLines;
     await ctx.close();
   }
   result.passes.push(runs);

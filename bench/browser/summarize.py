@@ -44,20 +44,23 @@ def main(raw_path, native_dir, out_dir, model_dir):
     ref = json.load(open(os.path.join(native_dir, "st_ref.json")))
     root = os.path.dirname(os.path.dirname(os.path.abspath(out_dir)))
     rows, details = [], {"cases": {}, "passes": len(raw["passes"])}
-    for quant in ("f32", "q8_0"):
+    # keys of the raw passes: the dtype on the build the page picks, and "q8_0-simd128" (the plain build)
+    for key in ("f32", "q8_0", "q8_0-simd128"):
+        quant = key.split("-")[0]
         for case in CASES:
-            runs = [p[quant]["cases"][case] for p in raw["passes"] if case in p.get(quant, {}).get("cases", {})]
+            runs = [p[key]["cases"][case] for p in raw["passes"] if case in p.get(key, {}).get("cases", {})]
             if not runs:
                 continue
+            build = [p[key].get("bedside_wasm_build") for p in raw["passes"] if key in p][-1]
             n = runs[-1]["batch"]
             b = statistics.median(r["bedside_ms"] for r in runs) / n
             t = statistics.median(r["tjs_ms"] for r in runs) / n
-            rows.append({"case": case, "dtype": quant, "threads": 1, "bedside_ms": round(b, 2),
+            rows.append({"case": case, "dtype": quant, "wasm_build": build, "threads": 1, "bedside_ms": round(b, 2),
                          "transformersjs_ms": round(t, 2), "ratio": round(t / b, 2),
                          "bedside_min_cosine": min_cosine(runs[-1]["bedside_embeddings"], ref[case])})
             ort = native["configs"][f"onnxruntime-{TJS[quant]}"][case]
             cli = native["configs"][f"bedside-cli-{quant}"][case]
-            details["cases"][f"{quant}/{case}"] = {
+            details["cases"][f"{key}/{case}"] = {
                 "batch": n, "bedside_tokens": runs[-1]["bedside_tokens"], "tjs_input_dims": runs[-1]["tjs_input_dims"],
                 "bedside_pass_medians_ms": [r["bedside_ms"] for r in runs], "tjs_pass_medians_ms": [r["tjs_ms"] for r in runs],
                 "bedside_tokenize_ms": runs[-1]["bedside_tokenize_ms"], "tjs_tokenize_ms": runs[-1]["tjs_tokenize_ms"],
@@ -69,10 +72,12 @@ def main(raw_path, native_dir, out_dir, model_dir):
                 "transformersjs_over_onnxruntime_native": round(t / ort["ms_per_sentence"], 2),
             }
     wasm = os.path.join(root, "www", "pkg", "bedside_runtime_bg.wasm")
+    wasm_relaxed = os.path.join(root, "www", "pkg", "bedside_runtime_relaxed_bg.wasm")
     ort_wasm = os.path.join("/tmp", "bedside-bench", "node", "node_modules", "onnxruntime-web", "dist",
                             "ort-wasm-simd-threaded.asyncify.wasm")
     details["sizes_bytes"] = {
         "bedside_wasm": size(wasm), "bedside_wasm_gzip": gz(wasm),
+        "bedside_wasm_relaxed": size(wasm_relaxed), "bedside_wasm_relaxed_gzip": gz(wasm_relaxed),
         "onnxruntime_web_wasm": size(ort_wasm), "onnxruntime_web_wasm_gzip": gz(ort_wasm),
         "bundle_f32": size(os.path.join(out_dir, "browser", "minilm-f32.gguf")),
         "bundle_q8_0": size(os.path.join(out_dir, "browser", "minilm-q8_0.gguf")),
@@ -105,8 +110,9 @@ def main(raw_path, native_dir, out_dir, model_dir):
           "| onnxruntime native ms | Bedside wasm / ort native | `bedside embed` native ms |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        d = details["cases"][f"{r['dtype']}/{r['case']}"]
-        print(f"| {LABEL[r['case']]} | {r['dtype']} | {r['bedside_ms']} | {TJS[r['dtype']]} | {r['transformersjs_ms']} "
+        key = r["dtype"] + ("-simd128" if r["dtype"] == "q8_0" and r["wasm_build"] == "simd128" else "")
+        d = details["cases"][f"{key}/{r['case']}"]
+        print(f"| {LABEL[r['case']]} | {r['dtype']} ({r['wasm_build']}) | {r['bedside_ms']} | {TJS[r['dtype']]} | {r['transformersjs_ms']} "
               f"| **{r['ratio']}** | {r['bedside_min_cosine']} | {d['onnxruntime_native_ms']} "
               f"| {d['bedside_wasm_over_onnxruntime_native']} | {d['bedside_cli_native_ms']} |")
     s = details["sizes_bytes"]

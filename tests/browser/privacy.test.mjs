@@ -31,7 +31,8 @@ const secrets = [...new Set([...NOTES, ...DOCS, QUERY, ...COMPARE].flatMap((t) =
 
 // The files the page may ask for.
 const ALLOWED = new Set(['/', '/style.css', '/app.js', '/favicon.svg', '/model.gguf', '/widget/core.js', '/widget/docs.js',
-  '/widget/gguf.js', '/widget/worker.js', '/pkg/bedside_runtime.js', '/pkg/bedside_runtime_bg.wasm']);
+  '/widget/gguf.js', '/widget/worker.js', '/widget/wasm-build.js', '/pkg/bedside_runtime.js', '/pkg/bedside_runtime_bg.wasm',
+  '/pkg/bedside_runtime_relaxed_bg.wasm']);
 
 let server, foreign, browser, context, page, problems;
 const requests = [];
@@ -86,7 +87,8 @@ describe('privacy', () => {
     const origin = new URL(server.url).origin;
     assert.ok(requests.length > 0);
     // The worker's requests are seen too (it fetches the wasm itself).
-    assert.ok(requests.some((r) => r.url.endsWith('/pkg/bedside_runtime_bg.wasm')), 'the worker\'s requests are recorded');
+    // (Chromium has relaxed SIMD, so the worker takes that build.)
+    assert.ok(requests.some((r) => r.url.endsWith('/pkg/bedside_runtime_relaxed_bg.wasm')), 'the worker\'s requests are recorded');
     for (const r of requests) {
       const url = new URL(r.url);
       assert.equal(url.origin, origin, `request to another origin: ${r.url}`);

@@ -47,15 +47,19 @@ impl Bedside {
     /// Loads bundle bytes onto `backend`: "auto" (default: WebGPU when the browser has a
     /// hardware adapter whose limits fit the model, else wasm), "webgpu" or "cpu". Use the
     /// *Async calls on a model that may be on WebGPU. `quantized_matmul` picks how the wasm
-    /// path runs q8_0/q4_0 weights: "integer" (default, fast) or "dequantized" (f32, the
-    /// reference numerics that the WebGPU path also computes).
+    /// path runs q8_0/q4_0 weights: "integer" (8-bit activations; the simd128 build's default),
+    /// "relaxed" (the relaxed-SIMD build's default: q8_0 activations in 7 bits) or "dequantized"
+    /// (f32, the reference numerics that the WebGPU path also computes).
     pub async fn create(
         bytes: Vec<u8>,
         backend: Option<String>,
         quantized_matmul: Option<String>,
     ) -> Result<Bedside, JsValue> {
         let backend: Backend = backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
-        let matmul: QuantizedMatmul = quantized_matmul.as_deref().unwrap_or("integer").parse().map_err(js_error)?;
+        let matmul = match quantized_matmul.as_deref() {
+            Some(kind) => kind.parse().map_err(js_error)?,
+            None => QuantizedMatmul::default(),
+        };
         let model = Model::load_with(&bytes, backend, matmul).await.map_err(js_error)?;
         Ok(Bedside { model: Rc::new(model) })
     }

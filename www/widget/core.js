@@ -82,6 +82,8 @@ export class BedsideModel {
     this.backend = info.backend;
     /** Why the model is not on WebGPU although that was asked for, else null. */
     this.backendNote = info.backendNote ?? null;
+    /** The wasm build the worker runs: "relaxed-simd" (Chrome/Edge) or "simd128". */
+    this.wasmBuild = info.wasmBuild ?? null;
     /** The checksum stored in the bundle ("sha256:…"), verified by the runtime at load. */
     this.checksum = info.checksum;
     /** `general.name` of the bundle. */
@@ -193,7 +195,7 @@ export async function load(source, { backend = 'auto', onProgress, cache = true,
   }
   await save?.();
   const model = new BedsideModel(client, {
-    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, checksum: meta['bedside.checksum'] ?? null,
+    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, wasmBuild: info.wasmBuild, checksum: meta['bedside.checksum'] ?? null,
     name: meta['general.name'] ?? info.manifest.base_model, size, source: from,
     timings: { readMs, loadMs: info.ms },
   });

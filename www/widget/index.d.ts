@@ -92,6 +92,8 @@ export declare class BedsideModel {
   readonly backend: 'webgpu' | 'cpu';
   /** Why the model is not on WebGPU although that was asked for, else null. */
   readonly backendNote: string | null;
+  /** The wasm build the worker runs: relaxed SIMD (Chrome/Edge 114+) or plain SIMD. */
+  readonly wasmBuild: 'relaxed-simd' | 'simd128' | null;
   /** "sha256:…" as stored in the bundle; the runtime verified it at load. */
   readonly checksum: string | null;
   readonly name: string;

@@ -7,8 +7,10 @@
 // it is used with `embedAsync`/`classifyAsync`; otherwise the synchronous CPU API
 // `Bedside.load`/`embed`/`classify`.
 import init, { Bedside, BedsideIndex } from '../pkg/bedside_runtime.js';
+import { bestWasmBuild, wasmUrl } from './wasm-build.js';
 
 let ready = null;
+const wasmBuild = bestWasmBuild();
 let model = null;
 let backend = 'cpu';
 let index = null;
@@ -43,7 +45,7 @@ const BATCH = 8;
 
 const ops = {
   async load({ bytes, backend: wanted = 'auto' }) {
-    ready ??= init();
+    ready ??= init({ module_or_path: wasmUrl(wasmBuild) });
     await ready;
     index?.free();
     index = null;
@@ -63,7 +65,7 @@ const ops = {
     // Why WebGPU was not used although asked for (WebGPU build only).
     const backendNote = typeof model.backendNote === 'string' ? model.backendNote
       : !hasAsyncApi() && wanted === 'webgpu' ? 'this build of the runtime has no WebGPU backend' : null;
-    return { manifest: model.manifest(), backend, backendNote, ms: performance.now() - started };
+    return { manifest: model.manifest(), backend, backendNote, wasmBuild, ms: performance.now() - started };
   },
 
   async classify({ text }) {

@@ -373,9 +373,10 @@ pub struct BackendArgs {
     #[arg(long, default_value = "auto", value_parser = ["auto", "webgpu", "cpu"])]
     pub backend: String,
     /// How the CPU path runs q8_0/q4_0 bundle weights: integer (fast: int8 dot products with
-    /// block-quantized activations, the same bits as the browser) or dequantized (f32, the
-    /// reference numerics that the WebGPU path computes).
-    #[arg(long, default_value = "integer", value_parser = ["integer", "dequantized"])]
+    /// 8-bit block-quantized activations, the same bits as the simd128 browser build), relaxed
+    /// (the relaxed-SIMD browser build's bits, Chrome/Edge: q8_0 activations in 7 bits; slower
+    /// here) or dequantized (f32, the reference numerics that the WebGPU path computes).
+    #[arg(long, default_value = "integer", value_parser = ["integer", "relaxed", "dequantized"])]
     pub quantized_matmul: String,
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
-use super::int8::{PackedWeight, QuantizedLinear};
+use super::int8::QuantizedLinear;
 use super::mode::Mode;
 use super::ops;
 use super::weights::{Weight, Weights};
@@ -37,10 +37,9 @@ impl Linear {
         let weight = w.get(&weight_name, &[out_dim, in_dim])?;
         let bias_name = format!("{prefix}.bias");
         let bias = if w.contains(&bias_name) { Some(w.get_f32(&bias_name, &[out_dim])?) } else { None };
-        if let Some(q) = w.integer_operand(weight) {
+        if let Some((q, kind)) = w.integer_operand(weight) {
             let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
-            let packed = PackedWeight::from_qtensor(&weight_name, q)?;
-            return Ok(Self::Integer(Arc::new(QuantizedLinear::new(packed, bias))));
+            return Ok(Self::Integer(Arc::new(QuantizedLinear::from_qtensor(&weight_name, q, kind, bias)?)));
         }
         Ok(Self::Dense { weight: weight.to_matmul()?, bias })
     }
@@ -141,12 +140,57 @@ impl Embeddings {
     }
 }
 
+/// The attention's query, key and value projections: three layers, or (integer weights of one
+/// format) one stacked layer whose output holds the three side by side.
+#[derive(Debug, Clone)]
+enum Projections {
+    Separate { query: Linear, key: Linear, value: Linear },
+    Stacked(Linear),
+}
+
+impl Projections {
+    fn load(w: &Weights, prefix: &str, h: usize) -> Result<Self> {
+        let names = ["query", "key", "value"].map(|p| format!("{prefix}.self.{p}"));
+        let mut parts = Vec::new();
+        for name in &names {
+            let weight_name = format!("{name}.weight");
+            let Some((q, kind)) = w.integer_operand(w.get(&weight_name, &[h, h])?) else { break };
+            let bias_name = format!("{name}.bias");
+            let bias = if w.contains(&bias_name) { Some(w.get_f32(&bias_name, &[h])?.to_vec1::<f32>()?) } else { None };
+            parts.push((weight_name, q, kind, bias));
+        }
+        if parts.len() == names.len() {
+            let kind = parts[0].2;
+            let parts: Vec<_> = parts.iter().map(|(n, q, _, b)| (n.as_str(), *q, b.clone())).collect();
+            if let Some(stacked) = QuantizedLinear::stacked(&parts, kind)? {
+                return Ok(Self::Stacked(Linear::Integer(Arc::new(stacked))));
+            }
+        }
+        Ok(Self::Separate {
+            query: Linear::load(w, &names[0], h, h)?,
+            key: Linear::load(w, &names[1], h, h)?,
+            value: Linear::load(w, &names[2], h, h)?,
+        })
+    }
+
+    /// Query, key and value, `[batch, seq, hidden]` each.
+    fn forward(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        match self {
+            Self::Separate { query, key, value } => Ok((query.forward(xs)?, key.forward(xs)?, value.forward(xs)?)),
+            Self::Stacked(qkv) => {
+                let all = qkv.forward(xs)?;
+                let h = all.dim(2)? / 3;
+                let part = |i: usize| all.narrow(2, i * h, h).and_then(|t| t.contiguous());
+                Ok((part(0)?, part(1)?, part(2)?))
+            }
+        }
+    }
+}
+
 /// `BertSelfAttention` + `BertSelfOutput`.
 #[derive(Debug, Clone)]
 struct Attention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    projections: Projections,
     output: Linear,
     layer_norm: LayerNorm,
     num_heads: usize,
@@ -159,9 +203,7 @@ impl Attention {
     fn load(w: &Weights, prefix: &str, c: &BertConfig) -> Result<Self> {
         let h = c.hidden_size;
         Ok(Self {
-            query: Linear::load(w, &format!("{prefix}.self.query"), h, h)?,
-            key: Linear::load(w, &format!("{prefix}.self.key"), h, h)?,
-            value: Linear::load(w, &format!("{prefix}.self.value"), h, h)?,
+            projections: Projections::load(w, prefix, h)?,
             output: Linear::load(w, &format!("{prefix}.output.dense"), h, h)?,
             layer_norm: LayerNorm::load(w, &format!("{prefix}.output.LayerNorm"), h, c.layer_norm_eps)?,
             num_heads: c.num_attention_heads,
@@ -180,13 +222,17 @@ impl Attention {
     fn forward(&self, xs: &Tensor, score_mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let (b, t, h) = xs.dims3()?;
         if matches!(mode, Mode::Eval) && ops::runs_attention_here(xs, self.head_dim) {
-            let (q, k, v) = (self.query.forward(xs)?, self.key.forward(xs)?, self.value.forward(xs)?);
-            let context = ops::attention(&q, &k, &v, score_mask, self.num_heads)?;
+            let context = match &self.projections {
+                Projections::Stacked(qkv) => ops::attention_stacked(&qkv.forward(xs)?, score_mask, self.num_heads)?,
+                separate => {
+                    let (q, k, v) = separate.forward(xs)?;
+                    ops::attention(&q, &k, &v, score_mask, self.num_heads)?
+                }
+            };
             return self.layer_norm.forward(&(self.output.forward(&context)? + xs)?, mode);
         }
-        let q = self.split_heads(&self.query.forward(xs)?)?;
-        let k = self.split_heads(&self.key.forward(xs)?)?;
-        let v = self.split_heads(&self.value.forward(xs)?)?;
+        let (q, k, v) = self.projections.forward(xs)?;
+        let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(score_mask)?;
         let probs = match mode {

@@ -21,8 +21,16 @@ const EXP_HIGH: f32 = 88.3;
 /// on baseline x86-64.
 #[inline(always)]
 pub(super) fn round_small(x: f32) -> f32 {
-    const ROUNDER: f32 = 12_582_912.0;
     (x + ROUNDER) - ROUNDER
+}
+
+const ROUNDER: f32 = 12_582_912.0;
+
+/// `round_small(x) as i32`, read from the bits of `x + 1.5·2^23` (whose low mantissa bits hold
+/// the rounded integer): integer lanes that vectorise, where a float→int cast is scalar in wasm.
+#[inline(always)]
+pub(super) fn round_small_to_i32(x: f32) -> i32 {
+    (x + ROUNDER).to_bits() as i32 - ROUNDER.to_bits() as i32
 }
 
 /// e^x for one value, in the form the loops below vectorise.
@@ -71,24 +79,49 @@ fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
 }
 
 fn softmax_row(xs: &[f32], out: &mut [f32]) {
-    // Eight running maxima so the reduction vectorises too.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let chunks = xs.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for (m, &x) in lanes.iter_mut().zip(chunk) {
-            *m = if x > *m { x } else { *m };
-        }
-    }
-    let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let max = max_of(xs);
     for (y, &x) in out.iter_mut().zip(xs) {
         *y = exp(x - max);
     }
-    let sum: f32 = out.iter().sum();
-    let inverse = 1.0 / sum;
+    let inverse = 1.0 / sum_of(out);
     for y in out.iter_mut() {
         *y *= inverse;
     }
+}
+
+/// The largest value (exact in any order, so every build agrees).
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+fn max_of(xs: &[f32]) -> f32 {
+    xs.iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// The largest value, four lanes at a time (LLVM keeps a compare-and-select loop scalar).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+fn max_of(xs: &[f32]) -> f32 {
+    use super::simd::*;
+    let chunks = xs.chunks_exact(4);
+    let tail = chunks.remainder().iter().fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m });
+    let mut m = splat_f(f32::NEG_INFINITY);
+    for chunk in chunks {
+        // SAFETY: `chunk` holds 4 f32.
+        m = max_f(m, unsafe { load_f(chunk.as_ptr()) });
+    }
+    lanes_f(m).iter().fold(tail, |m, &x| if x > m { x } else { m })
+}
+
+/// The sum in eight interleaved partial sums (lane i takes values i, i + 8, …), added in lane
+/// order, then the tail: a fixed order that vectorises (a plain running sum is a serial chain of
+/// scalar adds, which was a fifth of attention at 512 tokens).
+fn sum_of(xs: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for (s, &x) in lanes.iter_mut().zip(chunk) {
+            *s += x;
+        }
+    }
+    lanes.iter().chain(tail).fold(0f32, |s, &x| s + x)
 }
 
 /// Scaled dot-product attention for inference: `q`, `k`, `v` are `[batch, seq, hidden]` (heads
@@ -101,12 +134,39 @@ fn softmax_row(xs: &[f32], out: &mut [f32]) {
 /// ~2e-3. Every step here runs in the same order on every target.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads: usize) -> Result<Tensor> {
     let (batch, seq, hidden) = q.dims3()?;
-    let head_dim = hidden / heads;
     let flat = |t: &Tensor| t.flatten_all().and_then(|t| t.to_vec1::<f32>());
-    let (q, k, v, mask) = (flat(q)?, flat(k)?, flat(v)?, flat(score_mask)?);
+    let (q, k, v) = (flat(q)?, flat(k)?, flat(v)?);
+    let rows = Rows { batch, seq, hidden, stride: hidden };
+    attention_rows(&q, &k, &v, rows, &flat(score_mask)?, heads)
+}
+
+/// [`attention`] on the query, key and value projections side by side, `[batch, seq, 3 · hidden]`
+/// (one stacked projection).
+pub fn attention_stacked(qkv: &Tensor, score_mask: &Tensor, heads: usize) -> Result<Tensor> {
+    let (batch, seq, width) = qkv.dims3()?;
+    let hidden = width / 3;
+    let all = qkv.flatten_all()?.to_vec1::<f32>()?;
+    let rows = Rows { batch, seq, hidden, stride: width };
+    let mask = score_mask.flatten_all()?.to_vec1::<f32>()?;
+    attention_rows(&all, &all[hidden..], &all[2 * hidden..], rows, &mask, heads)
+}
+
+/// The shape of attention's inputs: position `i` of sequence `b` starts at `(b·seq + i)·stride`.
+#[derive(Clone, Copy)]
+struct Rows {
+    batch: usize,
+    seq: usize,
+    hidden: usize,
+    stride: usize,
+}
+
+fn attention_rows(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], heads: usize) -> Result<Tensor> {
+    let Rows { batch, seq, hidden, stride } = shape;
+    let head_dim = hidden / heads;
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
-    // Per head: keys transposed, [head_dim][padded seq], so a score tile reads contiguous keys;
-    // values as [seq][padded head_dim]. Padding is zeros.
+    // Per head: keys transposed in tiles of 8, [padded seq / 8][head_dim][8], so a score tile
+    // reads one contiguous run (a [head_dim][padded seq] layout strode a whole row per step, out
+    // of L1 at 512 tokens); values as [seq][padded head_dim]. Padding is zeros.
     let padded_seq = seq.div_ceil(TILE) * TILE;
     let padded_dim = head_dim.div_ceil(TILE) * TILE;
     let mut keys_t = vec![0f32; head_dim * padded_seq];
@@ -119,11 +179,13 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads:
     // which only reach sums that are never stored.
     let mut query = [[0f32; QUERIES]; MAX_HEAD_DIM];
     for b in 0..batch {
-        let row = |i: usize, head: usize| (b * seq + i) * hidden + head * head_dim;
+        let row = |i: usize, head: usize| (b * seq + i) * stride + head * head_dim;
+        let out_row = |i: usize, head: usize| (b * seq + i) * hidden + head * head_dim;
         for head in 0..heads {
             for j in 0..seq {
+                let tile = &mut keys_t[(j / TILE) * head_dim * TILE..];
                 for (x, &value) in k[row(j, head)..][..head_dim].iter().enumerate() {
-                    keys_t[x * padded_seq + j] = value;
+                    tile[x * TILE + j % TILE] = value;
                 }
                 values[j * padded_dim..][..head_dim].copy_from_slice(&v[row(j, head)..][..head_dim]);
             }
@@ -135,7 +197,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads:
                     }
                 }
                 for tile in (0..padded_seq).step_by(TILE) {
-                    let acc = score_tile(&query[..head_dim], &keys_t[tile..], padded_seq);
+                    let acc = score_tile(&query[..head_dim], &keys_t[tile * head_dim..], TILE);
                     for (r, a) in acc.iter().enumerate() {
                         scores[r * padded_seq + tile..][..TILE].copy_from_slice(a);
                     }
@@ -151,7 +213,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, score_mask: &Tensor, heads:
                     let acc = weighted_sum_tile(&probs, seq, &values[d0..], padded_dim);
                     let width = (head_dim - d0).min(TILE);
                     for (r, a) in acc.iter().enumerate().take(rows) {
-                        context[row(first + r, head) + d0..][..width].copy_from_slice(&a[..width]);
+                        context[out_row(first + r, head) + d0..][..width].copy_from_slice(&a[..width]);
                     }
                 }
             }
@@ -279,6 +341,15 @@ pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn round_small_to_i32_is_round_small_cast() {
+        for x in [-127.5f32, -126.5, -63.49, -0.5, -0.0, 0.49, 0.5, 1.5, 2.5, 62.7, 127.0, 1e6 + 0.5, -4_194_303.0] {
+            assert_eq!(round_small_to_i32(x), round_small(x) as i32, "{x}");
+        }
+        assert_eq!(round_small_to_i32(2.5), 2, "ties to even");
+        assert_eq!(round_small_to_i32(-3.7), -4);
+    }
     use candle_core::Device;
 
     #[test]
@@ -383,6 +454,11 @@ mod tests {
             let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "{batch}×{seq}×{hidden}/{heads}: max difference {worst}");
+            // The stacked form reads the same rows: the same bits.
+            let qkv = Tensor::cat(&[&q, &k, &v], 2).unwrap();
+            let stacked =
+                attention_stacked(&qkv, &mask, heads).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(stacked, got, "{batch}×{seq}×{hidden}/{heads}: stacked");
         }
     }
 

@@ -1,4 +1,4 @@
-//! Four-lane SIMD for the CPU kernels (`int8.rs`, `ops.rs`): wasm simd128 in the browser, SSE2
+//! Four-lane SIMD for the CPU kernels (`int8/pairs.rs`, `ops.rs`): wasm simd128 in the browser, SSE2
 //! on x86-64. The same small set of operations on both, so each kernel is written once; every
 //! operation rounds exactly as its scalar counterpart (no FMA), which keeps the SIMD kernels
 //! bit-identical to their portable references. Other targets use the portable code.
@@ -30,6 +30,16 @@ mod imp {
     }
     pub fn mul_f(a: F4, b: F4) -> F4 {
         f32x4_mul(a, b)
+    }
+    pub fn abs_f(a: F4) -> F4 {
+        f32x4_abs(a)
+    }
+    /// The larger lane of `a` and `b` (either one when they are equal; NaNs are not ordered).
+    pub fn max_f(a: F4, b: F4) -> F4 {
+        f32x4_pmax(a, b)
+    }
+    pub fn lanes_f(v: F4) -> [f32; 4] {
+        [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
     }
     /// # Safety: `p` points at 8 readable i16.
     pub unsafe fn load_i16x8(p: *const i16) -> I4 {
@@ -76,6 +86,18 @@ mod imp {
     }
     pub fn mul_f(a: F4, b: F4) -> F4 {
         unsafe { _mm_mul_ps(a, b) }
+    }
+    pub fn abs_f(a: F4) -> F4 {
+        unsafe { _mm_andnot_ps(_mm_set1_ps(-0.0), a) }
+    }
+    /// The larger lane of `a` and `b` (either one when they are equal; NaNs are not ordered).
+    pub fn max_f(a: F4, b: F4) -> F4 {
+        unsafe { _mm_max_ps(a, b) }
+    }
+    pub fn lanes_f(v: F4) -> [f32; 4] {
+        let mut out = [0f32; 4];
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), v) };
+        out
     }
     /// # Safety: `p` points at 8 readable i16.
     pub unsafe fn load_i16x8(p: *const i16) -> I4 {

@@ -69,16 +69,32 @@ impl Weight {
 }
 
 /// How the CPU path multiplies by q8_0/q4_0 weights.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantizedMatmul {
-    /// Integer dot products with block-quantized activations (`model::int8`): the bundle's
-    /// weights stay 8-bit in memory and run ~2× faster in wasm; outputs move by about the
-    /// activations' rounding (embedding cosine vs f32 ≥ 0.999 on MiniLM).
-    #[default]
+    /// Integer dot products with 8-bit block-quantized activations (`model::int8::pairs`): the
+    /// bundle's weights stay 8-bit in memory and run ~2× faster in wasm; outputs move by about
+    /// the activations' rounding (embedding cosine vs f32 ≥ 0.999 on MiniLM). The default
+    /// natively and in the simd128 wasm build.
     Integer,
+    /// The integer dot products of the relaxed-SIMD wasm build (`model::int8::quads`), its
+    /// default: activations meet q8_0 weights with 7 bits, q4_0 ones with 8 (so q4_0 tensors give
+    /// `Integer`'s outputs; q4_0 bundles keep a few tensors at q8_0).
+    /// Elsewhere it runs portable code, slower, so that the CLI can reproduce that build's numbers.
+    Relaxed,
     /// Dequantize the weights to f32 at load and run the f32 matmul: the reference numerics
     /// (the WebGPU backend computes the same way).
     Dequantized,
+}
+
+impl Default for QuantizedMatmul {
+    /// What this build runs fastest: `Relaxed` in the relaxed-SIMD wasm build, else `Integer`.
+    fn default() -> Self {
+        if cfg!(all(target_arch = "wasm32", target_feature = "relaxed-simd")) {
+            Self::Relaxed
+        } else {
+            Self::Integer
+        }
+    }
 }
 
 impl std::str::FromStr for QuantizedMatmul {
@@ -86,14 +102,16 @@ impl std::str::FromStr for QuantizedMatmul {
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "integer" | "int8" => Ok(Self::Integer),
+            "relaxed" | "relaxed-simd" => Ok(Self::Relaxed),
             "dequantized" | "f32" => Ok(Self::Dequantized),
             other => Err(Error::InvalidArgument {
                 field: "quantized_matmul".into(),
-                message: format!("unknown quantized matmul {other:?}: use integer or dequantized"),
+                message: format!("unknown quantized matmul {other:?}: use integer, relaxed or dequantized"),
             }),
         }
     }
 }
+
 /// Named tensors, plus where they came from (for error messages). Remembers which names
 /// a model asked for, so an export writes exactly the tensors the model uses (and not, say,
 /// a checkpoint's masked-LM head).
@@ -135,15 +153,15 @@ impl Weights {
         self.quantized_matmul = kind;
     }
 
-    /// The quantized tensor to run through integer matmuls, when `weight` is q8_0/q4_0 and
-    /// integer matmuls are on.
-    pub fn integer_operand<'a>(&self, weight: &'a Weight) -> Option<&'a QTensor> {
+    /// The quantized tensor to run through integer matmuls and how, when `weight` is
+    /// q8_0/q4_0 and integer matmuls are on.
+    pub fn integer_operand<'a>(&self, weight: &'a Weight) -> Option<(&'a QTensor, QuantizedMatmul)> {
         match weight {
             Weight::Quantized(q)
-                if self.quantized_matmul == QuantizedMatmul::Integer
+                if self.quantized_matmul != QuantizedMatmul::Dequantized
                     && matches!(q.dtype(), GgmlDType::Q8_0 | GgmlDType::Q4_0) =>
             {
-                Some(q)
+                Some((q, self.quantized_matmul))
             }
             _ => None,
         }

@@ -1,0 +1,443 @@
+//! Integer matmul for block-quantized weights (q8_0, q4_0) on the CPU: `y = x Wᵀ + b`.
+//!
+//! The activations are quantized per row in 32-value blocks, as the weights are, each block's
+//! 32-term dot product runs in exact integer arithmetic, and the block sums are scaled
+//! (activation scale × weight scale) into f32 accumulators, block by block in order. The integer
+//! sums are exact and the f32 steps run in the same order in every build, so a layout's portable
+//! code (native) and its SIMD code (browser) give bit-identical outputs.
+//!
+//! Why: wasm SIMD has no f32 fused multiply-add, so an f32 matmul spends two instructions per four
+//! multiply-adds; integer dot-product instructions do eight or sixteen in one. This is the int8
+//! work onnxruntime-web does for quantized models, with ggml's finer (per-block) scales.
+//!
+//! Two weight layouts ([`Layout`]), chosen by [`QuantizedMatmul`]:
+//! - [`pairs`] (`Integer`): i16 pairs for `i32x4.dot_i16x8_s` (wasm simd128, every browser)
+//!   and SSE2/AVX2 natively; 8-bit activations.
+//! - [`quads`] (`Relaxed`): i8 quads for relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`
+//!   (the `relaxed-simd` browser build, Chrome/Edge): twice the multiply-adds per instruction,
+//!   one `vpdpbusd` on CPUs with VNNI. Its q4_0 outputs equal the pairs layout's; its q8_0
+//!   activations have 7 bits instead of 8 (see that module). Other builds run its portable
+//!   kernel, so that native code can reproduce that browser build's numbers.
+//!
+//! Both keep weights in panels of [`PANEL`] output rows, so one splatted activation group
+//! multiplies four output rows per vector with no horizontal sums.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Layout as TensorLayout, Shape, Tensor};
+use half::f16;
+
+use super::ops::round_small_to_i32;
+use super::weights::QuantizedMatmul;
+use crate::error::{Error, Result};
+
+pub mod pairs;
+pub mod quads;
+
+/// Values per quantization block (q8_0 and q4_0 alike).
+pub const BLOCK: usize = 32;
+/// Output rows per weight panel: two vectors of four i32 lanes.
+pub const PANEL: usize = 8;
+/// Activation rows per micro-kernel call.
+pub const ROWS: usize = 4;
+
+/// One panel's results for up to [`ROWS`] activation rows.
+pub type Tile = [[f32; PANEL]; ROWS];
+
+/// A weight layout: how weights are packed, activations quantized and one panel multiplied.
+pub trait Layout: 'static {
+    /// The packed weight matrix.
+    type Weight: Send + Sync;
+    /// Quantized activation rows.
+    type Rows: Sync;
+    /// `values` are `[out, in]` row-major (q4_0 values already −8..=7), `scales` `[out, in / BLOCK]`.
+    fn pack(dtype: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Self::Weight;
+    /// Activations `[rows, in_dim]`, quantized as `weight`'s kernel needs them.
+    fn quantize(weight: &Self::Weight, xs: &[f32]) -> Self::Rows;
+    /// Rows `first .. first + take` (`take ≤ ROWS`) times panel `panel`, into `tile` (overwritten).
+    fn panel(
+        weight: &Self::Weight,
+        in_dim: usize,
+        panel: usize,
+        x: &Self::Rows,
+        first: usize,
+        take: usize,
+        tile: &mut Tile,
+    );
+    /// Activation `i` as the kernel sees it, dequantized (tests compare with a plain product).
+    #[cfg(test)]
+    fn activation(x: &Self::Rows, i: usize) -> f32;
+}
+
+/// q8_0 / q4_0 blocks → (i8 values `[out, in]`, f32 scales `[out, in / BLOCK]`).
+fn decode_blocks(name: &str, dtype: GgmlDType, data: &[u8], rows: usize, cols: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+    let block_bytes = match dtype {
+        GgmlDType::Q8_0 => 2 + BLOCK,
+        GgmlDType::Q4_0 => 2 + BLOCK / 2,
+        other => return Err(Error::BadBundle(format!("tensor {name}: {other:?} is not an integer block format"))),
+    };
+    let blocks = rows * cols / BLOCK;
+    if !cols.is_multiple_of(BLOCK) || data.len() != blocks * block_bytes {
+        return Err(Error::BadBundle(format!(
+            "tensor {name}: {} bytes do not hold {rows}×{cols} values in {dtype:?} blocks",
+            data.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(rows * cols);
+    let mut scales = Vec::with_capacity(blocks);
+    for block in data.chunks_exact(block_bytes) {
+        scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
+        let payload = &block[2..];
+        match dtype {
+            GgmlDType::Q8_0 => values.extend(payload.iter().map(|&b| b as i8)),
+            // ggml's q4_0: byte j holds value j (low nibble) and value j + 16 (high), offset by 8.
+            _ => {
+                values.extend(payload.iter().map(|&b| (b & 0x0f) as i8 - 8));
+                values.extend(payload.iter().map(|&b| (b >> 4) as i8 - 8));
+            }
+        }
+    }
+    Ok((values, scales))
+}
+
+/// One block's codes `round(x · inverse)` (|x · inverse| < 2^22) into `out`; returns their sum.
+/// Fixed-size and branch-free so that it compiles to vector code (scalar, this step was a fifth
+/// of a q8_0 forward pass in wasm).
+fn quantize_block(block: &[f32], inverse: f32, out: &mut [i32; BLOCK]) -> i32 {
+    for (q, &x) in out.iter_mut().zip(block) {
+        *q = round_small_to_i32(x * inverse);
+    }
+    out.iter().sum()
+}
+
+/// max |x| of one block (exact whatever the order of comparisons, so every build gets the same).
+#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
+fn max_abs(block: &[f32]) -> f32 {
+    block.iter().fold(0f32, |m, &x| if x.abs() > m { x.abs() } else { m })
+}
+
+/// max |x| of one block, four lanes at a time (a scalar loop was a fifth of a q8_0 pass in wasm).
+#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+fn max_abs(block: &[f32]) -> f32 {
+    use super::simd::*;
+    let mut m = zero_f();
+    for chunk in block.chunks_exact(4) {
+        // SAFETY: `chunk` holds 4 f32.
+        m = max_f(m, abs_f(unsafe { load_f(chunk.as_ptr()) }));
+    }
+    let tail = block.chunks_exact(4).remainder().iter().fold(0f32, |m, &x| if x.abs() > m { x.abs() } else { m });
+    lanes_f(m).iter().fold(tail, |m, &a| if a > m { a } else { m })
+}
+
+/// `y = x Wᵀ + b` with `W` a q8_0/q4_0 weight in one of the integer layouts; the candle op runs
+/// on CPU tensors `[rows, in]`.
+#[derive(Debug)]
+pub enum QuantizedLinear {
+    Pairs(PackedLinear<pairs::Pairs>),
+    Quads(PackedLinear<quads::Quads>),
+}
+
+impl QuantizedLinear {
+    /// Packs a q8_0 or q4_0 tensor `[out, in]` (named `name` in errors) for `kind`'s layout
+    /// (`Dequantized` is not an integer kind, and takes `Integer`'s).
+    pub fn from_qtensor(name: &str, q: &QTensor, kind: QuantizedMatmul, bias: Option<Vec<f32>>) -> Result<Self> {
+        Ok(match kind {
+            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::from_qtensor(name, q, bias)?),
+            QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
+                Self::Pairs(PackedLinear::from_qtensor(name, q, bias)?)
+            }
+        })
+    }
+
+    /// Weights `[out_i, in]` of one format stacked into one `[Σ out_i, in]` product, their outputs
+    /// side by side (the attention's query, key and value: one activation quantization and one
+    /// pass over the input instead of three). `None` when their formats or widths differ.
+    pub fn stacked(parts: &[(&str, &QTensor, Option<Vec<f32>>)], kind: QuantizedMatmul) -> Result<Option<Self>> {
+        let Some(&(_, first, _)) = parts.first() else { return Ok(None) };
+        let in_dim = first.shape().dims2()?.1;
+        for (_, q, _) in parts {
+            if q.dtype() != first.dtype() || q.shape().dims2()?.1 != in_dim {
+                return Ok(None);
+            }
+        }
+        let (mut values, mut scales, mut bias) = (Vec::new(), Vec::new(), Vec::new());
+        for (name, q, b) in parts {
+            let out_dim = q.shape().dims2()?.0;
+            let (v, s) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
+            values.extend(v);
+            scales.extend(s);
+            bias.extend(b.clone().unwrap_or_else(|| vec![0.0; out_dim]));
+        }
+        let out_dim = bias.len();
+        let bias = parts.iter().any(|(_, _, b)| b.is_some()).then_some(bias);
+        let dtype = first.dtype();
+        Ok(Some(match kind {
+            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::new(dtype, out_dim, in_dim, &values, &scales, bias)),
+            QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
+                Self::Pairs(PackedLinear::new(dtype, out_dim, in_dim, &values, &scales, bias))
+            }
+        }))
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = xs.contiguous()?;
+        Ok(match self {
+            Self::Pairs(linear) => xs.apply_op1_no_bwd(linear)?,
+            Self::Quads(linear) => xs.apply_op1_no_bwd(linear)?,
+        })
+    }
+}
+
+/// A weight packed in layout `L`, with its bias.
+pub struct PackedLinear<L: Layout> {
+    out_dim: usize,
+    in_dim: usize,
+    weight: L::Weight,
+    bias: Option<Vec<f32>>,
+}
+
+// Shapes only: the weights are millions of values.
+impl<L: Layout> std::fmt::Debug for PackedLinear<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedLinear")
+            .field("out_dim", &self.out_dim)
+            .field("in_dim", &self.in_dim)
+            .field("bias", &self.bias.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Layout> PackedLinear<L> {
+    /// Packs a q8_0 or q4_0 tensor `[out, in]`; other formats are not integer formats.
+    fn from_qtensor(name: &str, q: &QTensor, bias: Option<Vec<f32>>) -> Result<Self> {
+        let (out_dim, in_dim) = q.shape().dims2()?;
+        let data = q.data()?;
+        let (values, scales) = decode_blocks(name, q.dtype(), &data, out_dim, in_dim)?;
+        if let Some(b) = &bias {
+            if b.len() != out_dim {
+                return Err(Error::BadBundle(format!("{name}: bias has {} values for {out_dim} rows", b.len())));
+            }
+        }
+        Ok(Self::new(q.dtype(), out_dim, in_dim, &values, &scales, bias))
+    }
+
+    fn new(
+        dtype: GgmlDType,
+        out_dim: usize,
+        in_dim: usize,
+        values: &[i8],
+        scales: &[f32],
+        bias: Option<Vec<f32>>,
+    ) -> Self {
+        Self { out_dim, in_dim, weight: L::pack(dtype, out_dim, in_dim, values, scales), bias }
+    }
+
+    /// The product of `rows` activation rows, written into `out` (`[rows, out_dim]`).
+    fn run(&self, xs: &[f32], rows: usize, out: &mut [f32]) {
+        use rayon::prelude::*;
+        let x = L::quantize(&self.weight, xs);
+        // Row ranges per rayon thread (a multiple of ROWS): each row's sums are the same whoever
+        // computes them, so the split changes no bits. In wasm without threads this is one range.
+        let per_task = rows.div_ceil(rayon::current_num_threads().max(1)).div_ceil(ROWS).max(1) * ROWS;
+        out.par_chunks_mut(per_task * self.out_dim).enumerate().for_each(|(task, out)| {
+            self.run_rows(&x, task * per_task, out.len() / self.out_dim, out);
+        });
+    }
+
+    /// Rows `first .. first + rows` of the product into `out` (`[rows, out_dim]`), bias added.
+    fn run_rows(&self, x: &L::Rows, first: usize, rows: usize, out: &mut [f32]) {
+        // Panel-major: one panel's weights stay in L1 across all rows.
+        for panel in 0..self.out_dim.div_ceil(PANEL) {
+            let cols = (self.out_dim - panel * PANEL).min(PANEL);
+            let mut row = 0;
+            while row < rows {
+                let take = (rows - row).min(ROWS);
+                let mut tile = [[0f32; PANEL]; ROWS];
+                L::panel(&self.weight, self.in_dim, panel, x, first + row, take, &mut tile);
+                for (r, tile_row) in tile.iter().enumerate().take(take) {
+                    let dst = &mut out[(row + r) * self.out_dim + panel * PANEL..][..cols];
+                    if let Ok(whole) = <&mut [f32; PANEL]>::try_from(&mut *dst) {
+                        // A fixed-size copy: two vector moves, where a sized-at-run-time one is a call.
+                        *whole = *tile_row;
+                    } else {
+                        dst.copy_from_slice(&tile_row[..cols]);
+                    }
+                }
+                row += take;
+            }
+        }
+        if let Some(bias) = &self.bias {
+            for out_row in out.chunks_exact_mut(self.out_dim) {
+                for (y, b) in out_row.iter_mut().zip(bias) {
+                    *y += b;
+                }
+            }
+        }
+    }
+}
+
+impl<L: Layout> CustomOp1 for PackedLinear<L> {
+    fn name(&self) -> &'static str {
+        "int8-linear"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &TensorLayout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(all) = storage else { candle_core::bail!("int8-linear: activations must be f32") };
+        let (rows, in_dim) = layout.shape().dims2()?;
+        if in_dim != self.in_dim {
+            candle_core::bail!("int8-linear: input width {in_dim}, weight expects {}", self.in_dim)
+        }
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("int8-linear: activations must be contiguous")
+        };
+        let mut out = vec![0f32; rows * self.out_dim];
+        self.run(&all[start..end], rows, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from((rows, self.out_dim))))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    pub(crate) fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    /// Odd row and column counts (tails of ROWS and PANEL), q8_0 and q4_0, against the product
+    /// of the dequantized weight with the block-quantized activations, computed plainly.
+    #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the math
+    fn matches_a_plain_product_on_odd_shapes<L: Layout>() {
+        let mut seed = 7;
+        for (dtype, rows, out_dim, in_dim) in [
+            (GgmlDType::Q8_0, 1, 1, 32),
+            (GgmlDType::Q8_0, 7, 13, 96),
+            (GgmlDType::Q4_0, 5, 9, 64),
+            (GgmlDType::Q4_0, 6, 17, 128),
+            (GgmlDType::Q8_0, 130, 70, 384),
+        ] {
+            let w: Vec<f32> = (0..out_dim * in_dim).map(|_| lcg(&mut seed)).collect();
+            let x: Vec<f32> = (0..rows * in_dim).map(|_| lcg(&mut seed) * 3.0).collect();
+            let bias: Vec<f32> = (0..out_dim).map(|_| lcg(&mut seed)).collect();
+            let wt = Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu).unwrap();
+            let q = QTensor::quantize(&wt, dtype).unwrap();
+            let deq = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            let lin = PackedLinear::<L>::from_qtensor("w", &q, Some(bias.clone())).unwrap();
+            let xt = Tensor::from_vec(x.clone(), (rows, in_dim), &Device::Cpu).unwrap();
+            let got = xt.apply_op1_no_bwd(&lin).unwrap().to_vec2::<f32>().unwrap();
+            let qx = L::quantize(&lin.weight, &x);
+            for r in 0..rows {
+                for o in 0..out_dim {
+                    let mut want = bias[o] as f64;
+                    for k in 0..in_dim {
+                        want += L::activation(&qx, r * in_dim + k) as f64 * deq[o][k] as f64;
+                    }
+                    let diff = (got[r][o] as f64 - want).abs();
+                    assert!(
+                        diff < 1e-4 * (1.0 + want.abs()),
+                        "{dtype:?} {rows}×{out_dim}×{in_dim} at ({r},{o}): {} vs {want}",
+                        got[r][o]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pairs_match_a_plain_product_on_odd_shapes() {
+        matches_a_plain_product_on_odd_shapes::<pairs::Pairs>();
+    }
+
+    #[test]
+    fn quads_match_a_plain_product_on_odd_shapes() {
+        matches_a_plain_product_on_odd_shapes::<quads::Quads>();
+    }
+
+    /// Quantized activations round to the nearest step of their block's scale.
+    #[allow(clippy::needless_range_loop)] // k indexes the codes and the inputs
+    fn quantized_activations_stay_close_to_f32<L: Layout>(dtype: GgmlDType) {
+        let mut seed = 3;
+        let x: Vec<f32> = (0..64).map(|_| lcg(&mut seed)).collect();
+        let w = L::pack(dtype, 1, 64, &[1; 64], &[1.0; 2]);
+        let q = L::quantize(&w, &x);
+        for block in 0..2 {
+            let amax = max_abs(&x[block * BLOCK..][..BLOCK]);
+            for k in block * BLOCK..(block + 1) * BLOCK {
+                let back = L::activation(&q, k);
+                // 7-bit codes step by amax/63, 8-bit ones by amax/127.
+                assert!((back - x[k]).abs() <= amax / 63.0 * 0.5 + 1e-7, "{dtype:?} {k}: {back} vs {}", x[k]);
+            }
+        }
+        let zeros = L::quantize(&w, &[0.0; 64]);
+        assert!((0..64).all(|k| L::activation(&zeros, k) == 0.0));
+    }
+
+    #[test]
+    fn quantized_activations_stay_close_in_both_layouts() {
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            quantized_activations_stay_close_to_f32::<pairs::Pairs>(dtype);
+            quantized_activations_stay_close_to_f32::<quads::Quads>(dtype);
+        }
+    }
+
+    /// q4_0 codes meet 8-bit activations in both layouts: the same sums, the same bits.
+    #[test]
+    fn q4_0_gives_the_same_bits_in_both_layouts() {
+        let mut seed = 5;
+        let (rows, out_dim, in_dim) = (9, 21, 160);
+        let w: Vec<f32> = (0..out_dim * in_dim).map(|_| lcg(&mut seed)).collect();
+        let x: Vec<f32> = (0..rows * in_dim).map(|_| lcg(&mut seed) * 2.0).collect();
+        let q =
+            QTensor::quantize(&Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu).unwrap(), GgmlDType::Q4_0).unwrap();
+        let xt = Tensor::from_vec(x, (rows, in_dim), &Device::Cpu).unwrap();
+        let run = |kind| {
+            let linear = QuantizedLinear::from_qtensor("w", &q, kind, None).unwrap();
+            linear.forward(&xt).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let (a, b) = (run(QuantizedMatmul::Integer), run(QuantizedMatmul::Relaxed));
+        assert_eq!(a, b);
+        assert!(a.iter().any(|&v| v != 0.0));
+    }
+
+    /// Stacked weights give each part's outputs side by side, bit for bit; mixed formats do not stack.
+    #[test]
+    fn stacked_weights_match_the_parts() {
+        let mut seed = 9;
+        let (rows, in_dim) = (6, 64);
+        let x: Vec<f32> = (0..rows * in_dim).map(|_| lcg(&mut seed)).collect();
+        let xt = Tensor::from_vec(x, (rows, in_dim), &Device::Cpu).unwrap();
+        let part = |seed: &mut u64, out_dim: usize, dtype| {
+            let w: Vec<f32> = (0..out_dim * in_dim).map(|_| lcg(seed)).collect();
+            let q = QTensor::quantize(&Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu).unwrap(), dtype).unwrap();
+            let bias: Vec<f32> = (0..out_dim).map(|_| lcg(seed)).collect();
+            (q, bias)
+        };
+        for kind in [QuantizedMatmul::Integer, QuantizedMatmul::Relaxed] {
+            let (a, b) = (part(&mut seed, 16, GgmlDType::Q8_0), part(&mut seed, 24, GgmlDType::Q8_0));
+            let parts = [("a", &a.0, Some(a.1.clone())), ("b", &b.0, None)];
+            let stacked = QuantizedLinear::stacked(&parts, kind).unwrap().unwrap();
+            let got = stacked.forward(&xt).unwrap().to_vec2::<f32>().unwrap();
+            let one = |q, bias| QuantizedLinear::from_qtensor("p", q, kind, bias).unwrap().forward(&xt).unwrap();
+            let want_a = one(&a.0, Some(a.1.clone())).to_vec2::<f32>().unwrap();
+            let want_b = one(&b.0, None).to_vec2::<f32>().unwrap();
+            for r in 0..rows {
+                assert_eq!(got[r][..16], want_a[r][..], "{kind:?} row {r}, first part");
+                assert_eq!(got[r][16..], want_b[r][..], "{kind:?} row {r}, second part");
+            }
+            let c = part(&mut seed, 8, GgmlDType::Q4_0);
+            let mixed = [("a", &a.0, None), ("c", &c.0, None)];
+            assert!(QuantizedLinear::stacked(&mixed, kind).unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn rejects_non_integer_formats_with_the_tensor_name() {
+        let t = Tensor::zeros((4, 32), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, GgmlDType::F16).unwrap();
+        let err = QuantizedLinear::from_qtensor("encoder.layer.0.x.weight", &q, QuantizedMatmul::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encoder.layer.0.x.weight"), "{err}");
+    }
+}
