@@ -140,6 +140,9 @@ function showModel(m) {
   document.body.dataset.modelReady = 'true';
   document.body.dataset.modelSource = m.source;
   document.body.dataset.backend = m.backend;
+  // Which wasm build the worker runs: relaxed SIMD (Chrome/Edge) or plain SIMD.
+  document.body.dataset.wasmBuild = m.wasmBuild ?? '';
+  badge.title = m.backend === 'webgpu' ? '' : `wasm build: ${m.wasmBuild}`;
 }
 
 async function refreshCacheStatus() {

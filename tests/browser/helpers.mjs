@@ -54,8 +54,20 @@ export function classifierBundle(work) {
   return out;
 }
 
-/** `bedside classify --json` on notes, one object per note. */
-export function nativeClassify(bundle, notes, options = []) {
+/**
+ * The CLI flags that give the numbers of the wasm build the widget runs in this Chromium: it has
+ * relaxed SIMD, so the worker loads the relaxed-SIMD build (www/widget/wasm-build.js), whose
+ * q8_0 activations have 7 bits; `--quantized-matmul relaxed` computes the same natively.
+ * `assertRelaxedBuild` checks the premise.
+ */
+export const BROWSER_MATMUL = ['--quantized-matmul', 'relaxed'];
+
+export function assertRelaxedBuild(assert, wasmBuild) {
+  assert.equal(wasmBuild, 'relaxed-simd', 'Chromium has relaxed SIMD: the worker should run that build');
+}
+
+/** `bedside classify --json` on notes, one object per note (with the browser's CPU numerics). */
+export function nativeClassify(bundle, notes, options = BROWSER_MATMUL) {
   return cli('classify', '--model', bundle, ...options, '--json', ...notes).trim().split('\n').map((l) => JSON.parse(l));
 }
 

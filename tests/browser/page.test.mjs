@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  MAX_ABS_DIFF, assertSameClassification, classifierBundle, cli, embeddingBundle, fixtures, launch, nativeClassify, root,
+  BROWSER_MATMUL, MAX_ABS_DIFF, assertRelaxedBuild, assertSameClassification, classifierBundle, cli, embeddingBundle, fixtures,
+  launch, nativeClassify, root,
   screenshot, serve, watchPage, workDir,
 } from './helpers.mjs';
 import { parseCsv, parseDocuments } from '../../www/widget/docs.js';
@@ -58,6 +59,7 @@ describe('the page', () => {
     assert.match(await page.textContent('#backend-badge'), /Backend: (WASM \(CPU\)|WebGPU)/);
     assert.equal(await page.textContent('#info-task'), 'classification');
     assert.equal(await page.textContent('#isolation-badge'), 'Cross-origin isolated: yes');
+    assertRelaxedBuild(assert, await page.evaluate(() => document.body.dataset.wasmBuild));
     assert.deepEqual(problems, []);
   });
 
@@ -86,7 +88,7 @@ describe('the page', () => {
     const rows = parseCsv(readFileSync(await download.path(), 'utf8'));
     const header = rows[0].cells;
     const col = (name) => header.indexOf(name);
-    const native = cli('classify', '--model', classifier, '--json', '--input', join(fixtures, 'notes.csv'))
+    const native = cli('classify', '--model', classifier, ...BROWSER_MATMUL, '--json', '--input', join(fixtures, 'notes.csv'))
       .trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(rows.length - 1, native.length);
     native.forEach((want, i) => {
@@ -151,7 +153,8 @@ describe('the page', () => {
       await page.click('#search-run');
       await page.waitForFunction(() => document.getElementById('search-results').dataset.json, null, { timeout: LOAD_TIMEOUT });
       const got = JSON.parse(await page.$eval('#search-results', (e) => e.dataset.json));
-      const want = JSON.parse(cli('search', '--model', embedder, '--corpus', corpus, '--query', query, '-k', '5', '--json'));
+      const want = JSON.parse(cli('search', '--model', embedder, ...BROWSER_MATMUL, '--corpus', corpus, '--query', query, '-k', '5',
+        '--json'));
       assert.deepEqual(got.map((h) => h.id), want.map((h) => h.id), `top-5 ids for ${query}`);
       got.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) <= MAX_ABS_DIFF, `${query}: score of ${h.id}`));
       assert.equal(await page.locator('#search-results li').count(), 5);
@@ -162,7 +165,7 @@ describe('the page', () => {
     await page.click('#compare-run');
     await page.waitForFunction(() => document.getElementById('compare-result').dataset.cosine);
     const cosine = Number(await page.$eval('#compare-result', (e) => e.dataset.cosine));
-    const native = JSON.parse(cli('similarity', '--model', embedder, '--json', a, b)).cosine;
+    const native = JSON.parse(cli('similarity', '--model', embedder, ...BROWSER_MATMUL, '--json', a, b)).cosine;
     assert.ok(Math.abs(cosine - native) <= MAX_ABS_DIFF, `cosine ${cosine} vs ${native}`);
 
     // The map: one dot per document, coloured by the file's labels, with a hover card.

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  MAX_ABS_DIFF, assertSameClassification, classifierBundle, cli, launch, nativeClassify, root, screenshot,
+  BROWSER_MATMUL, MAX_ABS_DIFF, assertRelaxedBuild, assertSameClassification, classifierBundle, cli, launch, nativeClassify, root,
+  screenshot,
   staticServer, watchPage, workDir,
 } from './helpers.mjs';
 
@@ -59,7 +60,7 @@ for (const name of ['bedside-load', 'bedside-result', 'bedside-ready', 'bedside-
 async function useApi() {
   const model = await load(MODEL_URL, { backend: 'auto' });
   const [vector] = await embed(['chest pain']);
-  window.results.api = { backend: model.backend, checksum: model.checksum, embedding: Array.from(vector),
+  window.results.api = { backend: model.backend, wasmBuild: model.wasmBuild, checksum: model.checksum, embedding: Array.from(vector),
     classification: await classify(${JSON.stringify(API_NOTE)}) };
 }
 useApi().catch((e) => { window.results.api = { error: String(e) }; });
@@ -82,7 +83,8 @@ async function check(url, name) {
   const [fromElement, fromApi] = nativeClassify(bundle, [NOTE, API_NOTE]);
   assertSameClassification(assert, results.events.find((e) => e.name === 'bedside-result').detail.result, fromElement, 'element');
   assertSameClassification(assert, results.api.classification, fromApi, 'api');
-  const [native] = JSON.parse(cli('embed', '--model', bundle, '--json', 'chest pain'));
+  assertRelaxedBuild(assert, results.api.wasmBuild);
+  const [native] = JSON.parse(cli('embed', '--model', bundle, ...BROWSER_MATMUL, '--json', 'chest pain'));
   const worst = Math.max(...native.map((x, i) => Math.abs(x - results.api.embedding[i])));
   assert.ok(worst <= MAX_ABS_DIFF, `embedding differs by ${worst}`);
   assert.equal(results.api.checksum, JSON.parse(cli('inspect', bundle)).checksum);
@@ -91,7 +93,7 @@ async function check(url, name) {
   const hits = results.events.find((e) => e.name === 'bedside-results').detail.hits;
   const corpus = join(work, 'docs.jsonl');
   writeFileSync(corpus, Object.entries(DOCS).map(([id, text]) => JSON.stringify({ id, text })).join('\n'));
-  const want = JSON.parse(cli('search', '--model', bundle, '--corpus', corpus, '--query', QUERY, '-k', '3', '--json'));
+  const want = JSON.parse(cli('search', '--model', bundle, ...BROWSER_MATMUL, '--corpus', corpus, '--query', QUERY, '-k', '3', '--json'));
   assert.deepEqual(hits.map((h) => h.id), want.map((h) => h.id));
   hits.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) <= MAX_ABS_DIFF));
   assert.deepEqual(problems, []);

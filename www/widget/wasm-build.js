@@ -28,8 +28,10 @@ export function bestWasmBuild() {
   }
 }
 
-/** The URL of `build`'s .wasm file, next to the glue. */
+/** The URL of `build`'s .wasm file, next to the glue. (Literal `new URL(…, import.meta.url)`
+ *  calls, so that bundlers such as Vite find and emit both files.) */
 export function wasmUrl(build) {
-  const file = build === 'relaxed-simd' ? 'bedside_runtime_relaxed_bg.wasm' : 'bedside_runtime_bg.wasm';
-  return new URL(`../pkg/${file}`, import.meta.url);
+  return build === 'relaxed-simd'
+    ? new URL('../pkg/bedside_runtime_relaxed_bg.wasm', import.meta.url)
+    : new URL('../pkg/bedside_runtime_bg.wasm', import.meta.url);
 }
