@@ -12,7 +12,8 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
-use super::int8::QuantizedLinear;
+use super::packed::dense::Dense;
+use super::packed::{PackedLinear, QuantizedLinear};
 use super::mode::Mode;
 use super::ops;
 use super::weights::{Weight, Weights};
@@ -22,12 +23,14 @@ use crate::error::Result;
 /// small enough that adding it to any real score stays finite.
 pub(crate) const MASKED_SCORE: f32 = -1.0e30;
 
-/// A dense layer `y = x Wᵀ + b`: an f32 weight (checkpoints, training, f32/f16 bundles), or
-/// a q8_0/q4_0 bundle weight kept in integers and run by [`int8`](super::int8) with quantized
-/// activations (inference only).
+/// A dense layer `y = x Wᵀ + b`: an f32 weight (checkpoints, training; dequantized bundle
+/// weights), or for inference a bundle weight packed once at load and run by
+/// [`packed`](super::packed): f32/f16 ones in f32, q8_0/q4_0 ones in integers with quantized
+/// activations.
 #[derive(Debug, Clone)]
 pub enum Linear {
     Dense { weight: Tensor, bias: Option<Tensor> },
+    Packed(Arc<PackedLinear<Dense>>),
     Integer(Arc<QuantizedLinear>),
 }
 
@@ -40,6 +43,10 @@ impl Linear {
         if let Some((q, kind)) = w.integer_operand(weight) {
             let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
             return Ok(Self::Integer(Arc::new(QuantizedLinear::from_qtensor(&weight_name, q, kind, bias)?)));
+        }
+        if w.dense_operand(weight) {
+            let bias = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+            return Ok(Self::Packed(Arc::new(PackedLinear::from_f32(&weight_name, &weight.to_f32()?, bias)?)));
         }
         Ok(Self::Dense { weight: weight.to_matmul()?, bias })
     }
@@ -61,6 +68,7 @@ impl Linear {
                     None => ys,
                 })
             }
+            Self::Packed(linear) => linear.forward(xs),
             Self::Integer(linear) => linear.forward(xs),
         }
     }

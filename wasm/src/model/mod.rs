@@ -2,7 +2,7 @@
 
 pub mod bert;
 pub mod config;
-pub mod int8;
+pub mod packed;
 pub mod mode;
 pub mod ops;
 pub mod random;

@@ -1,4 +1,4 @@
-//! Four-lane SIMD for the CPU kernels (`int8/pairs.rs`, `ops.rs`): wasm simd128 in the browser, SSE2
+//! Four-lane SIMD for the CPU kernels (`packed/pairs.rs`, `ops.rs`): wasm simd128 in the browser, SSE2
 //! on x86-64. The same small set of operations on both, so each kernel is written once; every
 //! operation rounds exactly as its scalar counterpart (no FMA), which keeps the SIMD kernels
 //! bit-identical to their portable references. Other targets use the portable code.

@@ -71,12 +71,12 @@ impl Weight {
 /// How the CPU path multiplies by q8_0/q4_0 weights.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantizedMatmul {
-    /// Integer dot products with 8-bit block-quantized activations (`model::int8::pairs`): the
+    /// Integer dot products with 8-bit block-quantized activations (`model::packed::pairs`): the
     /// bundle's weights stay 8-bit in memory and run ~2× faster in wasm; outputs move by about
     /// the activations' rounding (embedding cosine vs f32 ≥ 0.999 on MiniLM). The default
     /// natively and in the simd128 wasm build.
     Integer,
-    /// The integer dot products of the relaxed-SIMD wasm build (`model::int8::quads`), its
+    /// The integer dot products of the relaxed-SIMD wasm build (`model::packed::quads`), its
     /// default: activations meet q8_0 weights with 7 bits, q4_0 ones with 8 (so q4_0 tensors give
     /// `Integer`'s outputs; q4_0 bundles keep a few tensors at q8_0).
     /// Elsewhere it runs portable code, slower, so that the CLI can reproduce that build's numbers.
@@ -165,6 +165,13 @@ impl Weights {
             }
             _ => None,
         }
+    }
+
+    /// Whether `weight` is an f32/f16 matrix of a bundle (inference only), which runs through
+    /// `model::packed::dense` (packed once at load) rather than a general matmul.
+    pub fn dense_operand(&self, weight: &Weight) -> bool {
+        self.source_kind == "bundle"
+            && matches!(weight, Weight::Quantized(q) if matches!(q.dtype(), GgmlDType::F32 | GgmlDType::F16))
     }
 
     pub fn insert(&mut self, name: String, weight: Weight) {

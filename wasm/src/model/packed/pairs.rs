@@ -7,7 +7,7 @@
 
 use candle_core::quantized::GgmlDType;
 
-use super::{max_abs, quantize_block, Layout, Tile, BLOCK, PANEL};
+use super::{max_abs, quantize_block, BlockLayout, Layout, Tile, BLOCK, PANEL};
 
 pub struct Pairs;
 
@@ -24,10 +24,7 @@ pub struct Rows {
     scales: Vec<f32>,
 }
 
-impl Layout for Pairs {
-    type Weight = Weight;
-    type Rows = Rows;
-
+impl BlockLayout for Pairs {
     fn pack(_: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Weight {
         let blocks = in_dim / BLOCK;
         let panels = out_dim.div_ceil(PANEL);
@@ -47,8 +44,13 @@ impl Layout for Pairs {
         }
         Weight { values: packed, scales: packed_scales }
     }
+}
 
-    fn quantize(_: &Weight, xs: &[f32]) -> Rows {
+impl Layout for Pairs {
+    type Weight = Weight;
+    type Rows<'a> = Rows;
+
+    fn prepare(_: &Weight, xs: &[f32]) -> Rows {
         let mut values = vec![0i16; xs.len()];
         let mut scales = Vec::with_capacity(xs.len() / BLOCK);
         for (block, out) in xs.chunks_exact(BLOCK).zip(values.chunks_exact_mut(BLOCK)) {

@@ -1,26 +1,27 @@
-//! Integer matmul for block-quantized weights (q8_0, q4_0) on the CPU: `y = x Wᵀ + b`.
+//! Weights repacked once at load for CPU inference, and the matmul `y = x Wᵀ + b` over them.
 //!
-//! The activations are quantized per row in 32-value blocks, as the weights are, each block's
-//! 32-term dot product runs in exact integer arithmetic, and the block sums are scaled
-//! (activation scale × weight scale) into f32 accumulators, block by block in order. The integer
-//! sums are exact and the f32 steps run in the same order in every build, so a layout's portable
-//! code (native) and its SIMD code (browser) give bit-identical outputs.
+//! Every layout ([`Layout`]) keeps the weights in panels of [`PANEL`] output rows, laid out so
+//! that one splatted activation value (or group) times a vector of weights feeds four output rows
+//! with no horizontal sums, and multiplies up to [`ROWS`] activation rows per pass over a panel.
+//! Each layout's SIMD kernel (wasm in the browser, SSE2/AVX2 natively) sums in the same order as
+//! its portable code, so native and browser builds give the same bits.
 //!
-//! Why: wasm SIMD has no f32 fused multiply-add, so an f32 matmul spends two instructions per four
-//! multiply-adds; integer dot-product instructions do eight or sixteen in one. This is the int8
-//! work onnxruntime-web does for quantized models, with ggml's finer (per-block) scales.
-//!
-//! Two weight layouts ([`Layout`]), chosen by [`QuantizedMatmul`]:
-//! - [`pairs`] (`Integer`): i16 pairs for `i32x4.dot_i16x8_s` (wasm simd128, every browser)
-//!   and SSE2/AVX2 natively; 8-bit activations.
-//! - [`quads`] (`Relaxed`): i8 quads for relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`
-//!   (the `relaxed-simd` browser build, Chrome/Edge): twice the multiply-adds per instruction,
-//!   one `vpdpbusd` on CPUs with VNNI. Its q4_0 outputs equal the pairs layout's; its q8_0
-//!   activations have 7 bits instead of 8 (see that module). Other builds run its portable
-//!   kernel, so that native code can reproduce that browser build's numbers.
-//!
-//! Both keep weights in panels of [`PANEL`] output rows, so one splatted activation group
-//! multiplies four output rows per vector with no horizontal sums.
+//! - [`dense`]: f32 weights (f32/f16 bundles); no per-call packing of the weight, as a general
+//!   GEMM does.
+//! - Block-quantized weights (q8_0, q4_0), by integer dot products ([`BlockLayout`]): the
+//!   activations are quantized per row in 32-value blocks, as the weights are, each block's dot
+//!   product is an exact integer sum, and the block sums are scaled (activation scale × weight
+//!   scale) into f32 accumulators, block by block in order. Why: wasm SIMD has no f32 fused
+//!   multiply-add, so an f32 matmul spends two instructions per four multiply-adds; integer dot
+//!   products do eight or sixteen in one. This is the int8 work onnxruntime-web does for quantized
+//!   models, with ggml's finer (per-block) scales. Two layouts, chosen by [`QuantizedMatmul`]:
+//!   - [`pairs`] (`Integer`): i16 pairs for `i32x4.dot_i16x8_s` (wasm simd128, every browser)
+//!     and SSE2/AVX2 natively; 8-bit activations.
+//!   - [`quads`] (`Relaxed`): i8 quads for relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`
+//!     (the `relaxed-simd` browser build, Chrome/Edge): twice the multiply-adds per instruction,
+//!     one `vpdpbusd` on CPUs with VNNI. Its q4_0 outputs equal the pairs layout's; its q8_0
+//!     activations have 7 bits instead of 8 (see that module). Other builds run its portable
+//!     kernel, so that native code can reproduce that browser build's numbers.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout as TensorLayout, Shape, Tensor};
@@ -30,6 +31,7 @@ use super::ops::round_small_to_i32;
 use super::weights::QuantizedMatmul;
 use crate::error::{Error, Result};
 
+pub mod dense;
 pub mod pairs;
 pub mod quads;
 
@@ -43,29 +45,25 @@ pub const ROWS: usize = 4;
 /// One panel's results for up to [`ROWS`] activation rows.
 pub type Tile = [[f32; PANEL]; ROWS];
 
-/// A weight layout: how weights are packed, activations quantized and one panel multiplied.
+/// A weight layout: how activations are prepared for its kernel and one panel multiplied.
 pub trait Layout: 'static {
     /// The packed weight matrix.
     type Weight: Send + Sync;
-    /// Quantized activation rows.
-    type Rows: Sync;
-    /// `values` are `[out, in]` row-major (q4_0 values already −8..=7), `scales` `[out, in / BLOCK]`.
-    fn pack(dtype: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Self::Weight;
-    /// Activations `[rows, in_dim]`, quantized as `weight`'s kernel needs them.
-    fn quantize(weight: &Self::Weight, xs: &[f32]) -> Self::Rows;
+    /// Activation rows as the kernel reads them (quantized, or the f32 rows themselves).
+    type Rows<'a>: Sync;
+    /// Activations `[rows, in_dim]`, prepared as `weight`'s kernel needs them.
+    fn prepare<'a>(weight: &Self::Weight, xs: &'a [f32]) -> Self::Rows<'a>;
     /// Rows `first .. first + take` (`take ≤ ROWS`) times panel `panel`, into `tile` (overwritten).
-    fn panel(
-        weight: &Self::Weight,
-        in_dim: usize,
-        panel: usize,
-        x: &Self::Rows,
-        first: usize,
-        take: usize,
-        tile: &mut Tile,
-    );
+    fn panel(weight: &Self::Weight, in_dim: usize, panel: usize, x: &Self::Rows<'_>, first: usize, take: usize, tile: &mut Tile);
     /// Activation `i` as the kernel sees it, dequantized (tests compare with a plain product).
     #[cfg(test)]
-    fn activation(x: &Self::Rows, i: usize) -> f32;
+    fn activation(x: &Self::Rows<'_>, i: usize) -> f32;
+}
+
+/// A layout for q8_0/q4_0 weights.
+pub trait BlockLayout: Layout {
+    /// `values` are `[out, in]` row-major (q4_0 values already −8..=7), `scales` `[out, in / BLOCK]`.
+    fn pack(dtype: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Self::Weight;
 }
 
 /// q8_0 / q4_0 blocks → (i8 values `[out, in]`, f32 scales `[out, in / BLOCK]`).
@@ -171,9 +169,9 @@ impl QuantizedLinear {
         let bias = parts.iter().any(|(_, _, b)| b.is_some()).then_some(bias);
         let dtype = first.dtype();
         Ok(Some(match kind {
-            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::new(dtype, out_dim, in_dim, &values, &scales, bias)),
+            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias)),
             QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
-                Self::Pairs(PackedLinear::new(dtype, out_dim, in_dim, &values, &scales, bias))
+                Self::Pairs(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias))
             }
         }))
     }
@@ -187,7 +185,7 @@ impl QuantizedLinear {
     }
 }
 
-/// A weight packed in layout `L`, with its bias.
+/// A weight packed in layout `L`, with its bias: a candle op on CPU tensors `[rows, in]`.
 pub struct PackedLinear<L: Layout> {
     out_dim: usize,
     in_dim: usize,
@@ -206,21 +204,17 @@ impl<L: Layout> std::fmt::Debug for PackedLinear<L> {
     }
 }
 
-impl<L: Layout> PackedLinear<L> {
+impl<L: BlockLayout> PackedLinear<L> {
     /// Packs a q8_0 or q4_0 tensor `[out, in]`; other formats are not integer formats.
     fn from_qtensor(name: &str, q: &QTensor, bias: Option<Vec<f32>>) -> Result<Self> {
         let (out_dim, in_dim) = q.shape().dims2()?;
         let data = q.data()?;
         let (values, scales) = decode_blocks(name, q.dtype(), &data, out_dim, in_dim)?;
-        if let Some(b) = &bias {
-            if b.len() != out_dim {
-                return Err(Error::BadBundle(format!("{name}: bias has {} values for {out_dim} rows", b.len())));
-            }
-        }
-        Ok(Self::new(q.dtype(), out_dim, in_dim, &values, &scales, bias))
+        check_bias(name, &bias, out_dim)?;
+        Ok(Self::from_blocks(q.dtype(), out_dim, in_dim, &values, &scales, bias))
     }
 
-    fn new(
+    fn from_blocks(
         dtype: GgmlDType,
         out_dim: usize,
         in_dim: usize,
@@ -228,13 +222,42 @@ impl<L: Layout> PackedLinear<L> {
         scales: &[f32],
         bias: Option<Vec<f32>>,
     ) -> Self {
-        Self { out_dim, in_dim, weight: L::pack(dtype, out_dim, in_dim, values, scales), bias }
+        Self::new(out_dim, in_dim, L::pack(dtype, out_dim, in_dim, values, scales), bias)
+    }
+}
+
+impl PackedLinear<dense::Dense> {
+    /// An f32 weight `[out, in]` (named `name` in errors) and its bias.
+    pub fn from_f32(name: &str, weight: &Tensor, bias: Option<Vec<f32>>) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        check_bias(name, &bias, out_dim)?;
+        let values = weight.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(Self::new(out_dim, in_dim, dense::Dense::pack(out_dim, in_dim, &values), bias))
+    }
+
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        Ok(xs.contiguous()?.apply_op1_no_bwd(self)?)
+    }
+}
+
+fn check_bias(name: &str, bias: &Option<Vec<f32>>, out_dim: usize) -> Result<()> {
+    match bias {
+        Some(b) if b.len() != out_dim => {
+            Err(Error::BadBundle(format!("{name}: bias has {} values for {out_dim} rows", b.len())))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl<L: Layout> PackedLinear<L> {
+    fn new(out_dim: usize, in_dim: usize, weight: L::Weight, bias: Option<Vec<f32>>) -> Self {
+        Self { out_dim, in_dim, weight, bias }
     }
 
     /// The product of `rows` activation rows, written into `out` (`[rows, out_dim]`).
     fn run(&self, xs: &[f32], rows: usize, out: &mut [f32]) {
         use rayon::prelude::*;
-        let x = L::quantize(&self.weight, xs);
+        let x = L::prepare(&self.weight, xs);
         // Row ranges per rayon thread (a multiple of ROWS): each row's sums are the same whoever
         // computes them, so the split changes no bits. In wasm without threads this is one range.
         let per_task = rows.div_ceil(rayon::current_num_threads().max(1)).div_ceil(ROWS).max(1) * ROWS;
@@ -244,7 +267,7 @@ impl<L: Layout> PackedLinear<L> {
     }
 
     /// Rows `first .. first + rows` of the product into `out` (`[rows, out_dim]`), bias added.
-    fn run_rows(&self, x: &L::Rows, first: usize, rows: usize, out: &mut [f32]) {
+    fn run_rows(&self, x: &L::Rows<'_>, first: usize, rows: usize, out: &mut [f32]) {
         // Panel-major: one panel's weights stay in L1 across all rows.
         for panel in 0..self.out_dim.div_ceil(PANEL) {
             let cols = (self.out_dim - panel * PANEL).min(PANEL);
@@ -277,17 +300,17 @@ impl<L: Layout> PackedLinear<L> {
 
 impl<L: Layout> CustomOp1 for PackedLinear<L> {
     fn name(&self) -> &'static str {
-        "int8-linear"
+        "packed-linear"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &TensorLayout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else { candle_core::bail!("int8-linear: activations must be f32") };
+        let CpuStorage::F32(all) = storage else { candle_core::bail!("packed-linear: activations must be f32") };
         let (rows, in_dim) = layout.shape().dims2()?;
         if in_dim != self.in_dim {
-            candle_core::bail!("int8-linear: input width {in_dim}, weight expects {}", self.in_dim)
+            candle_core::bail!("packed-linear: input width {in_dim}, weight expects {}", self.in_dim)
         }
         let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("int8-linear: activations must be contiguous")
+            candle_core::bail!("packed-linear: activations must be contiguous")
         };
         let mut out = vec![0f32; rows * self.out_dim];
         self.run(&all[start..end], rows, &mut out);
@@ -308,7 +331,7 @@ pub(crate) mod tests {
     /// Odd row and column counts (tails of ROWS and PANEL), q8_0 and q4_0, against the product
     /// of the dequantized weight with the block-quantized activations, computed plainly.
     #[allow(clippy::needless_range_loop)] // index arithmetic mirrors the math
-    fn matches_a_plain_product_on_odd_shapes<L: Layout>() {
+    fn matches_a_plain_product_on_odd_shapes<L: BlockLayout>() {
         let mut seed = 7;
         for (dtype, rows, out_dim, in_dim) in [
             (GgmlDType::Q8_0, 1, 1, 32),
@@ -326,7 +349,7 @@ pub(crate) mod tests {
             let lin = PackedLinear::<L>::from_qtensor("w", &q, Some(bias.clone())).unwrap();
             let xt = Tensor::from_vec(x.clone(), (rows, in_dim), &Device::Cpu).unwrap();
             let got = xt.apply_op1_no_bwd(&lin).unwrap().to_vec2::<f32>().unwrap();
-            let qx = L::quantize(&lin.weight, &x);
+            let qx = L::prepare(&lin.weight, &x);
             for r in 0..rows {
                 for o in 0..out_dim {
                     let mut want = bias[o] as f64;
@@ -356,11 +379,11 @@ pub(crate) mod tests {
 
     /// Quantized activations round to the nearest step of their block's scale.
     #[allow(clippy::needless_range_loop)] // k indexes the codes and the inputs
-    fn quantized_activations_stay_close_to_f32<L: Layout>(dtype: GgmlDType) {
+    fn quantized_activations_stay_close_to_f32<L: BlockLayout>(dtype: GgmlDType) {
         let mut seed = 3;
         let x: Vec<f32> = (0..64).map(|_| lcg(&mut seed)).collect();
         let w = L::pack(dtype, 1, 64, &[1; 64], &[1.0; 2]);
-        let q = L::quantize(&w, &x);
+        let q = L::prepare(&w, &x);
         for block in 0..2 {
             let amax = max_abs(&x[block * BLOCK..][..BLOCK]);
             for k in block * BLOCK..(block + 1) * BLOCK {
@@ -369,7 +392,7 @@ pub(crate) mod tests {
                 assert!((back - x[k]).abs() <= amax / 63.0 * 0.5 + 1e-7, "{dtype:?} {k}: {back} vs {}", x[k]);
             }
         }
-        let zeros = L::quantize(&w, &[0.0; 64]);
+        let zeros = L::prepare(&w, &[0.0; 64]);
         assert!((0..64).all(|k| L::activation(&zeros, k) == 0.0));
     }
 

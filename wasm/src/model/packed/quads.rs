@@ -18,7 +18,7 @@
 
 use candle_core::quantized::GgmlDType;
 
-use super::{max_abs, quantize_block, Layout, Tile, BLOCK, PANEL};
+use super::{max_abs, quantize_block, BlockLayout, Layout, Tile, BLOCK, PANEL};
 
 pub struct Quads;
 
@@ -52,10 +52,7 @@ pub struct Rows {
     seven_bit: bool,
 }
 
-impl Layout for Quads {
-    type Weight = Weight;
-    type Rows = Rows;
-
+impl BlockLayout for Quads {
     fn pack(dtype: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Weight {
         let signed_weights = dtype != GgmlDType::Q4_0;
         let blocks = in_dim / BLOCK;
@@ -85,8 +82,13 @@ impl Layout for Quads {
         }
         Weight { signed_weights, codes, scales: packed_scales, offsets }
     }
+}
 
-    fn quantize(w: &Weight, xs: &[f32]) -> Rows {
+impl Layout for Quads {
+    type Weight = Weight;
+    type Rows<'a> = Rows;
+
+    fn prepare(w: &Weight, xs: &[f32]) -> Rows {
         let seven_bit = w.signed_weights;
         let levels = if seven_bit { 63.0 } else { 127.0 };
         let mut codes = vec![0u8; xs.len()];
