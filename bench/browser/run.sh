@@ -6,7 +6,8 @@
 # Builds what is missing under $BENCH_TMP (default /tmp/bedside-bench: Python venv with torch, npm
 # packages, the ONNX export) and under target/ (the wasm build, the CLI, the two bundles). Only package
 # registries are used (PyPI, npm); the browser is the system's /usr/bin/chromium.
-# Env: BENCH_TMP; PASSES (default 3); CASES (comma-separated subset); SKIP_NATIVE=1 (reuse
+# Env: BENCH_TMP; PASSES (default 3); CASES (comma-separated subset); PAIRS_ONLY (f32,q8_0,q8_0-simd128:
+# a subset of the timed configurations); SKIP_NATIVE=1 (reuse
 # native.json); SKIP_LOAD=1 (no load timings); SKIP_BUILD=1 (use the wasm/CLI builds as they are).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
