@@ -2,7 +2,7 @@
 # Builds the runtime for the browser and for Node, in two flavours:
 #   simd128         every browser with WebAssembly SIMD (Chrome 91, Firefox 89, Safari 16.4), Node >= 16.4
 #   relaxed-simd    + relaxed SIMD (Chrome/Edge 114): q8_0/q4_0 matmuls on
-#                   `i32x4.relaxed_dot_i8x16_i7x16_add_s` (model/int8/quads.rs)
+#                   `i32x4.relaxed_dot_i8x16_i7x16_add_s` (model/packed/quads.rs)
 # Outputs:
 #   target/wasm-node/, target/wasm-node-relaxed/   wasm-bindgen --target nodejs (tests)
 #   www/pkg/                                       wasm-bindgen --target web (the page and the widget):
