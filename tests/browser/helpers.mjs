@@ -66,6 +66,17 @@ export function assertRelaxedBuild(assert, wasmBuild) {
   assert.equal(wasmBuild, 'relaxed-simd', 'Chromium has relaxed SIMD: the worker should run that build');
 }
 
+export function cosine(a, b) {
+  let dot = 0; let na = 0; let nb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return dot / Math.sqrt(na * nb);
+}
+
+export function maxAbsDiff(a, b) {
+  if (a.length !== b.length) throw new Error(`vector lengths differ: ${a.length} vs ${b.length}`);
+  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+}
+
 /** `bedside classify --json` on notes, one object per note (with the browser's CPU numerics). */
 export function nativeClassify(bundle, notes, options = BROWSER_MATMUL) {
   return cli('classify', '--model', bundle, ...options, '--json', ...notes).trim().split('\n').map((l) => JSON.parse(l));

@@ -7,7 +7,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cli, launch, MAX_ABS_DIFF, minilmDir, root, staticServer, watchPage, workDir } from './helpers.mjs';
+import {
+  cli, cosine, launch, MAX_ABS_DIFF, maxAbsDiff, minilmDir, root, staticServer, watchPage, workDir,
+} from './helpers.mjs';
 
 const reference = JSON.parse(readFileSync(join(root, 'tests/fixtures/minilm_reference.json'), 'utf8'));
 const { sentences } = reference;
@@ -31,17 +33,6 @@ after(() => server?.stop());
 
 const nativeEmbed = (quant, matmul) => JSON.parse(cli('embed', '--model', join(work, 'models', `minilm-${quant}.gguf`),
   '--backend', 'cpu', '--quantized-matmul', matmul, '--json', ...sentences));
-
-function maxAbsDiff(a, b) {
-  assert.equal(a.length, b.length, 'vector lengths differ');
-  return a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
-}
-
-function cosine(a, b) {
-  let dot = 0; let na = 0; let nb = 0;
-  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
-  return dot / Math.sqrt(na * nb);
-}
 
 test('the relaxed-SIMD build matches the CLI\'s relaxed numerics (MiniLM q8_0, q4_0)', { timeout: 300_000 }, async () => {
   const browser = await launch();

@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { cli, chromiumPath, launch, minilmDir, root, screenshot, staticServer, watchPage, workDir } from './helpers.mjs';
+import {
+  cli, chromiumPath, cosine, launch, minilmDir, root, screenshot, staticServer, watchPage, workDir,
+} from './helpers.mjs';
 
 const MAX_PROB_DIFF = 1e-3;
 const MIN_COSINE = 0.999;
@@ -66,12 +68,6 @@ async function bothBackends(page, { bundle, texts, note, backend }) {
     }
     return out;
   }, { bundle, texts, note, backend });
-}
-
-function cosine(a, b) {
-  let dot = 0; let na = 0; let nb = 0;
-  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
-  return dot / Math.sqrt(na * nb);
 }
 
 test('WebGPU matches the wasm CPU path in Chromium (SwiftShader)', { timeout: 600_000 }, async () => {
