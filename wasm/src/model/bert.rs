@@ -12,10 +12,10 @@ use std::sync::Arc;
 use candle_core::{DType, Tensor};
 
 use super::config::{Activation, BertConfig};
-use super::packed::dense::Dense;
-use super::packed::{PackedLinear, QuantizedLinear};
 use super::mode::Mode;
 use super::ops;
+use super::packed::dense::Dense;
+use super::packed::{PackedLinear, QuantizedLinear};
 use super::weights::{Weight, Weights};
 use crate::error::Result;
 

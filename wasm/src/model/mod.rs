@@ -2,9 +2,9 @@
 
 pub mod bert;
 pub mod config;
-pub mod packed;
 pub mod mode;
 pub mod ops;
+pub mod packed;
 pub mod random;
 pub mod rng;
 mod simd;

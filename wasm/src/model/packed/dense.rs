@@ -133,7 +133,11 @@ mod tests {
                     let want: f64 = bias[o] as f64
                         + (0..in_dim).map(|k| x[r * in_dim + k] as f64 * w[o * in_dim + k] as f64).sum::<f64>();
                     let diff = (got[r][o] as f64 - want).abs();
-                    assert!(diff < 1e-5 * (1.0 + want.abs()), "{rows}×{out_dim}×{in_dim} at ({r},{o}): {} vs {want}", got[r][o]);
+                    assert!(
+                        diff < 1e-5 * (1.0 + want.abs()),
+                        "{rows}×{out_dim}×{in_dim} at ({r},{o}): {} vs {want}",
+                        got[r][o]
+                    );
                 }
             }
         }

@@ -54,7 +54,15 @@ pub trait Layout: 'static {
     /// Activations `[rows, in_dim]`, prepared as `weight`'s kernel needs them.
     fn prepare<'a>(weight: &Self::Weight, xs: &'a [f32]) -> Self::Rows<'a>;
     /// Rows `first .. first + take` (`take ≤ ROWS`) times panel `panel`, into `tile` (overwritten).
-    fn panel(weight: &Self::Weight, in_dim: usize, panel: usize, x: &Self::Rows<'_>, first: usize, take: usize, tile: &mut Tile);
+    fn panel(
+        weight: &Self::Weight,
+        in_dim: usize,
+        panel: usize,
+        x: &Self::Rows<'_>,
+        first: usize,
+        take: usize,
+        tile: &mut Tile,
+    );
     /// Activation `i` as the kernel sees it, dequantized (tests compare with a plain product).
     #[cfg(test)]
     fn activation(x: &Self::Rows<'_>, i: usize) -> f32;
@@ -169,7 +177,9 @@ impl QuantizedLinear {
         let bias = parts.iter().any(|(_, _, b)| b.is_some()).then_some(bias);
         let dtype = first.dtype();
         Ok(Some(match kind {
-            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias)),
+            QuantizedMatmul::Relaxed => {
+                Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias))
+            }
             QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
                 Self::Pairs(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias))
             }
