@@ -225,7 +225,7 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], he
 /// Query rows per tile, and keys (scores) or head dimensions (context) per tile: 4 × 8
 /// accumulators are 8 SIMD registers, which V8's x64 code keeps without spilling.
 const QUERIES: usize = 4;
-const TILE: usize = 8;
+pub(super) const TILE: usize = 8;
 /// Head widths up to this run in [`attention`] (BERT-large: 64); wider ones take candle's path.
 pub const MAX_HEAD_DIM: usize = 256;
 
@@ -239,17 +239,18 @@ fn weighted_sum_tile(probs: &[f32], seq: usize, values: &[f32], stride: usize) -
     tile_sums(seq, |j, r| probs[r * seq + j], values, stride)
 }
 
-/// `acc[r][l] = Σ_n factor(n, r) · rows[n·stride + l]` for n in 0..count, in n order: one
-/// multiply and one add per term (no FMA), so every version below gives the same bits.
+/// `acc[r][l] = Σ_n factor(n, r) · rows[n·stride + l]` for n in 0..count and r in 0..R, in n
+/// order: one multiply and one add per term (no FMA), so every version below gives the same
+/// bits. Attention's tiles (R = 4) and the packed f32 matmul (`packed/dense.rs`) run it.
 #[allow(dead_code)] // the reference; x86-64 and wasm SIMD builds run their own versions
 #[inline(always)]
-fn tile_sums_portable(
+fn tile_sums_portable<const R: usize>(
     count: usize,
     factor: impl Fn(usize, usize) -> f32,
     rows: &[f32],
     stride: usize,
-) -> [[f32; TILE]; QUERIES] {
-    let mut acc = [[0f32; TILE]; QUERIES];
+) -> [[f32; TILE]; R] {
+    let mut acc = [[0f32; TILE]; R];
     for n in 0..count {
         let row = &rows[n * stride..][..TILE];
         for (r, a) in acc.iter_mut().enumerate() {
@@ -263,21 +264,21 @@ fn tile_sums_portable(
 }
 
 #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
-use tile_sums_portable as tile_sums;
+pub(super) use tile_sums_portable as tile_sums;
 
 /// Four-lane SIMD (wasm simd128, or SSE2 on x86-64) with explicit registers: LLVM does not keep
 /// the portable version's 32 accumulators in registers.
 #[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
-fn tile_sums(
+pub(super) fn tile_sums<const R: usize>(
     count: usize,
     factor: impl Fn(usize, usize) -> f32,
     rows: &[f32],
     stride: usize,
-) -> [[f32; TILE]; QUERIES] {
+) -> [[f32; TILE]; R] {
     use super::simd::*;
     assert!(count == 0 || rows.len() >= (count - 1) * stride + TILE);
-    let mut acc = [[zero_f(); 2]; QUERIES];
+    let mut acc = [[zero_f(); 2]; R];
     for n in 0..count {
         // SAFETY: row n spans rows[n·stride .. n·stride + 8], inside the slice (assert above).
         let (lo, hi) = unsafe {
@@ -290,7 +291,7 @@ fn tile_sums(
             a[1] = add_f(a[1], mul_f(f, hi));
         }
     }
-    let mut out = [[0f32; TILE]; QUERIES];
+    let mut out = [[0f32; TILE]; R];
     for (o, a) in out.iter_mut().zip(&acc) {
         // SAFETY: each output row holds 8 floats.
         unsafe {
@@ -467,8 +468,12 @@ mod tests {
     fn tile_sums_match_the_portable_reference_bitwise() {
         let rows: Vec<f32> = (0..37 * 8 + 5).map(|i| (i as f32 * 0.731).sin() * 3.0).collect();
         let factor = |n: usize, r: usize| ((n * 7 + r) as f32 * 0.377).cos();
-        let want = tile_sums_portable(37, factor, &rows, 8);
-        let got = tile_sums(37, factor, &rows, 8);
+        let want = tile_sums_portable::<4>(37, factor, &rows, 8);
+        let got = tile_sums::<4>(37, factor, &rows, 8);
         assert_eq!(want, got);
+        // Fewer rows: the same sums as the first rows of four.
+        let three = tile_sums::<3>(37, factor, &rows, 8);
+        assert_eq!(three, tile_sums_portable::<3>(37, factor, &rows, 8));
+        assert_eq!(three[..], want[..3]);
     }
 }

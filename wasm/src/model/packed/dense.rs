@@ -3,12 +3,16 @@
 //! up to four activation rows stay in registers. A general GEMM packs its operands on every call:
 //! a quarter of a short note's time in wasm, before this layout; with it f32 runs ~1.4× faster
 //! in wasm. Natively candle's gemm (FMA, wider registers) stays faster, so only wasm builds use it
-//! (`Weights::dense_operand`); the native tests run its portable and SSE2 versions.
+//! (`Weights::dense_operand`); native tests still run it.
 //!
-//! Each output is `Σ_k w·x` in k order, one multiply and one add per term (no FMA), in every
-//! version: the same bits.
+//! The kernel is attention's f32 tile (`ops::tile_sums`): each output is `Σ_k x·w` in k order,
+//! one multiply and one add per term (no FMA), the same bits in every build.
 
 use super::{Layout, Tile, PANEL};
+use crate::model::ops::{tile_sums, TILE};
+
+// The tile's width is the attention's.
+const _: () = assert!(TILE == PANEL);
 
 pub struct Dense;
 
@@ -45,10 +49,10 @@ impl Layout for Dense {
         let wv = &w.values[panel * in_dim * PANEL..(panel + 1) * in_dim * PANEL];
         let xv = &x[first * in_dim..(first + take) * in_dim];
         match take {
-            4 => kernel::<4>(xv, wv, in_dim, tile),
-            3 => kernel::<3>(xv, wv, in_dim, tile),
-            2 => kernel::<2>(xv, wv, in_dim, tile),
-            _ => kernel::<1>(xv, wv, in_dim, tile),
+            4 => rows_times_panel::<4>(xv, wv, in_dim, tile),
+            3 => rows_times_panel::<3>(xv, wv, in_dim, tile),
+            2 => rows_times_panel::<2>(xv, wv, in_dim, tile),
+            _ => rows_times_panel::<1>(xv, wv, in_dim, tile),
         }
     }
 
@@ -58,61 +62,20 @@ impl Layout for Dense {
     }
 }
 
-/// `R` rows × one panel: `acc[r][c] = Σ_k w[k][c] · x[r][k]`, in k order. The portable
-/// reference; the SIMD versions compute the same numbers in the same order.
-#[allow(dead_code)] // the reference; x86-64 and wasm SIMD builds run their own versions
-fn kernel_portable<const R: usize>(xv: &[f32], wv: &[f32], in_dim: usize, acc: &mut Tile) {
-    let mut sums = [[0f32; PANEL]; R];
-    for k in 0..in_dim {
-        let w = &wv[k * PANEL..(k + 1) * PANEL];
-        for (r, sum) in sums.iter_mut().enumerate() {
-            let x = xv[r * in_dim + k];
-            for (s, &w) in sum.iter_mut().zip(w) {
-                *s += w * x;
-            }
-        }
-    }
-    acc[..R].copy_from_slice(&sums);
-}
-
-#[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
-use kernel_portable as kernel;
-
-#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
-use kernel_lanes4 as kernel;
-
-/// Four f32 lanes (wasm simd128, or SSE2 on x86-64): per k, the panel's two halves times the
-/// splatted activation of each row.
-#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
-#[allow(clippy::needless_range_loop)] // r indexes two arrays in step
-fn kernel_lanes4<const R: usize>(xv: &[f32], wv: &[f32], in_dim: usize, acc: &mut Tile) {
-    use crate::model::simd::*;
-    assert!(xv.len() >= R * in_dim && wv.len() >= in_dim * PANEL);
-    let mut sums = [[zero_f(); 2]; R];
-    // SAFETY: weight step k reads wv[8k ..+8], row r reads xv[r·in_dim + k]: inside the slices
-    // checked above.
-    unsafe {
-        for k in 0..in_dim {
-            let w = wv.as_ptr().add(k * PANEL);
-            let (w0, w1) = (load_f(w), load_f(w.add(4)));
-            for r in 0..R {
-                let x = splat_f(*xv.get_unchecked(r * in_dim + k));
-                sums[r][0] = add_f(sums[r][0], mul_f(w0, x));
-                sums[r][1] = add_f(sums[r][1], mul_f(w1, x));
-            }
-        }
-        for r in 0..R {
-            store_f(acc[r].as_mut_ptr(), sums[r][0]);
-            store_f(acc[r].as_mut_ptr().add(4), sums[r][1]);
-        }
-    }
+/// `tile[r][c] = Σ_k x[r][k] · w[k][c]` for the `R` rows of `xv`, in k order: the attention's
+/// f32 tile.
+fn rows_times_panel<const R: usize>(xv: &[f32], wv: &[f32], in_dim: usize, tile: &mut Tile) {
+    assert!(xv.len() >= R * in_dim);
+    // SAFETY: tile_sums asks for k < in_dim and r < R, so the index stays below R · in_dim,
+    // inside xv (checked above; a checked index cost a branch per term).
+    let sums = tile_sums::<R>(in_dim, |k, r| unsafe { *xv.get_unchecked(r * in_dim + k) }, wv, PANEL);
+    tile[..R].copy_from_slice(&sums);
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::lcg;
-    use super::super::{PackedLinear, ROWS};
-    use super::*;
+    use super::super::PackedLinear;
     use candle_core::{Device, Tensor};
 
     /// Odd shapes (tails of ROWS and PANEL) against a plain f64 product.
@@ -141,23 +104,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    /// The SIMD kernels of this build and the portable reference give the same bits.
-    #[test]
-    fn simd_kernel_matches_the_portable_reference_bitwise() {
-        let mut seed = 17;
-        let in_dim = 45;
-        let xv: Vec<f32> = (0..ROWS * in_dim).map(|_| lcg(&mut seed)).collect();
-        let wv: Vec<f32> = (0..in_dim * PANEL).map(|_| lcg(&mut seed)).collect();
-        let (mut want, mut got) = ([[0f32; PANEL]; ROWS], [[0f32; PANEL]; ROWS]);
-        kernel_portable::<4>(&xv, &wv, in_dim, &mut want);
-        kernel::<4>(&xv, &wv, in_dim, &mut got);
-        assert_eq!(want, got);
-        let (mut want, mut got) = ([[0f32; PANEL]; ROWS], [[0f32; PANEL]; ROWS]);
-        kernel_portable::<3>(&xv, &wv, in_dim, &mut want);
-        kernel::<3>(&xv, &wv, in_dim, &mut got);
-        assert_eq!(want, got);
-        assert!(want[0].iter().any(|&v| v != 0.0));
     }
 }
