@@ -146,12 +146,30 @@ impl QuantizedLinear {
     /// Packs a q8_0 or q4_0 tensor `[out, in]` (named `name` in errors) for `kind`'s layout
     /// (`Dequantized` is not an integer kind, and takes `Integer`'s).
     pub fn from_qtensor(name: &str, q: &QTensor, kind: QuantizedMatmul, bias: Option<Vec<f32>>) -> Result<Self> {
-        Ok(match kind {
-            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::from_qtensor(name, q, bias)?),
-            QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
-                Self::Pairs(PackedLinear::from_qtensor(name, q, bias)?)
+        let (out_dim, in_dim) = q.shape().dims2()?;
+        let (values, scales) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
+        check_bias(name, &bias, out_dim)?;
+        Ok(Self::from_blocks(kind, q.dtype(), out_dim, in_dim, &values, &scales, bias))
+    }
+
+    /// Decoded blocks (see [`BlockLayout::pack`]) packed in `kind`'s layout.
+    fn from_blocks(
+        kind: QuantizedMatmul,
+        dtype: GgmlDType,
+        out_dim: usize,
+        in_dim: usize,
+        values: &[i8],
+        scales: &[f32],
+        bias: Option<Vec<f32>>,
+    ) -> Self {
+        match kind {
+            QuantizedMatmul::Relaxed => {
+                Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, values, scales, bias))
             }
-        })
+            QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
+                Self::Pairs(PackedLinear::from_blocks(dtype, out_dim, in_dim, values, scales, bias))
+            }
+        }
     }
 
     /// Weights `[out_i, in]` of one format stacked into one `[Σ out_i, in]` product, their outputs
@@ -175,15 +193,7 @@ impl QuantizedLinear {
         }
         let out_dim = bias.len();
         let bias = parts.iter().any(|(_, _, b)| b.is_some()).then_some(bias);
-        let dtype = first.dtype();
-        Ok(Some(match kind {
-            QuantizedMatmul::Relaxed => {
-                Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias))
-            }
-            QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
-                Self::Pairs(PackedLinear::from_blocks(dtype, out_dim, in_dim, &values, &scales, bias))
-            }
-        }))
+        Ok(Some(Self::from_blocks(kind, first.dtype(), out_dim, in_dim, &values, &scales, bias)))
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -215,11 +225,11 @@ impl<L: Layout> std::fmt::Debug for PackedLinear<L> {
 }
 
 impl<L: BlockLayout> PackedLinear<L> {
-    /// Packs a q8_0 or q4_0 tensor `[out, in]`; other formats are not integer formats.
+    /// Packs a q8_0 or q4_0 tensor `[out, in]` in layout `L` (tests pick the layout directly).
+    #[cfg(test)]
     fn from_qtensor(name: &str, q: &QTensor, bias: Option<Vec<f32>>) -> Result<Self> {
         let (out_dim, in_dim) = q.shape().dims2()?;
-        let data = q.data()?;
-        let (values, scales) = decode_blocks(name, q.dtype(), &data, out_dim, in_dim)?;
+        let (values, scales) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
         check_bias(name, &bias, out_dim)?;
         Ok(Self::from_blocks(q.dtype(), out_dim, in_dim, &values, &scales, bias))
     }
