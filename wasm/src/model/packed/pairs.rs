@@ -47,6 +47,7 @@ impl BlockLayout for Pairs {
 }
 
 impl Layout for Pairs {
+    const WEIGHT_BYTES: usize = 2;
     type Weight = Weight;
     type Rows<'a> = Rows;
 

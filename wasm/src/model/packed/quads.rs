@@ -85,6 +85,7 @@ impl BlockLayout for Quads {
 }
 
 impl Layout for Quads {
+    const WEIGHT_BYTES: usize = 1;
     type Weight = Weight;
     type Rows<'a> = Rows;
 
