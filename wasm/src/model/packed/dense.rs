@@ -102,11 +102,7 @@ mod tests {
                     // f32 rounding grows with the terms' magnitudes, not with their sum.
                     let scale: f64 = 1.0 + bias[o].abs() as f64 + terms.map(f64::abs).sum::<f64>();
                     let diff = (got[r][o] as f64 - want).abs();
-                    assert!(
-                        diff < 1e-6 * scale,
-                        "{rows}×{out_dim}×{in_dim} at ({r},{o}): {} vs {want}",
-                        got[r][o]
-                    );
+                    assert!(diff < 1e-6 * scale, "{rows}×{out_dim}×{in_dim} at ({r},{o}): {} vs {want}", got[r][o]);
                 }
             }
         }
