@@ -46,6 +46,9 @@ impl Layout for Dense {
         xs
     }
 
+    // Inlined (with the kernel) into `run_rows`' loops: V8 unrolls an inner loop only when it is
+    // small for its nesting depth, and as a function of its own the tile's loop was not unrolled
+    // (24.6 vs 30.4 G multiply-adds/s in wasm on the same data).
     #[inline(always)]
     fn panel(w: &Weight, in_dim: usize, panel: usize, x: &&[f32], first: usize, take: usize, tile: &mut Tile) {
         let wv = &w.values[panel * in_dim * PANEL..(panel + 1) * in_dim * PANEL];
