@@ -79,6 +79,25 @@ pub trait BlockLayout: Layout {
     fn pack(dtype: GgmlDType, out_dim: usize, in_dim: usize, values: &[i8], scales: &[f32]) -> Self::Weight;
 }
 
+/// A q8_0/q4_0 weight `[out_dim, in_dim]`, decoded as [`BlockLayout::pack`] takes it.
+struct Blocks {
+    dtype: GgmlDType,
+    out_dim: usize,
+    in_dim: usize,
+    values: Vec<i8>,
+    scales: Vec<f32>,
+}
+
+impl Blocks {
+    /// Decodes `q` (named `name` in errors) and checks `bias` against its rows.
+    fn read(name: &str, q: &QTensor, bias: &Option<Vec<f32>>) -> Result<Self> {
+        let (out_dim, in_dim) = q.shape().dims2()?;
+        let (values, scales) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
+        check_bias(name, bias, out_dim)?;
+        Ok(Self { dtype: q.dtype(), out_dim, in_dim, values, scales })
+    }
+}
+
 /// q8_0 / q4_0 blocks → (i8 values `[out, in]`, f32 scales `[out, in / BLOCK]`).
 fn decode_blocks(name: &str, dtype: GgmlDType, data: &[u8], rows: usize, cols: usize) -> Result<(Vec<i8>, Vec<f32>)> {
     let block_bytes = match dtype {
@@ -151,28 +170,15 @@ impl QuantizedLinear {
     /// Packs a q8_0 or q4_0 tensor `[out, in]` (named `name` in errors) for `kind`'s layout
     /// (`Dequantized` is not an integer kind, and takes `Integer`'s).
     pub fn from_qtensor(name: &str, q: &QTensor, kind: QuantizedMatmul, bias: Option<Vec<f32>>) -> Result<Self> {
-        let (out_dim, in_dim) = q.shape().dims2()?;
-        let (values, scales) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
-        check_bias(name, &bias, out_dim)?;
-        Ok(Self::from_blocks(kind, q.dtype(), out_dim, in_dim, &values, &scales, bias))
+        Ok(Self::from_blocks(kind, &Blocks::read(name, q, &bias)?, bias))
     }
 
-    /// Decoded blocks (see [`BlockLayout::pack`]) packed in `kind`'s layout.
-    fn from_blocks(
-        kind: QuantizedMatmul,
-        dtype: GgmlDType,
-        out_dim: usize,
-        in_dim: usize,
-        values: &[i8],
-        scales: &[f32],
-        bias: Option<Vec<f32>>,
-    ) -> Self {
+    /// Decoded blocks packed in `kind`'s layout.
+    fn from_blocks(kind: QuantizedMatmul, blocks: &Blocks, bias: Option<Vec<f32>>) -> Self {
         match kind {
-            QuantizedMatmul::Relaxed => {
-                Self::Quads(PackedLinear::from_blocks(dtype, out_dim, in_dim, values, scales, bias))
-            }
+            QuantizedMatmul::Relaxed => Self::Quads(PackedLinear::from_blocks(blocks, bias)),
             QuantizedMatmul::Integer | QuantizedMatmul::Dequantized => {
-                Self::Pairs(PackedLinear::from_blocks(dtype, out_dim, in_dim, values, scales, bias))
+                Self::Pairs(PackedLinear::from_blocks(blocks, bias))
             }
         }
     }
@@ -190,15 +196,14 @@ impl QuantizedLinear {
         }
         let (mut values, mut scales, mut bias) = (Vec::new(), Vec::new(), Vec::new());
         for (name, q, b) in parts {
-            let out_dim = q.shape().dims2()?.0;
-            let (v, s) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
-            values.extend(v);
-            scales.extend(s);
-            bias.extend(b.clone().unwrap_or_else(|| vec![0.0; out_dim]));
+            let part = Blocks::read(name, q, b)?;
+            values.extend(part.values);
+            scales.extend(part.scales);
+            bias.extend(b.clone().unwrap_or_else(|| vec![0.0; part.out_dim]));
         }
-        let out_dim = bias.len();
+        let blocks = Blocks { dtype: first.dtype(), out_dim: bias.len(), in_dim, values, scales };
         let bias = parts.iter().any(|(_, _, b)| b.is_some()).then_some(bias);
-        Ok(Some(Self::from_blocks(kind, first.dtype(), out_dim, in_dim, &values, &scales, bias)))
+        Ok(Some(Self::from_blocks(kind, &blocks, bias)))
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -233,21 +238,11 @@ impl<L: BlockLayout> PackedLinear<L> {
     /// Packs a q8_0 or q4_0 tensor `[out, in]` in layout `L` (tests pick the layout directly).
     #[cfg(test)]
     fn from_qtensor(name: &str, q: &QTensor, bias: Option<Vec<f32>>) -> Result<Self> {
-        let (out_dim, in_dim) = q.shape().dims2()?;
-        let (values, scales) = decode_blocks(name, q.dtype(), &q.data()?, out_dim, in_dim)?;
-        check_bias(name, &bias, out_dim)?;
-        Ok(Self::from_blocks(q.dtype(), out_dim, in_dim, &values, &scales, bias))
+        Ok(Self::from_blocks(&Blocks::read(name, q, &bias)?, bias))
     }
 
-    fn from_blocks(
-        dtype: GgmlDType,
-        out_dim: usize,
-        in_dim: usize,
-        values: &[i8],
-        scales: &[f32],
-        bias: Option<Vec<f32>>,
-    ) -> Self {
-        Self::new(out_dim, in_dim, L::pack(dtype, out_dim, in_dim, values, scales), bias)
+    fn from_blocks(b: &Blocks, bias: Option<Vec<f32>>) -> Self {
+        Self::new(b.out_dim, b.in_dim, L::pack(b.dtype, b.out_dim, b.in_dim, &b.values, &b.scales), bias)
     }
 }
 
