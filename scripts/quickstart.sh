@@ -28,7 +28,7 @@ done
 # then the web page on it: paste a note, get a label, a confidence and the passage.
 notes=target/quickstart/notes-classifier-q8_0.gguf
 $bin train probe --base "$model" --train tests/browser/fixtures/train.csv --out target/quickstart/probe \
-  --val-ratio 0.2 --test-ratio 0 --min-confidence 0.6 --probe-l2 0.01 >/dev/null
+  --val-ratio 0.2 --test-ratio 0 --min-confidence 0.6 --probe-c 100 >/dev/null
 $bin export --model target/quickstart/probe --quant q8_0 --out "$notes"
 bash scripts/build-wasm.sh
 if [ "${BEDSIDE_NO_SERVE:-0}" = 1 ]; then

@@ -191,7 +191,7 @@ fn run(args: Args) -> Result<()> {
     let dir = tempfile::tempdir().context("creating a temporary checkpoint directory")?;
     let written = write_random_checkpoint(dir.path(), &p, args.seed)?;
     let ckpt = Checkpoint::from_dir(dir.path()).context("loading the random-init checkpoint")?;
-    let options = ModelOptions { max_seq_len: args.seq, stride: 0, dropout: Some(DROPOUT) };
+    let options = ModelOptions { dropout: Some(DROPOUT), ..ModelOptions::new(args.seq) };
     let model = TrainableClassifier::new(&ckpt, args.num_labels, options, args.seed, &device)?;
     drop(ckpt);
     drop(dir);

@@ -6,7 +6,7 @@ use std::path::Path;
 use bedside::train::classifier::{balanced_class_weights, ModelOptions, TrainableClassifier};
 use bedside::train::optim::{clip_grad_norm, AdamW, LinearSchedule};
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings};
-use bedside_runtime::model::{DropoutRng, Mode};
+use bedside_runtime::model::{DropoutRng, HeadFeatures, Mode};
 use bedside_runtime::pipeline::aggregate::Aggregation;
 use bedside_runtime::Task;
 use candle_core::Device;
@@ -130,6 +130,7 @@ fn a_saved_checkpoint_reloads_to_the_same_logits() {
         aggregation: Aggregation::Mean,
         decision_threshold: 0.5,
         min_confidence: 0.0,
+        head_features: HeadFeatures::Pooler,
     };
     bedside::train::run::save_checkpoint(&model, &ckpt, &serving, &dir).unwrap();
     let reloaded = Checkpoint::from_dir(&dir).unwrap();

@@ -56,7 +56,7 @@ pub enum Error {
     TruncatedBundle(String),
 
     #[error(
-        "bundle format version {found} is not supported (this runtime reads {supported}); \
+        "bundle format version {found} is not supported (this runtime reads 1 to {supported}); \
          re-export it with `bedside export`"
     )]
     BundleVersion { found: u32, supported: u32 },

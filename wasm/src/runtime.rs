@@ -158,8 +158,8 @@ impl Model {
                     ctx.adapter.name
                 )));
             }
-            let outputs = model.head.as_ref().map(|h| h.num_outputs());
-            GpuBert::load(ctx, weights, &model.manifest.config, outputs).await
+            let head = model.head.as_ref().map(|h| (h.num_outputs(), h.head_features()));
+            GpuBert::load(ctx, weights, &model.manifest.config, head).await
         };
         match started.await {
             Ok(gpu) => {
@@ -195,7 +195,7 @@ impl Model {
         let bert = Bert::load(weights, &manifest.config)?;
         let head = match manifest.task {
             Task::Embedding => None,
-            _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs)?),
+            _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs, manifest.head_features)?),
         };
         let window = WindowSpec::new(manifest.max_seq_len, manifest.stride)?;
         #[allow(clippy::arc_with_non_send_sync)] // see `from_parts_on`
@@ -346,7 +346,10 @@ impl Model {
             let ids: Vec<&[u32]> = batch.iter().map(|w| w.ids.as_slice()).collect();
             let logits = match self.on_gpu(&ids, GpuOutput::Logits).await? {
                 Some(flat) => Tensor::from_vec(flat, (ids.len(), head.num_outputs()), &candle_core::Device::Cpu)?,
-                None => head.forward(&encode(&self.bert, &ids, self.tokenizer.special_ids().pad)?.hidden)?,
+                None => {
+                    let encoded = encode(&self.bert, &ids, self.tokenizer.special_ids().pad)?;
+                    head.forward(&encoded.hidden, &encoded.mask)?
+                }
             };
             window_probs.extend(self.probabilities(&logits)?);
         }

@@ -146,3 +146,57 @@ fn batched_embeddings_equal_one_at_a_time() {
         assert!(err < 1e-5, "text {i}: batched differs by {err}");
     }
 }
+
+/// The classifier reads the features its manifest names, computed here by hand from the
+/// encoder's states: raw [CLS], the mean over real tokens, or tanh(pooler · [CLS]); the choice
+/// survives a bundle round trip.
+#[test]
+fn classifier_heads_read_the_features_the_manifest_names() {
+    use bedside_runtime::model::HeadFeatures;
+    let note = "patient denies chest pain. metformin 500 mg twice daily";
+    let mut by_features = Vec::new();
+    for features in [HeadFeatures::Pooler, HeadFeatures::Cls, HeadFeatures::Mean] {
+        // Fresh weights each time: `used_names` records what this head reads.
+        let ckpt = Checkpoint::from_dir(&fixture("tiny-classifier")).unwrap();
+        let bert = Bert::load(&ckpt.weights, &ckpt.config).unwrap();
+        let dense = |name: &str| ckpt.weights.get_any(name).unwrap().to_f32().unwrap();
+        let manifest =
+            bundle::Manifest { head_features: features, ..ckpt.default_manifest(Quantization::F32).unwrap() };
+        let model = Model::from_parts(manifest.clone(), &ckpt.tokenizer_json, &ckpt.weights).unwrap();
+        let ids = model.token_ids(note).unwrap();
+        let encoded = encode(&bert, &[ids.as_slice()], 0).unwrap();
+        let pooled = pool(&encoded.hidden, &encoded.mask, features.pooling()).unwrap();
+        let pooled = match features {
+            HeadFeatures::Pooler => pooled
+                .matmul(&dense("pooler.dense.weight").t().unwrap())
+                .unwrap()
+                .broadcast_add(&dense("pooler.dense.bias"))
+                .unwrap()
+                .tanh()
+                .unwrap(),
+            _ => pooled,
+        };
+        let logits = pooled
+            .matmul(&dense("classifier.weight").t().unwrap())
+            .unwrap()
+            .broadcast_add(&dense("classifier.bias"))
+            .unwrap();
+        let want: Vec<f32> = candle_nn::ops::softmax(&logits, 1).unwrap().to_vec2::<f32>().unwrap().remove(0);
+        let got: Vec<f32> = model.classify(note).unwrap().probabilities.0.iter().map(|(_, p)| *p).collect();
+        let d = max_abs_diff(&got, &want);
+        assert!(d <= MAX_ABS_ERR_F32, "{features:?}: max |Δp| {d}");
+
+        let bytes = bundle::write(&manifest, &ckpt.tokenizer_json, &ckpt.weights, &ckpt.weights.used_names()).unwrap();
+        // A head on raw [CLS] or the mean needs no pooler, so the bundle carries none.
+        let stored = bundle::read(&bytes).unwrap();
+        assert_eq!(stored.weights.contains("pooler.dense.weight"), features == HeadFeatures::Pooler);
+        let loaded = Model::load(&bytes).unwrap();
+        assert_eq!(loaded.manifest().head_features, features);
+        let again: Vec<f32> = loaded.classify(note).unwrap().probabilities.0.iter().map(|(_, p)| *p).collect();
+        assert!(max_abs_diff(&again, &got) <= MAX_ABS_ERR_ROUNDTRIP, "{features:?}: bundle differs");
+        by_features.push(got);
+    }
+    // The three heads are three different functions of the note (the test can tell them apart).
+    assert!(max_abs_diff(&by_features[0], &by_features[1]) > 1e-4);
+    assert!(max_abs_diff(&by_features[1], &by_features[2]) > 1e-4);
+}

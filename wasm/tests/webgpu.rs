@@ -8,7 +8,9 @@ mod common;
 use bedside_runtime::bundle::{self, Quantization};
 use bedside_runtime::checkpoint::Checkpoint;
 use bedside_runtime::gpu::{Backend, GpuBert, GpuContext, GpuOutput};
-use bedside_runtime::model::{random_weights, Bert, BertConfig, QuantizedMatmul, SequenceHead, SplitMix64, Weights};
+use bedside_runtime::model::{
+    random_weights, Bert, BertConfig, HeadFeatures, QuantizedMatmul, SequenceHead, SplitMix64, Weights,
+};
 use bedside_runtime::pipeline::encode::encode;
 use bedside_runtime::pipeline::pool::{normalize, pool, Pooling};
 use bedside_runtime::runtime::block_on;
@@ -51,8 +53,15 @@ fn ids(seed: u64, len: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// Hidden states and logits of both backends for `batch`; asserts they agree.
-fn compare(ctx: &GpuContext, what: &str, config: &BertConfig, w: &Weights, outputs: Option<usize>, batch: &[Vec<u32>]) {
-    let gpu = block_on(GpuBert::load(ctx.clone(), w, config, outputs)).unwrap();
+fn compare(
+    ctx: &GpuContext,
+    what: &str,
+    config: &BertConfig,
+    w: &Weights,
+    head: Option<(usize, HeadFeatures)>,
+    batch: &[Vec<u32>],
+) {
+    let gpu = block_on(GpuBert::load(ctx.clone(), w, config, head)).unwrap();
     let cpu = Bert::load(w, config).unwrap();
     let refs: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
     let encoded = encode(&cpu, &refs, 0).unwrap();
@@ -69,9 +78,10 @@ fn compare(ctx: &GpuContext, what: &str, config: &BertConfig, w: &Weights, outpu
         assert!(c >= MIN_COSINE, "{what}: pooled cosine {c}");
     }
 
-    if let Some(n) = outputs {
-        let head = SequenceHead::load(w, config, n).unwrap();
-        let want: Vec<f32> = head.forward(&encoded.hidden).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    if let Some((n, features)) = head {
+        let head = SequenceHead::load(w, config, n, features).unwrap();
+        let want: Vec<f32> =
+            head.forward(&encoded.hidden, &encoded.mask).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         let got = block_on(gpu.run(&refs, 0, GpuOutput::Logits)).unwrap();
         let d = max_abs_diff(&want, &got);
         assert!(d <= MAX_LOGIT_DIFF, "{what}: logits differ by {d}");
@@ -92,8 +102,21 @@ fn tiny_classifier_matches_cpu_in_every_format() {
             ("full window", vec![ids(3, max, v)]),
             ("batch of mixed lengths", vec![ids(4, 5, v), ids(5, max, v), ids(6, 33, v)]),
         ] {
-            compare(&ctx, &format!("{quant:?} {name}"), &config, &w, Some(outputs), &batch);
+            compare(&ctx, &format!("{quant:?} {name}"), &config, &w, Some((outputs, HeadFeatures::Pooler)), &batch);
         }
+    }
+}
+
+/// Heads on raw [CLS] and on the masked mean (a probe's) read the same features on both
+/// backends; padding must not enter the mean.
+#[test]
+fn tiny_classifier_heads_on_cls_and_mean_match_cpu() {
+    let Some(ctx) = context() else { return };
+    let (config, w, outputs, _) = bundle_weights(&fixture("tiny-classifier"), Quantization::F32);
+    let v = config.vocab_size;
+    let batch = [ids(4, 5, v), ids(5, config.max_position_embeddings, v), ids(6, 33, v)];
+    for features in [HeadFeatures::Cls, HeadFeatures::Mean] {
+        compare(&ctx, &format!("{features:?} head"), &config, &w, Some((outputs, features)), &batch);
     }
 }
 
@@ -114,8 +137,9 @@ fn bert_base_shaped_model_matches_cpu_at_128_and_512_tokens() {
     for quant in [GgmlDType::F32, GgmlDType::Q8_0, GgmlDType::Q4_0] {
         let (config, w) = base_shaped(quant);
         let v = config.vocab_size;
-        compare(&ctx, &format!("base {quant:?} 512"), &config, &w, Some(2), &[ids(8, 512, v)]);
-        compare(&ctx, &format!("base {quant:?} 2×128"), &config, &w, Some(2), &[ids(9, 128, v), ids(10, 77, v)]);
+        let head = Some((2, HeadFeatures::Pooler));
+        compare(&ctx, &format!("base {quant:?} 512"), &config, &w, head, &[ids(8, 512, v)]);
+        compare(&ctx, &format!("base {quant:?} 2×128"), &config, &w, head, &[ids(9, 128, v), ids(10, 77, v)]);
     }
 }
 

@@ -6,14 +6,14 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use bedside_runtime::bundle::{self, Manifest, Quantization, Task};
 use bedside_runtime::checkpoint::{Checkpoint, LoadOptions};
-use bedside_runtime::model::Weights;
+use bedside_runtime::model::{HeadFeatures, Weights};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::{Backend, Model};
 
 use bedside::data::{Dataset, LoadOptions as DataOptions};
 use bedside::eval::report::{build_report, write_report, ReportOptions};
 use bedside::eval::score::score;
-use bedside::train::config::{ClassWeights, LongNotes, TaskKind, TrainConfig};
+use bedside::train::config::{ClassWeights, LongNotes, ProbeC, TaskKind, TrainConfig};
 
 use super::{
     ClassifyArgs, Cli, Command, EmbedArgs, EvalArgs, ExportArgs, InspectArgs, SimilarityArgs, TrainArgs, TrainCommand,
@@ -184,6 +184,13 @@ fn export(a: ExportArgs) -> Result<()> {
     let source = load_source(&a.model, &options)?;
     let mut manifest = source.manifest.clone();
     apply_overrides(&mut manifest, &a)?;
+    if a.hf_out.is_some() && manifest.task != Task::Embedding && manifest.head_features != HeadFeatures::Pooler {
+        bail!(
+            "--hf-out: this head reads {} features, but transformers' BertForSequenceClassification always \
+             applies the pooler to [CLS], so it would score differently; export the bundle without --hf-out",
+            manifest.head_features.as_str()
+        );
+    }
     // Building the model validates the manifest against the weights and records which
     // tensors it reads: exactly those are written.
     let reference = Model::from_parts(manifest.clone(), &source.tokenizer_json, &source.weights)
@@ -443,7 +450,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     set!(base => base, train => train, text_col => text_col, label_col => label_col, label_sep => label_separator,
          out => out, epochs => epochs, batch_size => batch_size, grad_accum => grad_accum, lr => learning_rate,
          weight_decay => weight_decay, warmup_ratio => warmup_ratio, max_grad_norm => max_grad_norm, seed => seed,
-         device => device, precision => precision, threshold => decision_threshold, probe_l2 => probe_l2,
+         device => device, precision => precision, threshold => decision_threshold,
          val_ratio => val_ratio, test_ratio => test_ratio, loss => loss, scale => scale, margin => margin,
          pooling => pooling, text1_col => text1_col, text2_col => text2_col);
     macro_rules! set_some {
@@ -481,6 +488,14 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
             other => bail!("--long-notes {other:?}: use truncate or windows"),
         });
     }
+    if let Some(f) = &a.features {
+        c.features = Some(f.parse::<HeadFeatures>().map_err(|e| anyhow::anyhow!("--features: {e}"))?);
+    }
+    if let Some(p) = &a.probe_c {
+        c.probe_c = ProbeC::parse(p)?;
+    }
+    c.probe_standardize |= a.probe_standardize;
+    c.baseline_probe &= !a.no_baseline_probe;
     c.strict |= a.strict;
     c.scrub |= a.scrub || a.scrub_names.is_some();
     c.validate()?;

@@ -194,9 +194,21 @@ pub struct TrainArgs {
     /// Binary / multi-label decision threshold [default: 0.5].
     #[arg(long)]
     pub threshold: Option<f64>,
-    /// Probe: L2 strength, scikit-learn's 1/C [default: 1.0].
+    /// What the classifier layer reads: cls (raw [CLS]), mean (masked mean of the token
+    /// states) or pooler (tanh(pooler·[CLS]), as BertForSequenceClassification) [default:
+    /// cls for the probe, pooler for fine-tuning].
     #[arg(long)]
-    pub probe_l2: Option<f64>,
+    pub features: Option<String>,
+    /// Probe: scikit-learn's C (inverse L2 strength), or auto to pick it on validation from
+    /// 0.001 … 1000 [default: 1.0].
+    #[arg(long)]
+    pub probe_c: Option<String>,
+    /// Probe: standardise the features first (StandardScaler), folded into the exported head.
+    #[arg(long)]
+    pub probe_standardize: bool,
+    /// Classify: skip the frozen-encoder probe fitted beside fine-tuning for the report.
+    #[arg(long)]
+    pub no_baseline_probe: bool,
     /// Embed: mnrl (in-batch negatives), cosine or contrastive [default: mnrl].
     #[arg(long)]
     pub loss: Option<String>,

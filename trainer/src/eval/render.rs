@@ -158,6 +158,36 @@ fn decision_lines(r: &Report) -> Vec<String> {
     lines
 }
 
+/// The head's features, how a probe was fitted, the probe beside fine-tuning, and the
+/// recipe warnings, as sentences.
+fn recipe_lines(r: &Report) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(f) = &r.head_features {
+        lines.push(format!("The classifier reads {f} features."));
+    }
+    if let Some(p) = &r.probe {
+        let scaling = if p.standardize { ", standardised features" } else { "" };
+        let how = if p.c_auto { format!("chosen on validation by {}", p.metric) } else { "given".into() };
+        lines.push(format!("Logistic regression with C = {} ({how}){scaling}.", p.c));
+        if p.c_auto {
+            let grid: Vec<String> = p.c_grid.iter().map(|g| format!("C {}: {}", g.c, opt3(g.validation))).collect();
+            lines.push(format!("Validation {} per C: {}.", p.metric, grid.join(", ")));
+        }
+    }
+    if let Some(b) = &r.baseline_probe {
+        lines.push(format!(
+            "Frozen-encoder probe ({} features, C = {}) on validation: {} {}; fine-tuned: {}.",
+            b.features,
+            b.c,
+            b.metric,
+            opt3(b.probe_validation),
+            opt3(b.fine_tuned_validation)
+        ));
+    }
+    lines.extend(r.warnings.iter().map(|w| format!("Warning: {w}")));
+    lines
+}
+
 fn class_cells(c: &ClassReport) -> [String; 8] {
     [
         f3(c.precision),
@@ -280,6 +310,13 @@ pub fn render_html(r: &Report) -> String {
     h.push_str("</div>\n<h2>Decision rule</h2>\n");
     for line in decision_lines(r) {
         let _ = writeln!(h, "<p>{}</p>", esc(&line));
+    }
+    let recipe = recipe_lines(r);
+    if !recipe.is_empty() {
+        h.push_str("<h2>Recipe</h2>\n");
+        for line in recipe {
+            let _ = writeln!(h, "<p>{}</p>", esc(&line));
+        }
     }
     h.push_str("</section>\n");
 
@@ -789,6 +826,13 @@ pub fn render_markdown(r: &Report) -> String {
     m.push_str("\n## Decision rule\n\n");
     for line in decision_lines(r) {
         let _ = writeln!(m, "- {}", md(&line));
+    }
+    let recipe = recipe_lines(r);
+    if !recipe.is_empty() {
+        m.push_str("\n## Recipe\n\n");
+        for line in recipe {
+            let _ = writeln!(m, "- {}", md(&line));
+        }
     }
 
     m.push_str("\n## Per-class metrics\n\n");

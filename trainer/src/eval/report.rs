@@ -407,6 +407,50 @@ pub struct Report {
     pub data: String,
     #[serde(default)]
     pub created_by: String,
+    /// What the classifier layer read: `pooler`, `cls` or `mean`.
+    #[serde(default)]
+    pub head_features: Option<String>,
+    /// A probe run: how its logistic regression was fitted (and, with `probe_c = auto`, the grid).
+    #[serde(default)]
+    pub probe: Option<ProbeSummary>,
+    /// A fine-tuning run: the frozen-encoder probe fitted on the same splits, for comparison.
+    #[serde(default)]
+    pub baseline_probe: Option<BaselineProbe>,
+    /// Recipe choices that are likely to hurt (imbalance without class weights, a learning
+    /// rate that barely leaves zero, a probe that beats fine-tuning …). No note text.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// How a probe was fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    pub features: String,
+    pub standardize: bool,
+    /// scikit-learn's C of the exported head.
+    pub c: f64,
+    /// True when C was chosen on validation from `c_grid`.
+    pub c_auto: bool,
+    /// The validation metric that scored each C (the selection metric of the run).
+    pub metric: String,
+    pub c_grid: Vec<ProbeGridPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeGridPoint {
+    pub c: f64,
+    /// The metric on validation (None where it is undefined).
+    pub validation: Option<f64>,
+}
+
+/// The probe beside a fine-tuning run, both scored by the run's metric on validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineProbe {
+    pub features: String,
+    pub c: f64,
+    pub metric: String,
+    pub probe_validation: Option<f64>,
+    pub fine_tuned_validation: Option<f64>,
 }
 
 impl Report {
@@ -486,6 +530,10 @@ pub fn build_report(
         model: String::new(),
         data: String::new(),
         created_by: concat!("bedside ", env!("CARGO_PKG_VERSION")).to_string(),
+        head_features: None,
+        probe: None,
+        baseline_probe: None,
+        warnings: Vec::new(),
     })
 }
 

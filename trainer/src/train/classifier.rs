@@ -6,7 +6,8 @@
 
 use anyhow::{ensure, Context, Result};
 use bedside_runtime::checkpoint::Checkpoint;
-use bedside_runtime::model::{Bert, BertConfig, Mode, SequenceHead, SplitMix64, Weight, Weights};
+use bedside_runtime::model::{Bert, BertConfig, HeadFeatures, Mode, SequenceHead, SplitMix64, Weight, Weights};
+use bedside_runtime::pipeline::pool::pool;
 use bedside_runtime::pipeline::tokenize::TextTokenizer;
 use bedside_runtime::pipeline::window::{self, WindowSpec};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -37,11 +38,13 @@ pub struct ModelOptions {
     pub stride: usize,
     /// Overrides the checkpoint's hidden and attention dropout.
     pub dropout: Option<f64>,
+    /// What the classifier layer reads.
+    pub features: HeadFeatures,
 }
 
 impl ModelOptions {
     pub fn new(max_seq_len: usize) -> Self {
-        Self { max_seq_len, stride: 0, dropout: None }
+        Self { max_seq_len, stride: 0, dropout: None, features: HeadFeatures::Pooler }
     }
 }
 
@@ -99,7 +102,7 @@ impl TrainableClassifier {
             .context("window settings (max_seq_len, stride)")?;
         Ok(Self {
             bert: Bert::load(&weights, &config)?,
-            head: SequenceHead::load(&weights, &config, num_labels)?,
+            head: SequenceHead::load(&weights, &config, num_labels, options.features)?,
             vars,
             tokenizer,
             window,
@@ -112,7 +115,9 @@ impl TrainableClassifier {
     pub fn from_trained(ckpt: &Checkpoint, options: ModelOptions, device: &Device) -> Result<Self> {
         let head = ckpt.weights.get_any("classifier.weight").context("the checkpoint has no classifier head")?;
         let num_labels = head.dims()[0];
-        let mut model = Self::new(ckpt, num_labels, options, 0, device)?;
+        // The head reads what it was trained on, whatever the caller's default.
+        let features = ckpt.serving.as_ref().map_or(options.features, |s| s.head_features);
+        let mut model = Self::new(ckpt, num_labels, ModelOptions { features, ..options }, 0, device)?;
         for name in ["classifier.weight", "classifier.bias"] {
             let trained = ckpt.weights.get_any(name)?.to_f32()?.to_device(device)?;
             if let Some((_, var)) = model.vars.iter_mut().find(|(n, _)| n == name) {
@@ -147,6 +152,10 @@ impl TrainableClassifier {
         &self.device
     }
 
+    pub fn head_features(&self) -> HeadFeatures {
+        self.head.head_features()
+    }
+
     /// Replaces the classifier layer's parameters (a probe's fitted weights).
     pub fn set_head(&self, weight: &Tensor, bias: &Tensor) -> Result<()> {
         for (name, value) in [("classifier.weight", weight), ("classifier.bias", bias)] {
@@ -179,21 +188,16 @@ impl TrainableClassifier {
 
     /// Logits [batch, labels] for a batch of encoded notes.
     pub fn logits(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
-        let hidden = self.hidden(batch, mode)?;
-        Ok(self.head.forward_t(&hidden, mode)?)
+        let (hidden, mask) = self.hidden(batch, mode)?;
+        Ok(self.head.forward_t(&hidden, &mask, mode)?)
     }
 
     /// Sentence embeddings [batch, hidden], L2-normalised: the mean of the token states under
     /// the attention mask (or [CLS]), in ops candle can differentiate.
     pub fn embeddings(&self, batch: &[&[u32]], mode: Mode, mean_pooling: bool) -> Result<Tensor> {
-        let hidden = self.hidden(batch, mode)?;
+        let (hidden, mask) = self.hidden(batch, mode)?;
         let pooled = if mean_pooling {
-            let seq_len = hidden.dim(1)?;
-            let mask: Vec<f32> = batch
-                .iter()
-                .flat_map(|ids| (0..seq_len).map(move |i| if i < ids.len() { 1f32 } else { 0.0 }))
-                .collect();
-            let mask = Tensor::from_vec(mask, (batch.len(), seq_len, 1), &self.device)?;
+            let mask = mask.unsqueeze(2)?;
             let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
             let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
             summed.broadcast_div(&counts)?
@@ -206,11 +210,24 @@ impl TrainableClassifier {
 
     /// The features the classifier layer sees ([batch, hidden]), dropout off.
     pub fn features(&self, batch: &[&[u32]]) -> Result<Tensor> {
-        let hidden = self.hidden(batch, Mode::Eval)?;
-        Ok(self.head.features(&hidden)?)
+        let (hidden, mask) = self.hidden(batch, Mode::Eval)?;
+        Ok(self.head.features(&hidden, &mask)?)
     }
 
-    fn hidden(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
+    /// `features` of a batch ([batch, hidden]), dropout off, whatever the head reads: the
+    /// raw [CLS] or mean for a probe beside a fine-tuning run. `pooler` only through the head.
+    pub fn features_of(&self, batch: &[&[u32]], features: HeadFeatures) -> Result<Tensor> {
+        let (hidden, mask) = self.hidden(batch, Mode::Eval)?;
+        if features == self.head.head_features() {
+            return Ok(self.head.features(&hidden, &mask)?);
+        }
+        ensure!(features != HeadFeatures::Pooler, "pooler features need a head that reads the pooler");
+        Ok(pool(&hidden, &mask, features.pooling())?)
+    }
+
+    /// Last hidden states [batch, seq, hidden] of a batch padded to its longest row, and the
+    /// attention mask [batch, seq] (1.0 for real tokens).
+    fn hidden(&self, batch: &[&[u32]], mode: Mode) -> Result<(Tensor, Tensor)> {
         let seq_len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0);
         let pad = self.tokenizer.special_ids().pad;
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
@@ -221,7 +238,7 @@ impl TrainableClassifier {
         }
         let ids = Tensor::from_vec(ids, (batch.len(), seq_len), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch.len(), seq_len), &self.device)?;
-        Ok(self.bert.forward_t(&ids, &mask, mode)?)
+        Ok((self.bert.forward_t(&ids, &mask, mode)?, mask))
     }
 
     /// Mean cross-entropy, optionally class-weighted as PyTorch's `CrossEntropyLoss(weight=…)`:

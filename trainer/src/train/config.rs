@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
+use bedside_runtime::model::HeadFeatures;
 use serde::{Deserialize, Serialize};
 
 /// What is being trained.
@@ -65,6 +66,67 @@ impl ClassWeights {
 
     pub fn is_balanced(&self) -> bool {
         matches!(self, ClassWeights::Named(n) if n == "balanced")
+    }
+}
+
+/// scikit-learn's inverse regularisation strength `C` for the probe: a number, or `auto` to
+/// pick it on the validation split from [`PROBE_C_GRID`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ProbeC {
+    Auto,
+    Value(f64),
+}
+
+/// The `C` values `probe_c = "auto"` tries (scored by the run's metric on validation; the
+/// smaller `C`, the stronger regularisation, wins a tie).
+pub const PROBE_C_GRID: [f64; 7] = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0, 1000.0];
+
+impl ProbeC {
+    pub fn parse(s: &str) -> Result<ProbeC> {
+        match s.trim() {
+            "auto" => Ok(ProbeC::Auto),
+            n => n
+                .parse::<f64>()
+                .ok()
+                .filter(|c| c.is_finite() && *c > 0.0)
+                .map(ProbeC::Value)
+                .with_context(|| format!("probe_c {n:?}: use a positive number or auto")),
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeC {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeC::Auto => f.write_str("auto"),
+            ProbeC::Value(c) => write!(f, "{c}"),
+        }
+    }
+}
+
+// In TOML a number (`probe_c = 0.1`) or the string `"auto"`.
+impl Serialize for ProbeC {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            ProbeC::Auto => s.serialize_str("auto"),
+            ProbeC::Value(c) => s.serialize_f64(*c),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ProbeC {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(c) if c.is_finite() && c > 0.0 => Ok(ProbeC::Value(c)),
+            Raw::Number(c) => Err(serde::de::Error::custom(format!("probe_c must be positive, got {c}"))),
+            Raw::Text(t) => ProbeC::parse(&t).map_err(|e| serde::de::Error::custom(e.to_string())),
+        }
     }
 }
 
@@ -143,8 +205,18 @@ pub struct TrainConfig {
     pub min_confidence: Option<f64>,
     /// Binary / multi-label decision threshold unless a target sensitivity picks one.
     pub decision_threshold: f64,
-    /// Probe: L2 strength (scikit-learn's 1/C).
-    pub probe_l2: f64,
+    /// What the classifier layer reads: `cls` (raw [CLS]), `mean` (masked mean of the token
+    /// states) or `pooler` (tanh(pooler · [CLS]), BertForSequenceClassification). Default:
+    /// `cls` for the probe, `pooler` for fine-tuning.
+    pub features: Option<HeadFeatures>,
+    /// Probe: scikit-learn's `C` (inverse L2 strength), or `auto` to choose it on validation.
+    pub probe_c: ProbeC,
+    /// Probe: standardise features first (`make_pipeline(StandardScaler(), LogisticRegression)`),
+    /// folded back into the exported head.
+    pub probe_standardize: bool,
+    /// Multi-class fine-tuning: also fit the frozen-encoder probe (`cls`, C = 1) on the same
+    /// splits, so the report can say when it does as well on validation.
+    pub baseline_probe: bool,
 
     // --- embeddings (`train embed`) ---
     /// mnrl (multiple-negatives ranking, in-batch negatives), cosine or contrastive.
@@ -210,7 +282,10 @@ impl Default for TrainConfig {
             target_sensitivity: None,
             min_confidence: None,
             decision_threshold: 0.5,
-            probe_l2: 1.0,
+            features: None,
+            probe_c: ProbeC::Value(1.0),
+            probe_standardize: false,
+            baseline_probe: true,
             loss: "mnrl".into(),
             scale: 20.0,
             margin: 0.5,
@@ -295,6 +370,12 @@ impl TrainConfig {
         self.long_notes.unwrap_or(if task == TaskKind::Binary { LongNotes::Windows } else { LongNotes::Truncate })
     }
 
+    /// What the head reads: the configured features, else `cls` for the probe (the
+    /// scikit-learn recipe on "CLS embeddings") and `pooler` for fine-tuning (transformers').
+    pub fn features_for(&self, task: TaskKind) -> HeadFeatures {
+        self.features.unwrap_or(if task == TaskKind::Probe { HeadFeatures::Cls } else { HeadFeatures::Pooler })
+    }
+
     pub fn metric_for(&self, task: TaskKind) -> Result<Metric> {
         match &self.metric {
             Some(m) => Metric::parse(m),
@@ -326,7 +407,9 @@ impl TrainConfig {
         ensure!((0.0..=1.0).contains(&self.decision_threshold), "decision_threshold must be in [0, 1]");
         ensure!(self.target_sensitivity.is_none_or(|s| s > 0.0 && s <= 1.0), "target_sensitivity must be in (0, 1]");
         ensure!(self.min_confidence.is_none_or(|c| (0.0..=1.0).contains(&c)), "min_confidence must be in [0, 1]");
-        ensure!(self.probe_l2 > 0.0, "probe_l2 must be positive");
+        if let ProbeC::Value(c) = self.probe_c {
+            ensure!(c > 0.0 && c.is_finite(), "probe_c must be a positive number or auto");
+        }
         ensure!(
             matches!(self.loss.as_str(), "mnrl" | "cosine" | "contrastive"),
             "loss: use mnrl, cosine or contrastive"
@@ -407,6 +490,29 @@ mod tests {
         assert!(bad.validate().unwrap_err().to_string().contains("pairs_from"));
         let bad = TrainConfig { hard_negatives: Some(0), pairs_from: Some("label".into()), ..base };
         assert!(bad.validate().unwrap_err().to_string().contains("hard_negatives"));
+    }
+
+    #[test]
+    fn probe_keys_read_from_toml_and_flags() {
+        let c: TrainConfig =
+            toml::from_str("features = \"mean\"\nprobe_c = \"auto\"\nprobe_standardize = true").unwrap();
+        assert_eq!((c.features, c.probe_c, c.probe_standardize), (Some(HeadFeatures::Mean), ProbeC::Auto, true));
+        let back: TrainConfig = toml::from_str(&c.to_toml().unwrap()).unwrap();
+        assert_eq!(back, c);
+        let numeric: TrainConfig = toml::from_str("probe_c = 0.5").unwrap();
+        assert_eq!(numeric.probe_c, ProbeC::Value(0.5));
+        assert_eq!(toml::from_str::<TrainConfig>("probe_c = 2").unwrap().probe_c, ProbeC::Value(2.0));
+        assert!(toml::from_str::<TrainConfig>("probe_c = -1.0").is_err());
+        assert!(toml::from_str::<TrainConfig>("probe_c = \"often\"").is_err());
+        assert!(toml::from_str::<TrainConfig>("features = \"pooled\"").is_err());
+        assert_eq!(ProbeC::parse("auto").unwrap(), ProbeC::Auto);
+        assert_eq!(ProbeC::parse("0.01").unwrap(), ProbeC::Value(0.01));
+        assert!(ProbeC::parse("0").is_err());
+        // Defaults: raw [CLS] for the probe, the pooler for fine-tuning.
+        let d = TrainConfig::default();
+        assert_eq!(d.features_for(TaskKind::Probe), HeadFeatures::Cls);
+        assert_eq!(d.features_for(TaskKind::Classify), HeadFeatures::Pooler);
+        assert_eq!(c.features_for(TaskKind::Classify), HeadFeatures::Mean);
     }
 
     #[test]

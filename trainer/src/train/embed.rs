@@ -640,7 +640,7 @@ pub fn train_embed(
     let device = device(&config.device)?;
     ensure!(config.precision == "f32", "precision {:?} is not available yet: use f32", config.precision);
     let model_options =
-        ModelOptions { max_seq_len: config.max_seq_len.unwrap_or(128), stride: 0, dropout: config.dropout };
+        ModelOptions { dropout: config.dropout, ..ModelOptions::new(config.max_seq_len.unwrap_or(128)) };
     let model = TrainableClassifier::new(ckpt, 1, model_options, config.seed, &device)?;
     let mean = config.pooling == "mean";
     let ids = encode_texts(&model, &data.train)?;

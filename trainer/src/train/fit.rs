@@ -116,7 +116,7 @@ pub fn schedule(config: &TrainConfig, items: usize) -> LinearSchedule {
     let total_steps = steps_per_epoch * config.epochs;
     LinearSchedule {
         peak_lr: config.learning_rate,
-        warmup_steps: config.warmup_steps.unwrap_or((config.warmup_ratio * total_steps as f64).round() as usize),
+        warmup_steps: config.warmup_steps.unwrap_or((config.warmup_ratio * total_steps as f64).ceil() as usize),
         total_steps,
     }
 }

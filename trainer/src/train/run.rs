@@ -16,20 +16,21 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use bedside_runtime::bundle::Task;
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
-use bedside_runtime::model::Mode;
+use bedside_runtime::model::{HeadFeatures, Mode};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use super::classifier::{balanced_class_weights, ModelOptions, TrainableClassifier};
-use super::config::{ClassWeights, LongNotes, Metric, TaskKind, TrainConfig};
+use super::config::{ClassWeights, LongNotes, Metric, ProbeC, TaskKind, TrainConfig, PROBE_C_GRID};
 pub use super::fit::RunControl;
-use super::fit::{fit, Evaluated, Learner, RunState};
+use super::fit::{fit, schedule, Evaluated, Learner, RunState};
 use super::prepare::RunData;
-use super::probe::{fit_multiclass, ProbeOptions};
+use super::probe::{fit_multiclass, Probe, ProbeOptions};
 use crate::data::{Dataset, Example};
 use crate::eval::report::{
-    build_report, write_report, HistoryPoint, Predictions, Report, ReportOptions, ReportTask, Truth,
+    build_report, write_report, BaselineProbe, HistoryPoint, Predictions, ProbeGridPoint, ProbeSummary, Report,
+    ReportOptions, ReportTask, Truth,
 };
 
 /// Windows per forward pass when evaluating (no gradients, so larger is fine).
@@ -439,6 +440,7 @@ pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config:
         aggregation: space.aggregation(),
         decision_threshold: config.decision_threshold as f32,
         min_confidence: config.min_confidence.unwrap_or(0.0) as f32,
+        head_features: model.head_features(),
     }
 }
 
@@ -452,7 +454,12 @@ pub fn device(name: &str) -> Result<Device> {
 }
 
 pub fn model_options(config: &TrainConfig, task: TaskKind) -> ModelOptions {
-    ModelOptions { max_seq_len: config.max_seq_len_for(task), stride: config.stride_for(task), dropout: config.dropout }
+    ModelOptions {
+        max_seq_len: config.max_seq_len_for(task),
+        stride: config.stride_for(task),
+        dropout: config.dropout,
+        features: config.features_for(task),
+    }
 }
 
 /// A classifier's part of the shared loop: the task's loss on windows, validation scored per
@@ -551,6 +558,14 @@ pub fn train(
     let items = training_items(&model, &space, &data.train, config.long_notes_for(task))?;
     let val_notes = NoteSet::encode(&model, &space, &data.val)?;
     let objective = Objective::new(&space, &items, &config.class_weights)?;
+    let mut warnings = recipe_warnings(config, task, &class_counts(&space, &items), items.len());
+    // The cheap baseline on the same splits, before the encoder moves (multi-class only).
+    let baseline = if task == TaskKind::Classify && config.baseline_probe {
+        let frozen = FrozenFeatures::compute(&model, &items, &val_notes, HeadFeatures::Cls)?;
+        Some(fit_probe(&frozen, &space, &val_notes, config, metric, HeadFeatures::Cls)?)
+    } else {
+        None
+    };
     let best_dir = config.out.join("best");
     let mut learner = Classifying {
         ckpt,
@@ -567,13 +582,206 @@ pub fn train(
     let Some(state) = fit(&model, config, control, &mut learner)? else {
         return Ok(RunResult { best_dir, report: None });
     };
-    let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device)?;
+    let baseline_probe = baseline.map(|(_, summary)| {
+        let probe_value = summary.c_grid.iter().find(|g| g.c == summary.c).and_then(|g| g.validation);
+        if let (Some(p), Some(f)) = (probe_value, state.best_metric) {
+            if !metric.better(f, p) {
+                warnings.push(format!(
+                    "the frozen-encoder probe ({} features) scores {p:.3} validation {} and fine-tuning {f:.3}: \
+                     on this data `bedside train probe` does as well for a fraction of the cost",
+                    summary.features,
+                    metric.as_str()
+                ));
+            }
+        }
+        BaselineProbe {
+            features: summary.features,
+            c: summary.c,
+            metric: metric.as_str().to_string(),
+            probe_validation: probe_value,
+            fine_tuned_validation: state.best_metric,
+        }
+    });
+    let extras = ReportExtras { head_features: model.head_features(), probe: None, baseline_probe, warnings };
+    let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device, extras)?;
     Ok(RunResult { best_dir, report: Some(report) })
 }
 
-/// The frozen-encoder baseline: the features the head sees ([CLS], through the pooler if
-/// the checkpoint has one) of each training note's first window → logistic regression →
-/// the fitted weights become the classifier layer, saved and scored like a fine-tuned run.
+/// Row counts per output in the training items (classes; binary [negative, positive];
+/// multi-label positives per label).
+fn class_counts(space: &LabelSpace, items: &[Item]) -> Vec<usize> {
+    let mut counts = vec![0usize; space.labels.len()];
+    for item in items {
+        match &item.truth {
+            NoteTruth::Class(c) => counts[*c] += 1,
+            NoteTruth::Binary(b) => counts[usize::from(*b)] += 1,
+            NoteTruth::Labels(l) => l.iter().enumerate().filter(|(_, v)| **v).for_each(|(j, _)| counts[j] += 1),
+        }
+    }
+    counts
+}
+
+/// Largest over smallest class at which unweighted training is flagged.
+const IMBALANCE_RATIO: f64 = 3.0;
+/// Share of `learning_rate` below which a schedule that never gets higher is flagged.
+const LOW_PEAK_SHARE: f64 = 0.5;
+/// Fewer optimiser steps than this in a whole run is flagged.
+const FEW_STEPS: usize = 20;
+
+/// Recipe choices that quietly ruin small data: imbalanced classes trained unweighted, and
+/// schedules whose learning rate barely leaves zero. Counts and settings only, never labels
+/// or text.
+pub fn recipe_warnings(config: &TrainConfig, task: TaskKind, class_counts: &[usize], items: usize) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let unweighted = matches!(&config.class_weights, ClassWeights::Named(n) if n == "none");
+    if matches!(task, TaskKind::Classify | TaskKind::Binary) && unweighted {
+        let present = class_counts.iter().copied().filter(|&c| c > 0);
+        if let (Some(max), Some(min)) = (present.clone().max(), present.min()) {
+            if max as f64 >= IMBALANCE_RATIO * min as f64 {
+                warnings.push(format!(
+                    "the classes are imbalanced (the largest has {max} training rows, the smallest {min}) and \
+                     class weights are off: small classes may never be predicted; try --class-weights balanced"
+                ));
+            }
+        }
+    }
+    if task != TaskKind::Probe {
+        let s = schedule(config, items);
+        let peak = (0..s.total_steps).map(|step| s.lr(step)).fold(0.0, f64::max);
+        if peak < LOW_PEAK_SHARE * config.learning_rate {
+            warnings.push(format!(
+                "the learning rate never gets above {peak:.2e} ({:.0}% of {:.2e}): the warm-up ({} steps) is \
+                 longer than most of the run ({} optimiser steps); lower --warmup-ratio/--warmup-steps or train longer",
+                100.0 * peak / config.learning_rate,
+                config.learning_rate,
+                s.warmup_steps,
+                s.total_steps
+            ));
+        }
+        if s.total_steps < FEW_STEPS {
+            warnings.push(format!(
+                "the whole run is {} optimiser steps ({} epochs of {} items at batch {} × accumulation {}): \
+                 too few for the weights to move far from the base model; add epochs or lower --batch-size",
+                s.total_steps, config.epochs, items, config.batch_size, config.grad_accum
+            ));
+        }
+    }
+    warnings
+}
+
+/// The frozen encoder's head features: one row per training item, and one row per window
+/// of each validation note.
+struct FrozenFeatures {
+    train: Vec<Vec<f32>>,
+    targets: Vec<usize>,
+    val: Vec<Vec<Vec<f32>>>,
+}
+
+impl FrozenFeatures {
+    fn compute(model: &TrainableClassifier, items: &[Item], val: &NoteSet, features: HeadFeatures) -> Result<Self> {
+        let rows = |ids: &[&[u32]]| -> Result<Vec<Vec<f32>>> {
+            Ok(model.features_of(ids, features)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?)
+        };
+        let mut train = Vec::with_capacity(items.len());
+        for batch in items.chunks(EVAL_BATCH) {
+            train.extend(rows(&batch.iter().map(|i| i.ids.as_slice()).collect::<Vec<_>>())?);
+        }
+        let targets = items
+            .iter()
+            .map(|i| match i.truth {
+                NoteTruth::Class(c) => Ok(c),
+                _ => bail!("the probe fits multi-class labels only"),
+            })
+            .collect::<Result<_>>()?;
+        let flat: Vec<(usize, &[u32])> =
+            val.windows.iter().enumerate().flat_map(|(n, ws)| ws.iter().map(move |w| (n, w.as_slice()))).collect();
+        let mut per_note = vec![Vec::new(); val.len()];
+        for batch in flat.chunks(EVAL_BATCH) {
+            let ids: Vec<&[u32]> = batch.iter().map(|(_, w)| *w).collect();
+            for ((n, _), row) in batch.iter().zip(rows(&ids)?) {
+                per_note[*n].push(row);
+            }
+        }
+        Ok(FrozenFeatures { train, targets, val: per_note })
+    }
+}
+
+/// A probe's per-note probabilities: a softmax per window, windows combined by the
+/// runtime's rule, as the exported head will score them.
+fn probe_note_probs(probe: &Probe, notes: &[Vec<Vec<f32>>], aggregation: Aggregation) -> Vec<Vec<f64>> {
+    let softmax = |logits: Vec<f32>| -> Vec<f32> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f64> = logits.iter().map(|&l| ((l - max) as f64).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        e.iter().map(|v| (v / sum) as f32).collect()
+    };
+    notes
+        .iter()
+        .map(|windows| {
+            let probs: Vec<Vec<f32>> = windows.iter().map(|w| softmax(probe.logits(w))).collect();
+            aggregation.combine(&probs).into_iter().map(f64::from).collect()
+        })
+        .collect()
+}
+
+/// Fits the probe at the configured C, or at each C of [`PROBE_C_GRID`] keeping the best by
+/// `metric` on validation (the smaller C wins a tie), and says how.
+fn fit_probe(
+    frozen: &FrozenFeatures,
+    space: &LabelSpace,
+    val_notes: &NoteSet,
+    config: &TrainConfig,
+    metric: Metric,
+    features: HeadFeatures,
+) -> Result<(Probe, ProbeSummary)> {
+    let candidates: Vec<f64> = match config.probe_c {
+        ProbeC::Auto => PROBE_C_GRID.to_vec(),
+        ProbeC::Value(c) => vec![c],
+    };
+    let mut best: Option<(f64, Probe, f64)> = None;
+    let mut grid = Vec::with_capacity(candidates.len());
+    for c in candidates {
+        let options = ProbeOptions { l2: 1.0 / c, standardize: config.probe_standardize, ..Default::default() };
+        let probe = fit_multiclass(&frozen.train, &frozen.targets, space.labels.len(), &options)?;
+        let probs = probe_note_probs(&probe, &frozen.val, space.aggregation());
+        let loss = probs
+            .iter()
+            .zip(&val_notes.truth)
+            .map(|(p, t)| if let NoteTruth::Class(c) = t { -p[*c].max(1e-300).ln() } else { 0.0 })
+            .sum::<f64>()
+            / probs.len().max(1) as f64;
+        let report =
+            build_report("validation", &predictions(space, val_notes, probs), None, &report_options(config, false))?;
+        let value = metric_value(metric, &report, loss);
+        grid.push(ProbeGridPoint { c, validation: Some(value).filter(|v| v.is_finite()) });
+        if best.as_ref().is_none_or(|(_, _, b)| metric.better(value, *b)) {
+            best = Some((c, probe, value));
+        }
+    }
+    let (c, probe, _) = best.context("no C to fit the probe with")?;
+    let summary = ProbeSummary {
+        features: features.as_str().to_string(),
+        standardize: config.probe_standardize,
+        c,
+        c_auto: config.probe_c == ProbeC::Auto,
+        metric: metric.as_str().to_string(),
+        c_grid: grid,
+    };
+    Ok((probe, summary))
+}
+
+/// What a run adds to the report beyond the metrics.
+struct ReportExtras {
+    head_features: HeadFeatures,
+    probe: Option<ProbeSummary>,
+    baseline_probe: Option<BaselineProbe>,
+    warnings: Vec<String>,
+}
+
+/// The frozen-encoder baseline: the head's features (raw [CLS] by default; the mean or the
+/// pooler with `features`) of each training note's first window → logistic regression (C
+/// given, or chosen on validation) → the fitted weights become the classifier layer, saved
+/// and scored like a fine-tuned run.
 pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -> Result<RunResult> {
     config.validate()?;
     let task = TaskKind::Probe;
@@ -581,16 +789,13 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     keep_known(&space, &mut data, config);
     ensure!(!data.val.is_empty(), "the validation set is empty");
     let device = device(&config.device)?;
+    let metric = config.metric_for(task)?;
+    let features = config.features_for(task);
     let model = TrainableClassifier::new(ckpt, space.outputs(), model_options(config, task), config.seed, &device)?;
     let items = training_items(&model, &space, &data.train, LongNotes::Truncate)?;
-    let mut features: Vec<Vec<f32>> = Vec::with_capacity(items.len());
-    for batch in items.chunks(EVAL_BATCH) {
-        let ids: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
-        features.extend(model.features(&ids)?.to_device(&Device::Cpu)?.to_vec2::<f32>()?);
-    }
-    let targets: Vec<usize> = items.iter().map(|i| if let NoteTruth::Class(c) = i.truth { c } else { 0 }).collect();
-    let options = ProbeOptions { l2: config.probe_l2, ..Default::default() };
-    let probe = fit_multiclass(&features, &targets, space.labels.len(), &options)?;
+    let val_notes = NoteSet::encode(&model, &space, &data.val)?;
+    let frozen = FrozenFeatures::compute(&model, &items, &val_notes, features)?;
+    let (probe, summary) = fit_probe(&frozen, &space, &val_notes, config, metric, features)?;
     let dim = model.config().hidden_size;
     let weight = Tensor::from_vec(probe.weight.concat(), (probe.outputs(), dim), &Device::Cpu)?;
     let bias = Tensor::from_vec(probe.bias.clone(), probe.outputs(), &Device::Cpu)?;
@@ -602,7 +807,8 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     let best_dir = out.join("best");
     save_checkpoint(&model, ckpt, &serving_settings(&space, &model, config), &best_dir)?;
     let state = RunState::<HistoryPoint>::start(0);
-    let report = final_report(&best_dir, &space, &data, config, task, Metric::MacroF1, &state, &device)?;
+    let extras = ReportExtras { head_features: features, probe: Some(summary), baseline_probe: None, warnings: vec![] };
+    let report = final_report(&best_dir, &space, &data, config, task, metric, &state, &device, extras)?;
     Ok(RunResult { best_dir, report: Some(report) })
 }
 
@@ -628,6 +834,7 @@ fn final_report(
     metric: Metric,
     state: &RunState<HistoryPoint>,
     device: &Device,
+    extras: ReportExtras,
 ) -> Result<Report> {
     let best = Checkpoint::from_dir(best_dir)?;
     let model = TrainableClassifier::from_trained(&best, model_options(config, task), device)?;
@@ -650,6 +857,10 @@ fn final_report(
     report.model = config.base.clone();
     report.data = config.train.display().to_string();
     report.created_by = format!("bedside {}", env!("CARGO_PKG_VERSION"));
+    report.head_features = Some(extras.head_features.as_str().to_string());
+    report.probe = extras.probe;
+    report.baseline_probe = extras.baseline_probe;
+    report.warnings = extras.warnings;
     if let Some(serving) = &best.serving {
         let threshold = report.decision.threshold.map_or(serving.decision_threshold, |t| t as f32);
         let chosen = ServingSettings { decision_threshold: threshold, ..serving.clone() };

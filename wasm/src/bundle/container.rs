@@ -109,6 +109,8 @@ fn checksum(manifest: &str, tokenizer: &str, content: &Content, bytes: &[u8]) ->
 /// quantization asks.
 pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names: &[String]) -> Result<Vec<u8>> {
     manifest.validate()?;
+    // Whatever layout the manifest was read from, it is written in this one.
+    let manifest = &Manifest { format_version: FORMAT_VERSION, ..manifest.clone() };
     let manifest_json = serde_json::to_string(manifest).map_err(|e| Error::manifest("manifest", e.to_string()))?;
     let mut tensors: Vec<(String, Arc<QTensor>)> = Vec::new();
     let last_layer = format!("encoder.layer.{}.", manifest.config.num_hidden_layers.saturating_sub(1));
@@ -128,10 +130,21 @@ pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names
         };
         tensors.push((name.clone(), qtensor));
     }
-    let name = Value::String(manifest.base_model.clone());
+    assemble(FORMAT_VERSION, &manifest.base_model, &manifest_json, tokenizer_json, &tensors)
+}
+
+/// The GGUF bytes of a bundle in layout `format_version`, checksum patched in.
+fn assemble(
+    format_version: u32,
+    base_model: &str,
+    manifest_json: &str,
+    tokenizer_json: &str,
+    tensors: &[(String, Arc<QTensor>)],
+) -> Result<Vec<u8>> {
+    let name = Value::String(base_model.to_string());
     let arch = Value::String("bert".into());
-    let version = Value::U32(FORMAT_VERSION);
-    let manifest_value = Value::String(manifest_json.clone());
+    let version = Value::U32(format_version);
+    let manifest_value = Value::String(manifest_json.to_string());
     let tokenizer_value = Value::String(tokenizer_json.to_string());
     // Fixed-length placeholder: the real checksum is patched in place once the data exist.
     let placeholder = format!("{CHECKSUM_PREFIX}{}", "0".repeat(64));
@@ -150,7 +163,7 @@ pub fn write(manifest: &Manifest, tokenizer_json: &str, weights: &Weights, names
     let mut bytes = cursor.into_inner();
 
     let content = Content::read(&mut Cursor::new(&bytes))?;
-    let sum = checksum(&manifest_json, tokenizer_json, &content, &bytes)?;
+    let sum = checksum(manifest_json, tokenizer_json, &content, &bytes)?;
     let header_end = content.tensor_data_offset as usize;
     let at = find(&bytes[..header_end], placeholder.as_bytes())
         .ok_or_else(|| Error::BadBundle("internal: checksum placeholder not found".into()))?;
@@ -195,9 +208,7 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
         .ok_or_else(|| Error::BadBundle(format!("a GGUF file without `{KEY_FORMAT_VERSION}`: not made by Bedside")))?
         .to_u32()
         .map_err(|_| Error::manifest(KEY_FORMAT_VERSION, "is not a u32"))?;
-    if version != FORMAT_VERSION {
-        return Err(Error::BundleVersion { found: version, supported: FORMAT_VERSION });
-    }
+    super::manifest::check_version(version)?;
     // Every tensor must lie inside the file before we hash or read it.
     for (name, info) in &content.tensor_infos {
         let block = info.ggml_dtype.block_size();
@@ -233,4 +244,93 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
         weights.insert(name.clone(), Weight::Quantized(Arc::new(tensor)));
     }
     Ok(Bundle { manifest, tokenizer_json: tokenizer_json.to_string(), weights, checksum: computed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{random_weights, BertConfig, HeadFeatures};
+
+    fn tiny() -> (Manifest, Weights, String) {
+        let config = BertConfig {
+            vocab_size: 8,
+            hidden_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: 16,
+            max_position_embeddings: 16,
+            ..BertConfig::default()
+        };
+        let weights = random_weights(&config, Some(2), None, 3).unwrap();
+        let vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d"];
+        let tokenizer = crate::checkpoint::build_wordpiece_json(
+            &vocab.join("\n"),
+            true,
+            &crate::bundle::SpecialTokens::default(),
+            "[UNK]",
+        )
+        .unwrap();
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            task: crate::bundle::Task::Classification,
+            labels: vec!["x".into(), "y".into()],
+            head_outputs: 2,
+            head_features: HeadFeatures::Mean,
+            pooling: crate::pipeline::pool::Pooling::Cls,
+            normalize: false,
+            max_seq_len: 16,
+            stride: 2,
+            aggregation: crate::pipeline::aggregate::Aggregation::Mean,
+            decision_threshold: 0.5,
+            min_confidence: 0.0,
+            base_model: "tiny".into(),
+            quantization: Quantization::F32,
+            special_tokens: Default::default(),
+            config,
+            created_by: "test".into(),
+        };
+        (manifest, weights, tokenizer)
+    }
+
+    fn tensors(weights: &Weights) -> Vec<(String, Arc<QTensor>)> {
+        let mut names: Vec<String> = weights.names().cloned().collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|n| {
+                let t = compact(&weights.get_any(&n).unwrap().to_f32().unwrap()).unwrap();
+                (n, Arc::new(QTensor::quantize(&t, GgmlDType::F32).unwrap()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn head_features_round_trip_in_the_current_layout() {
+        let (manifest, weights, tokenizer) = tiny();
+        let names: Vec<String> = weights.names().cloned().collect();
+        let bundle = read(&write(&manifest, &tokenizer, &weights, &names).unwrap()).unwrap();
+        assert_eq!(bundle.manifest.format_version, FORMAT_VERSION);
+        assert_eq!(bundle.manifest.head_features, HeadFeatures::Mean);
+    }
+
+    /// A version-1 bundle has no `head_features`: it meant the pooler, and reads so.
+    #[test]
+    fn version_1_bundles_read_as_pooler_heads() {
+        let (manifest, weights, tokenizer) = tiny();
+        let mut json = serde_json::to_value(&manifest).unwrap();
+        json["format_version"] = 1.into();
+        json.as_object_mut().unwrap().remove("head_features");
+        let bytes = assemble(1, "tiny", &json.to_string(), &tokenizer, &tensors(&weights)).unwrap();
+        let bundle = read(&bytes).unwrap();
+        assert_eq!(bundle.manifest.format_version, 1);
+        assert_eq!(bundle.manifest.head_features, HeadFeatures::Pooler);
+        // A layout from the future is refused, naming both versions.
+        json["format_version"] = (FORMAT_VERSION + 1).into();
+        let future = assemble(FORMAT_VERSION + 1, "tiny", &json.to_string(), &tokenizer, &tensors(&weights)).unwrap();
+        match read(&future) {
+            Err(Error::BundleVersion { found, supported }) => assert_eq!((found, supported), (3, FORMAT_VERSION)),
+            Err(other) => panic!("expected a version error, got {other}"),
+            Ok(_) => panic!("a version-{} bundle was read", FORMAT_VERSION + 1),
+        }
+    }
 }

@@ -5,12 +5,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::BertConfig;
+use crate::model::{BertConfig, HeadFeatures};
 use crate::pipeline::aggregate::Aggregation;
 use crate::pipeline::pool::Pooling;
 
-/// The bundle layout this runtime writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The bundle layout this runtime writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout it still reads. Version 2 added `head_features`, which a version-1
+/// reader would ignore and so score a `cls`/`mean` head on the wrong features; version-1
+/// bundles (no field) read as `pooler`, which is what they computed.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -106,6 +110,11 @@ pub struct Manifest {
     pub labels: Vec<String>,
     /// Number of classifier outputs (binary: 1 sigmoid or 2 softmax). 0 for embeddings.
     pub head_outputs: usize,
+    /// What the classifier layer reads: pooler (BertForSequenceClassification), raw [CLS]
+    /// or the masked mean. Absent in version-1 bundles, which always meant `pooler`.
+    #[serde(default)]
+    pub head_features: HeadFeatures,
+    /// How embeddings are pooled (task `embedding`).
     pub pooling: Pooling,
     /// L2-normalise embeddings.
     pub normalize: bool,
@@ -126,12 +135,19 @@ pub struct Manifest {
     pub created_by: String,
 }
 
+/// Refuses a layout this runtime cannot read (newer, or older than it supports).
+pub fn check_version(found: u32) -> Result<()> {
+    if (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&found) {
+        Ok(())
+    } else {
+        Err(Error::BundleVersion { found, supported: FORMAT_VERSION })
+    }
+}
+
 impl Manifest {
     /// Checks that the fields agree with each other and with the model config.
     pub fn validate(&self) -> Result<()> {
-        if self.format_version != FORMAT_VERSION {
-            return Err(Error::BundleVersion { found: self.format_version, supported: FORMAT_VERSION });
-        }
+        check_version(self.format_version)?;
         self.config.validate()?;
         self.aggregation.validate()?;
         if self.max_seq_len > self.config.max_position_embeddings {

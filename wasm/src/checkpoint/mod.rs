@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::bundle::{Manifest, Quantization, SpecialTokens, Task, FORMAT_VERSION};
 use crate::error::{Error, Result};
-use crate::model::{BertConfig, Weights};
+use crate::model::{BertConfig, HeadFeatures, Weights};
 use crate::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use crate::pipeline::pool::Pooling;
 
@@ -52,6 +52,9 @@ pub struct ServingSettings {
     pub aggregation: Aggregation,
     pub decision_threshold: f32,
     pub min_confidence: f32,
+    /// What the classifier reads (absent: `pooler`, what runs before the field existed meant).
+    #[serde(default)]
+    pub head_features: HeadFeatures,
 }
 
 impl ServingSettings {
@@ -64,6 +67,7 @@ impl ServingSettings {
             aggregation: self.aggregation,
             decision_threshold: self.decision_threshold,
             min_confidence: self.min_confidence,
+            head_features: self.head_features,
             ..manifest
         }
     }
@@ -191,6 +195,7 @@ impl Checkpoint {
                 task,
                 labels,
                 head_outputs,
+                head_features: HeadFeatures::default(),
                 pooling: self.pooling.unwrap_or(default_pooling),
                 normalize: self.normalize,
                 max_seq_len,

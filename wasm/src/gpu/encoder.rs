@@ -13,7 +13,7 @@ use super::context::GpuContext;
 use super::kernels::{row_grid, Activation, Dispatches, Kernels, P, PARAMS_STRIDE};
 use super::upload::GpuMatrix;
 use crate::error::{Error, Result};
-use crate::model::{BertConfig, Weights};
+use crate::model::{BertConfig, HeadFeatures, Weights};
 use crate::pipeline::encode::pad;
 use crate::pipeline::pool::Pooling;
 
@@ -48,6 +48,8 @@ struct GpuLayer {
 }
 
 struct GpuHead {
+    features: HeadFeatures,
+    /// Only when the features go through it.
     pooler: Option<GpuLinear>,
     classifier: GpuLinear,
 }
@@ -100,8 +102,13 @@ fn f32s(weights: &Weights, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
 }
 
 impl GpuBert {
-    /// Uploads the encoder (and the head, when `head_outputs` is given) to `ctx`.
-    pub async fn load(ctx: GpuContext, w: &Weights, c: &BertConfig, head_outputs: Option<usize>) -> Result<Self> {
+    /// Uploads the encoder (and the head, when `head_spec` gives its outputs and features) to `ctx`.
+    pub async fn load(
+        ctx: GpuContext,
+        w: &Weights,
+        c: &BertConfig,
+        head_spec: Option<(usize, HeadFeatures)>,
+    ) -> Result<Self> {
         c.validate()?;
         if c.head_dim() > MAX_HEAD_DIM || c.max_position_embeddings > MAX_SEQ {
             return Err(Error::Gpu(format!(
@@ -112,7 +119,7 @@ impl GpuBert {
         }
         let kernels = Kernels::new(&ctx, c.max_position_embeddings).await?;
         let ctx2 = ctx.clone();
-        let parts = ctx.scoped("uploading the weights", move || Self::upload(&ctx2, w, c, head_outputs)).await??;
+        let parts = ctx.scoped("uploading the weights", move || Self::upload(&ctx2, w, c, head_spec)).await??;
         let (word_embeddings, position_embeddings, token_type_row, embedding_norm, layers, head) = parts;
         // One parameter slot per dispatch: embeddings, 7 per layer, pooling and the head.
         let slots = 1 + 7 * c.num_hidden_layers as u64 + 4;
@@ -132,7 +139,7 @@ impl GpuBert {
             embedding_norm,
             layers,
             head,
-            head_outputs: head_outputs.unwrap_or(0),
+            head_outputs: head_spec.map_or(0, |(outputs, _)| outputs),
             params,
             scratch: Mutex::new(None),
         })
@@ -143,7 +150,7 @@ impl GpuBert {
         ctx: &GpuContext,
         w: &Weights,
         c: &BertConfig,
-        head_outputs: Option<usize>,
+        head: Option<(usize, HeadFeatures)>,
     ) -> Result<(GpuMatrix, wgpu::Buffer, wgpu::Buffer, Norm, Vec<GpuLayer>, Option<GpuHead>)> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let norm = |prefix: &str| -> Result<Norm> {
@@ -190,10 +197,11 @@ impl GpuBert {
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
-        let head = match head_outputs {
+        let head = match head {
             None => None,
-            Some(n) => Some(GpuHead {
-                pooler: if w.contains("pooler.dense.weight") {
+            Some((n, features)) => Some(GpuHead {
+                features,
+                pooler: if features == HeadFeatures::Pooler && w.contains("pooler.dense.weight") {
                     Some(linear(&["pooler.dense".to_string()], h, h)?)
                 } else {
                     None
@@ -330,7 +338,10 @@ impl GpuBert {
             let pooling = match output {
                 GpuOutput::Hidden => None,
                 GpuOutput::Pooled { pooling, normalize } => Some((pooling, normalize)),
-                GpuOutput::Logits => Some((Pooling::Cls, false)),
+                GpuOutput::Logits => {
+                    let head = self.head.as_ref().ok_or_else(|| Error::Gpu("no head".into()))?;
+                    Some((head.features.pooling(), false))
+                }
             };
             if let Some((pooling, normalize)) = pooling {
                 let mode = match pooling {

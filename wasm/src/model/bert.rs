@@ -18,6 +18,7 @@ use super::packed::dense::Dense;
 use super::packed::{PackedLinear, QuantizedLinear};
 use super::weights::{Weight, Weights};
 use crate::error::Result;
+use crate::pipeline::pool::{pool, Pooling};
 
 /// Added to attention scores at padded keys. Large enough that exp() underflows to 0,
 /// small enough that adding it to any real score stays finite.
@@ -336,25 +337,75 @@ impl Bert {
     }
 }
 
-/// Sequence-classification head: optional `pooler.dense` + tanh on [CLS], then `classifier`.
-/// (BertForSequenceClassification uses the pooler; a head trained on raw [CLS] has none.)
+/// What a sequence head's classifier layer reads from the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadFeatures {
+    /// `tanh(pooler.dense · [CLS])`, as `BertForSequenceClassification` does (raw [CLS] when
+    /// the checkpoint has no pooler). What fine-tuning trains, and what bundles written
+    /// before the field existed mean.
+    #[default]
+    Pooler,
+    /// The raw [CLS] state: "CLS embeddings" in the scikit-learn sense.
+    Cls,
+    /// The mean of the token states under the attention mask.
+    Mean,
+}
+
+impl HeadFeatures {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadFeatures::Pooler => "pooler",
+            HeadFeatures::Cls => "cls",
+            HeadFeatures::Mean => "mean",
+        }
+    }
+
+    /// How token states are pooled before the (optional) pooler layer.
+    pub fn pooling(self) -> Pooling {
+        match self {
+            HeadFeatures::Mean => Pooling::Mean,
+            HeadFeatures::Pooler | HeadFeatures::Cls => Pooling::Cls,
+        }
+    }
+}
+
+impl std::str::FromStr for HeadFeatures {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "pooler" => Ok(HeadFeatures::Pooler),
+            "cls" => Ok(HeadFeatures::Cls),
+            "mean" => Ok(HeadFeatures::Mean),
+            other => Err(format!("unknown head features {other:?}: use cls, mean or pooler")),
+        }
+    }
+}
+
+/// Sequence-classification head: the [`HeadFeatures`] it reads, then `classifier`.
 #[derive(Debug, Clone)]
 pub struct SequenceHead {
+    /// Loaded only when the features go through it.
     pooler: Option<Linear>,
     classifier: Linear,
     num_outputs: usize,
+    features: HeadFeatures,
     dropout: f64,
 }
 
 impl SequenceHead {
-    pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize) -> Result<Self> {
+    pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize, features: HeadFeatures) -> Result<Self> {
         let h = config.hidden_size;
-        let pooler =
-            if w.contains("pooler.dense.weight") { Some(Linear::load(w, "pooler.dense", h, h)?) } else { None };
+        let pooler = if features == HeadFeatures::Pooler && w.contains("pooler.dense.weight") {
+            Some(Linear::load(w, "pooler.dense", h, h)?)
+        } else {
+            None
+        };
         Ok(Self {
             pooler,
             classifier: Linear::load(w, "classifier", num_outputs, h)?,
             num_outputs,
+            features,
             dropout: config.hidden_dropout_prob,
         })
     }
@@ -363,26 +414,30 @@ impl SequenceHead {
         self.num_outputs
     }
 
-    /// hidden: [batch, seq, hidden] → logits [batch, num_outputs]
-    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
-        self.forward_t(hidden, Mode::Eval)
+    pub fn head_features(&self) -> HeadFeatures {
+        self.features
+    }
+
+    /// hidden: [batch, seq, hidden], mask: [batch, seq] (1.0 for real tokens) → logits
+    /// [batch, num_outputs]
+    pub fn forward(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.forward_t(hidden, mask, Mode::Eval)
     }
 
     /// [`SequenceHead::forward`] with dropout before the classifier in training, as in
     /// `BertForSequenceClassification`.
-    pub fn forward_t(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
-        let pooled = self.features(hidden)?;
+    pub fn forward_t(&self, hidden: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        let pooled = self.features(hidden, mask)?;
         self.classifier.forward(&mode.dropout(&pooled, self.dropout)?)
     }
 
-    /// What the classifier layer sees: [CLS], through the pooler if there is one
-    /// ([batch, hidden]). A frozen-encoder probe fits its logistic regression on these, so
-    /// its weights drop in as this head's classifier.
-    pub fn features(&self, hidden: &Tensor) -> Result<Tensor> {
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?.contiguous()?;
+    /// What the classifier layer sees ([batch, hidden]). A frozen-encoder probe fits its
+    /// logistic regression on these, so its weights drop in as this head's classifier.
+    pub fn features(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let pooled = pool(hidden, mask, self.features.pooling())?.contiguous()?;
         match &self.pooler {
-            Some(p) => Ok(p.forward(&cls)?.tanh()?),
-            None => Ok(cls),
+            Some(p) => Ok(p.forward(&pooled)?.tanh()?),
+            None => Ok(pooled),
         }
     }
 }

@@ -10,7 +10,7 @@ pub mod rng;
 mod simd;
 pub mod weights;
 
-pub use bert::{Bert, SequenceHead};
+pub use bert::{Bert, HeadFeatures, SequenceHead};
 pub use config::{Activation, BertConfig};
 pub use mode::{DropoutRng, Mode};
 pub use random::random_weights;
