@@ -339,6 +339,59 @@ fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
     assert_eq!(prediction["label"], "respiratory");
 }
 
+/// The probe's options reach the report, the checkpoint and the bundle: mean features, C
+/// chosen on validation from the grid, standardised features folded into the head.
+#[test]
+fn train_probe_features_and_c_reach_the_report_and_the_bundle() {
+    let dir = temp_dir("probe-options");
+    let data = toy_training_csv(&dir);
+    let out = dir.join("run");
+    let base = fixture("tiny-safetensors");
+    let (base, data, out_s) = (base.to_str().unwrap(), data.to_str().unwrap(), out.to_str().unwrap());
+    let common = ["train", "probe", "--base", base, "--train", data, "--val-ratio", "0.2", "--max-seq-len", "32"];
+    let flags = ["--features", "mean", "--probe-c", "auto", "--probe-standardize", "--out", out_s];
+    ok(&[&common[..], &flags[..]].concat());
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["head_features"], "mean");
+    let probe = &report["probe"];
+    assert_eq!((probe["features"].as_str(), probe["standardize"].as_bool()), (Some("mean"), Some(true)));
+    assert_eq!(probe["c_auto"], true);
+    let grid = probe["c_grid"].as_array().unwrap();
+    assert_eq!(grid.len(), 7);
+    // The chosen C is the first with the best validation score.
+    let best = grid.iter().map(|g| g["validation"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let first_best = grid.iter().find(|g| g["validation"].as_f64().unwrap() == best).unwrap();
+    assert_eq!(probe["c"], first_best["c"]);
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("chosen on validation"));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("best/config.json")).unwrap()).unwrap();
+    assert_eq!(config["bedside"]["head_features"], "mean");
+
+    // The bundle reads the same features: the f32 bundle makes the run's calls on its test split.
+    let bundle = dir.join("probe.gguf");
+    let bundle_s = bundle.to_str().unwrap();
+    let parity = ok(&["export", "--model", out_s, "--quant", "f32", "--out", bundle_s, "--json"]);
+    let parity: serde_json::Value = serde_json::from_str(parity.trim()).unwrap();
+    assert_eq!(parity["decision_agreement"].as_f64(), Some(1.0), "{parity}");
+    let manifest: serde_json::Value = serde_json::from_str(&ok(&["inspect", bundle_s])).unwrap();
+    assert_eq!((manifest["head_features"].as_str(), manifest["format_version"].as_u64()), (Some("mean"), Some(2)));
+    // transformers cannot express a head on the mean, so no HF directory is written for it.
+    let hf = dir.join("hf");
+    let stderr = fails(&["export", "--model", out_s, "--out", bundle_s, "--hf-out", hf.to_str().unwrap()]);
+    assert!(stderr.contains("mean features") && stderr.contains("pooler"), "{stderr}");
+    assert!(!hf.exists());
+
+    // The default is raw [CLS]; bad values are refused naming the option.
+    let cls_out = dir.join("cls");
+    ok(&[&common[..], &["--out", cls_out.to_str().unwrap()][..]].concat());
+    let cls: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cls_out.join("report.json")).unwrap()).unwrap();
+    assert_eq!((cls["head_features"].as_str(), cls["probe"]["c"].as_f64()), (Some("cls"), Some(1.0)));
+    assert!(fails(&[&common[..], &["--out", out_s, "--features", "pooled"][..]].concat()).contains("--features"));
+    assert!(fails(&[&common[..], &["--out", out_s, "--probe-c", "0"][..]].concat()).contains("probe_c"));
+}
+
 #[test]
 fn train_reads_a_toml_config_and_flags_override_it() {
     let dir = temp_dir("config");

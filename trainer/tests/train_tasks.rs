@@ -231,3 +231,93 @@ fn scrubbing_replaces_phi_before_training_and_counts_it() {
     let all_text: String = data.train.examples.iter().map(|e| e.text.as_str()).collect();
     assert!(!all_text.contains("617-555-0123") && !all_text.contains("Quimby") && !all_text.contains("jane.doe"));
 }
+
+#[test]
+fn recipe_warnings_flag_unweighted_imbalance_and_a_learning_rate_stuck_near_zero() {
+    use bedside::train::run::recipe_warnings;
+    let base = TrainConfig { epochs: 3, batch_size: 4, ..Default::default() };
+    // 30 vs 3 rows, class weights off: flagged for classify and binary, with counts only.
+    let w = recipe_warnings(&base, TaskKind::Classify, &[30, 3], 33);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("30") && w[0].contains("balanced"), "{w:?}");
+    assert_eq!(recipe_warnings(&base, TaskKind::Binary, &[30, 3], 33).len(), 1);
+    // Balanced weights, or mild imbalance: nothing to say.
+    let balanced = TrainConfig { class_weights: ClassWeights::parse("balanced").unwrap(), ..base.clone() };
+    assert!(recipe_warnings(&balanced, TaskKind::Classify, &[30, 3], 33).is_empty());
+    assert!(recipe_warnings(&base, TaskKind::Classify, &[30, 11], 41).is_empty());
+    // A warm-up longer than the run: the learning rate never reaches half of --lr.
+    let long_warmup = TrainConfig { warmup_steps: Some(500), ..balanced.clone() };
+    let w = recipe_warnings(&long_warmup, TaskKind::Classify, &[30, 30], 60);
+    assert!(w.iter().any(|m| m.contains("warm-up") && m.contains("500")), "{w:?}");
+    // Three epochs of 8 items at batch 4: 6 optimiser steps in all.
+    let w = recipe_warnings(&balanced, TaskKind::Classify, &[4, 4], 8);
+    assert!(w.iter().any(|m| m.contains("6 optimiser steps")), "{w:?}");
+    // The probe has no schedule and no class weights.
+    assert!(recipe_warnings(&long_warmup, TaskKind::Probe, &[30, 3], 33).is_empty());
+}
+
+/// Fine-tuning fits the frozen-encoder probe on the same splits and says in the report when
+/// the probe does at least as well on validation (here: a learning rate too small to learn).
+#[test]
+fn classify_reports_the_baseline_probe_and_warns_when_it_wins() {
+    let dir = temp_dir("baseline");
+    let train_file = write(&dir, "train.csv", &binary_rows(4, false));
+    let val_file = write(&dir, "val.csv", &binary_rows(2, false));
+    let config = TrainConfig { epochs: 1, learning_rate: 1e-9, ..base_config(&dir, train_file, val_file) };
+    run(TaskKind::Classify, &config, &RunControl::default());
+    let report = report_json(&config.out);
+    let baseline = &report["baseline_probe"];
+    assert_eq!((baseline["features"].as_str(), baseline["metric"].as_str()), (Some("cls"), Some("macro_f1")));
+    let probe = baseline["probe_validation"].as_f64().unwrap();
+    let fine_tuned = baseline["fine_tuned_validation"].as_f64().unwrap();
+    assert!(probe > fine_tuned, "probe {probe} vs fine-tuned {fine_tuned}");
+    let warnings: Vec<&str> = report["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(warnings.iter().any(|w| w.contains("frozen-encoder probe")), "{warnings:?}");
+    assert_eq!(report["head_features"], "pooler");
+    assert!(std::fs::read_to_string(config.out.join("report.md")).unwrap().contains("Warning: the frozen-encoder"));
+
+    // Off when asked, and the probe's own features reach its head.
+    let config = TrainConfig { baseline_probe: false, out: dir.join("off"), ..config };
+    run(TaskKind::Classify, &config, &RunControl::default());
+    assert!(report_json(&config.out)["baseline_probe"].is_null());
+}
+
+/// Each feature kind gives its own head, recorded in the checkpoint the runtime loads.
+#[test]
+fn probe_features_reach_the_checkpoint_and_the_runtime() {
+    use bedside_runtime::model::HeadFeatures;
+    let dir = temp_dir("probe-features");
+    let train_file = write(&dir, "train.csv", &binary_rows(4, false));
+    let val_file = write(&dir, "val.csv", &binary_rows(2, false));
+    let mut heads = Vec::new();
+    for features in [HeadFeatures::Cls, HeadFeatures::Mean, HeadFeatures::Pooler] {
+        let config = TrainConfig {
+            features: Some(features),
+            out: dir.join(features.as_str()),
+            ..base_config(&dir, train_file.clone(), val_file.clone())
+        };
+        let result = run(TaskKind::Probe, &config, &RunControl::default());
+        let report = report_json(&config.out);
+        assert_eq!(report["head_features"], features.as_str());
+        assert!(report["macro_f1"].as_f64().unwrap() > 0.8, "{features:?}: {}", report["macro_f1"]);
+        let model = bedside_runtime::Model::from_checkpoint_dir(&result.best_dir).unwrap();
+        assert_eq!(model.manifest().head_features, features);
+        let p = model.classify("chest pain and cardiac murmur").unwrap();
+        assert_eq!(p.label, "yes", "{features:?}");
+        heads.push(
+            Checkpoint::from_dir(&result.best_dir)
+                .unwrap()
+                .weights
+                .get_any("classifier.weight")
+                .unwrap()
+                .to_f32()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+        );
+    }
+    assert_ne!(heads[0], heads[1]);
+    assert_ne!(heads[0], heads[2]);
+}
