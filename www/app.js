@@ -117,6 +117,15 @@ async function loadModel(source, { cacheKey, quietMissing = false } = {}) {
   }
 }
 
+/** What a classifier head reads, in words (bundles before format 2 have no field: the pooler). */
+function headFeaturesText(features = 'pooler') {
+  return {
+    pooler: 'the pooler over the [CLS] vector (as BertForSequenceClassification)',
+    cls: 'the [CLS] vector',
+    mean: 'the mean of the token vectors',
+  }[features] ?? features;
+}
+
 function showModel(m) {
   const man = m.manifest;
   const from = { network: 'downloaded', cache: "this browser's cache", file: 'a local file', bytes: 'bytes' }[m.source];
@@ -124,7 +133,9 @@ function showModel(m) {
   $('info-name').textContent = `${m.name} (${man.quantization})`;
   $('info-task').textContent = man.task;
   $('info-labels').textContent = man.labels.length ? man.labels.join(', ') : '— (embedding model)';
-  $('info-window').textContent = `${man.max_seq_len} tokens, stride ${man.stride}, ${man.pooling} pooling`;
+  const pooling = man.task === 'embedding' ? `, ${man.pooling} pooling` : '';
+  $('info-window').textContent = `${man.max_seq_len} tokens, stride ${man.stride}${pooling}`;
+  $('info-features').textContent = man.task === 'embedding' ? '— (embedding model)' : headFeaturesText(man.head_features);
   $('info-threshold').textContent = man.min_confidence > 0 ? `probability ${Number(man.min_confidence.toPrecision(4))}` : 'never (no minimum confidence)';
   $('info-size').textContent = mb(m.size);
   $('info-checksum').textContent = m.checksum ?? 'none stored';

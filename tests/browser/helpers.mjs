@@ -42,13 +42,15 @@ export function embeddingBundle(work) {
 
 /**
  * A classifier from the real MiniLM: a frozen-encoder probe (logistic regression) on the
- * committed fixture notes (4 labels, 40 notes; a few seconds), 64-token windows so long
- * notes have several, and "uncertain" below 0.6.
+ * mean of the token states (so the page and widget must compute a masked mean, not the
+ * pooler) of the committed fixture notes (4 labels, 40 notes; a few seconds), 64-token windows
+ * so long notes have several, and "uncertain" below 0.6.
  */
 export function classifierBundle(work) {
   const run = join(work, 'probe');
   cli('train', 'probe', '--base', minilmDir(), '--train', join(fixtures, 'train.csv'), '--out', run,
-    '--max-seq-len', '64', '--val-ratio', '0.2', '--test-ratio', '0', '--min-confidence', '0.6', '--probe-l2', '0.01');
+    '--max-seq-len', '64', '--val-ratio', '0.2', '--test-ratio', '0', '--min-confidence', '0.6', '--probe-c', '100',
+    '--features', 'mean');
   const out = join(work, 'notes-classifier-q8_0.gguf');
   cli('export', '--model', run, '--quant', 'q8_0', '--out', out);
   return out;

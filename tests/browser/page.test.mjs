@@ -58,6 +58,9 @@ describe('the page', () => {
     assert.match(await page.textContent('#info-verified'), /verified/);
     assert.match(await page.textContent('#backend-badge'), /Backend: (WASM \(CPU\)|WebGPU)/);
     assert.equal(await page.textContent('#info-task'), 'classification');
+    // The probe's head reads the mean of the token vectors, and the page says so.
+    assert.equal(JSON.parse(cli('inspect', classifier)).head_features, 'mean');
+    assert.equal(await page.textContent('#info-features'), 'the mean of the token vectors');
     assert.equal(await page.textContent('#isolation-badge'), 'Cross-origin isolated: yes');
     assertRelaxedBuild(assert, await page.evaluate(() => document.body.dataset.wasmBuild));
     assert.deepEqual(problems, []);

@@ -86,3 +86,29 @@ test('wasm size is reported', () => {
   console.log(`web wasm: ${(bytes / 1e6).toFixed(2)} MB`);
   assert.ok(bytes > 100_000, 'suspiciously small wasm');
 });
+
+// A probe head on the mean of the token states (not the pooler) reads the same features in
+// the wasm build as natively, windows of a long note included.
+test('probe head on mean features: wasm = native CLI', () => {
+  const run = join(work, 'probe-mean');
+  cli('train', 'probe', '--base', join(root, 'models/fixtures/tiny-safetensors'),
+    '--train', join(root, 'tests/browser/fixtures/train.csv'), '--val-ratio', '0.2', '--test-ratio', '0',
+    '--max-seq-len', '32', '--features', 'mean', '--out', run);
+  for (const quant of ['f32', 'q8_0']) {
+    const path = exportBundle(run, quant, `probe-mean-${quant}.gguf`);
+    const model = Bedside.load(readFileSync(path));
+    assert.equal(model.manifest().head_features, 'mean');
+    const notes = ['patient denies chest pain.',
+      Array(12).fill('cough and fever with shortness of breath, chest pain at night.').join(' ')];
+    const native = cli('classify', '--backend', 'cpu', '--model', path, '--json', ...notes)
+      .trim().split('\n').map(JSON.parse);
+    assert.ok(native[1].chunks.length > 1, 'long note was windowed');
+    notes.forEach((note, i) => {
+      const got = model.classify(note);
+      assert.equal(got.label, native[i].label);
+      for (const [label, p] of Object.entries(native[i].probabilities)) {
+        assert.ok(Math.abs(got.probabilities[label] - p) <= MAX_ABS_DIFF, `${quant} ${label}: ${got.probabilities[label]} vs ${p}`);
+      }
+    });
+  }
+});

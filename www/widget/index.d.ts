@@ -18,6 +18,12 @@ export interface Manifest {
   task: Task;
   labels: string[];
   head_outputs: number;
+  /**
+   * What the classifier layer reads: the pooler over [CLS] (BertForSequenceClassification),
+   * the raw [CLS] vector, or the mean of the token vectors. Format-1 bundles: always 'pooler'.
+   */
+  head_features: 'pooler' | 'cls' | 'mean';
+  /** How embeddings are pooled (task 'embedding'). */
   pooling: 'cls' | 'mean';
   normalize: boolean;
   max_seq_len: number;
