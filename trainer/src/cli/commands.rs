@@ -556,6 +556,27 @@ fn train(task: TaskKind, a: TrainArgs) -> Result<()> {
         result.best_dir.display(),
         config.out.join("report.html").display()
     );
+    if let Some(p) = r.probe.as_ref().filter(|p| p.c_auto) {
+        let grid: Vec<String> = p
+            .c_grid
+            .iter()
+            .map(|g| format!("{}: {}", g.c, g.validation.map_or("n/a".into(), |v| format!("{v:.4}"))))
+            .collect();
+        eprintln!("probe C = {} chosen on validation {} ({})", p.c, p.metric, grid.join(", "));
+    }
+    if let Some(b) = &r.baseline_probe {
+        let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+        eprintln!(
+            "frozen-encoder probe ({} features) on validation: {} {}, fine-tuned {}",
+            b.features,
+            b.metric,
+            f(b.probe_validation),
+            f(b.fine_tuned_validation)
+        );
+    }
+    for w in &r.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(())
 }
 
