@@ -181,7 +181,7 @@ fn errors_name_the_problem_and_exit_2() {
     let garbage = dir.join("garbage.gguf");
     std::fs::write(&garbage, b"this is not a model").unwrap();
     let stderr = fails(&["inspect", garbage.to_str().unwrap()]);
-    assert!(stderr.contains("garbage.gguf") && stderr.contains("magic"), "{stderr}");
+    assert!(stderr.contains("garbage.gguf") && stderr.contains("GGUF"), "{stderr}");
 
     let mut bytes = std::fs::read(&bundle).unwrap();
     bytes.truncate(bytes.len() / 3);
@@ -536,4 +536,35 @@ fn export_of_an_embedding_model_reports_parity_on_pairs() {
     let diff = parity["max_cosine_difference"].as_f64().unwrap();
     assert!(diff > 0.0 && diff < 0.05, "q8_0 vs f32 cosine difference {diff}");
     assert!(parity["spearman_f32"].is_number() && parity["spearman_bundle"].is_number(), "{parity}");
+}
+
+/// A CSV exported without its header row: the first row is a note. Every reader that looks for
+/// a column says which one is missing and how many the header has, and never prints the row.
+#[test]
+fn a_headerless_csv_is_refused_without_echoing_the_note() {
+    const SENTINEL: &str = "Jane Q Patient DOB 01/02/1950 MRN 1234567 chest pain";
+    let dir = temp_dir("headerless");
+    let notes = dir.join("notes.csv");
+    std::fs::write(&notes, format!("1,{SENTINEL},cardiac\n2,cough and fever,respiratory\n")).unwrap();
+    let notes = notes.to_str().unwrap();
+    let bundle = export(&dir, "tiny-classifier", "f32", &[]);
+    let embedder = export(&dir, "tiny-safetensors", "f32", &[]);
+    let (b, e) = (bundle.to_str().unwrap(), embedder.to_str().unwrap());
+    let out = dir.join("run");
+    let base = fixture("tiny-safetensors");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["classify", "--model", b, "--input", notes],
+        vec!["search", "--model", e, "--corpus", notes, "--query", "chest pain"],
+        vec!["train", "classify", "--base", base.to_str().unwrap(), "--train", notes, "--out", out.to_str().unwrap()],
+        vec!["eval", "--model", b, "--data", notes],
+        vec!["eval", "embed", "--model", e, "--pairs", notes],
+        vec!["inspect", notes],
+    ];
+    for args in commands {
+        let stderr = fails(&args);
+        for fragment in ["Jane", "1234567", "01/02/1950", "1,Ja"] {
+            assert!(!stderr.contains(fragment), "{args:?} printed part of the note: {stderr}");
+        }
+        assert!(stderr.contains("notes.csv"), "{args:?}: the error names the file: {stderr}");
+    }
 }

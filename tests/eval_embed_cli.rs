@@ -201,7 +201,7 @@ fn bad_inputs_name_the_file_and_line() {
             "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\": oops}\n",
             "bad.jsonl:2: invalid JSON",
         ),
-        ("cols.csv", "a,b,label\nx,y,1\n", "cols.csv: no column `text1`"),
+        ("cols.csv", "a,b,label\nx,y,1\n", "cols.csv:1: no column `text1`"),
     ];
     for (name, contents, want) in pair_cases {
         let path = write(&dir, name, contents);

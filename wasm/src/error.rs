@@ -46,8 +46,9 @@ pub enum Error {
     UnknownQuantization(String),
 
     // === Bundle ===
-    #[error("not a Bedside bundle: wrong magic {found:?}, expected \"GGUF\" (make bundles with `bedside export`)")]
-    WrongMagic { found: String },
+    /// The bytes found are not echoed: a file picked by mistake may be a note.
+    #[error("not a Bedside bundle: the file does not start with \"GGUF\" (make bundles with `bedside export`)")]
+    WrongMagic,
 
     #[error("not a Bedside bundle: {0}")]
     BadBundle(String),
@@ -125,7 +126,7 @@ impl Error {
             Error::MissingTensor { .. } => "missing_tensor",
             Error::TensorShape { .. } => "tensor_shape",
             Error::UnknownQuantization(_) => "unknown_quantization",
-            Error::WrongMagic { .. } => "bad_magic",
+            Error::WrongMagic => "bad_magic",
             Error::BadBundle(_) => "bad_bundle",
             Error::TruncatedBundle(_) => "truncated_bundle",
             Error::BundleVersion { .. } => "bundle_version",

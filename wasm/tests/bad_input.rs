@@ -52,6 +52,10 @@ fn wrong_magic() {
     let err = load_err(&bytes);
     assert_eq!(err.code(), "bad_magic");
     assert!(err.to_string().contains("GGUF"), "{err}");
+    // A note opened as a bundle by mistake: its first bytes are not echoed.
+    let err = load_err(b"Jane Q Patient, DOB 01/02/1950");
+    assert_eq!(err.code(), "bad_magic");
+    assert!(!err.to_string().contains("Jane"), "{err}");
 }
 
 #[test]

@@ -76,7 +76,10 @@ function fromCsv(name, text) {
   const header = rows[0].cells.map((h) => h.trim());
   const col = (n) => header.findIndex((h) => h.toLowerCase() === n);
   const textCol = col('text');
-  if (textCol < 0) throw new Error(`${name}:1: no column "text" (columns: ${header.join(', ')})`);
+  // The header's cells are not echoed: in a file without a header row they are a note.
+  if (textCol < 0) {
+    throw new Error(`${name}:1: no column "text" in the header row, which has ${header.length} column(s); is the first row a header?`);
+  }
   const idCol = col('id');
   const labelCol = col('label');
   return rows.slice(1).map(({ cells, line }) => {

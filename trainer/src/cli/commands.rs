@@ -370,11 +370,12 @@ fn embed(a: EmbedArgs) -> Result<()> {
 fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
+    // The header's cells are not echoed: in a file without a header row they are a note.
     let text_index = headers.iter().position(|h| h == text_col).with_context(|| {
         format!(
-            "{}: no column {text_col:?} (columns: {})",
+            "{}:1: no column {text_col:?} in the header row, which has {} column(s); is the first row a header?",
             path.display(),
-            headers.iter().collect::<Vec<_>>().join(", ")
+            headers.len()
         )
     })?;
     let id_index = headers.iter().position(|h| h == id_col);

@@ -201,8 +201,12 @@ fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
     let headers = reader.byte_headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name.as_bytes());
     let Some(text_col) = column("text") else {
-        let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).into_owned()).collect();
-        bail!("{}:1: no column \"text\" (columns: {})", path.display(), names.join(", "));
+        // The header's cells are not echoed: in a file without a header row they are a note.
+        bail!(
+            "{}:1: no column \"text\" in the header row, which has {} column(s); is the first row a header?",
+            path.display(),
+            headers.len()
+        );
     };
     let id_col = column("id");
     let mut docs = Vec::new();

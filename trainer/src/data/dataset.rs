@@ -180,8 +180,12 @@ pub enum DatasetError {
     #[error("unknown data format {name:?}: use csv, tsv or jsonl")]
     UnknownFormat { name: String },
 
-    #[error("{}: no column `{column}` in the header (columns: {})", path.display(), list(available))]
-    MissingColumn { path: PathBuf, column: String, available: Vec<String> },
+    /// The header's cells are not echoed: in a file without a header row they are a note.
+    #[error(
+        "{}:1: no column `{column}` in the header row, which has {columns} column(s); is the first row a header?",
+        path.display()
+    )]
+    MissingColumn { path: PathBuf, column: String, columns: usize },
 
     #[error("{}:{line}: cannot parse the file: {message}", path.display())]
     Parse { path: PathBuf, line: usize, message: String },
@@ -399,7 +403,7 @@ fn resolve_columns(headers: &ByteRecord, options: &LoadOptions, path: &Path) -> 
         names.iter().position(|n| n == column).ok_or_else(|| DatasetError::MissingColumn {
             path: path.into(),
             column: column.to_string(),
-            available: names.clone(),
+            columns: names.len(),
         })
     };
     Ok(Columns {
@@ -681,13 +685,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_header_column_is_an_error_naming_file_and_columns() {
+    fn missing_header_column_is_an_error_naming_file_and_column_count() {
         let path = temp_file("cols.csv", b"note,diagnosis\na,b\n");
         let err = Dataset::load(&path, &LoadOptions::default()).unwrap_err();
         std::fs::remove_file(&path).unwrap();
-        assert!(matches!(&err, DatasetError::MissingColumn { column, .. } if column == "text"));
+        assert!(matches!(&err, DatasetError::MissingColumn { column, columns: 2, .. } if column == "text"));
         let message = err.to_string();
-        assert!(message.contains("cols.csv") && message.contains("`note`, `diagnosis`"), "{message}");
+        assert!(message.contains("cols.csv:1") && message.contains("2 column(s)"), "{message}");
+        // Header cells are never echoed: without a header row they are a note.
+        assert!(!message.contains("note") && !message.contains("diagnosis"), "{message}");
     }
 
     #[test]

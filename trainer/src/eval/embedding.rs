@@ -65,8 +65,12 @@ pub enum EmbeddingEvalError {
     )]
     UnknownExtension { path: PathBuf },
 
-    #[error("{}: no column `{column}` in the header (columns: {})", path.display(), list(available))]
-    MissingColumn { path: PathBuf, column: String, available: Vec<String> },
+    /// The header's cells are not echoed: in a file without a header row they are a note.
+    #[error(
+        "{}:1: no column `{column}` in the header row, which has {columns} column(s); is the first row a header?",
+        path.display()
+    )]
+    MissingColumn { path: PathBuf, column: String, columns: usize },
 
     #[error("{}:{line}: cannot parse the file: {message}", path.display())]
     Parse { path: PathBuf, line: usize, message: String },
@@ -115,13 +119,6 @@ pub enum EmbeddingEvalError {
     // === Model ===
     #[error("embedding with {model}: {source}")]
     Model { model: String, source: bedside_runtime::Error },
-}
-
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "none".to_string();
-    }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
 }
 
 type Result<T, E = EmbeddingEvalError> = std::result::Result<T, E>;
@@ -571,7 +568,7 @@ fn read_delimited(path: &Path, bytes: &[u8], delimiter: u8, columns: &[ColumnSpe
                 return Err(EmbeddingEvalError::MissingColumn {
                     path: path.into(),
                     column: spec.names[0].clone(),
-                    available: names,
+                    columns: names.len(),
                 })
             }
             None => positions.push(None),
@@ -1549,7 +1546,7 @@ mod tests {
             ),
             ("p.csv", "text1,text2,label\na,b,yes\n", ":2: field `label`"),
             ("p.csv", "text1,text2,label\na,b\n", ":2: cannot parse the file: row has 2 fields, the header has 3"),
-            ("p.csv", "text1,text2\na,b\n", "no column `label` in the header (columns: `text1`, `text2`)"),
+            ("p.csv", "text1,text2\na,b\n", ":1: no column `label` in the header row, which has 2 column(s)"),
             ("p.csv", "text1,text2,label\n", "no rows"),
             ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\":\"a\",", ":2: invalid JSON"),
             ("p.jsonl", "[1,2]\n", ":1: invalid JSON: the line is not a JSON object"),

@@ -198,7 +198,7 @@ pub fn read(bytes: &[u8]) -> Result<Bundle> {
         return Err(Error::TruncatedBundle(format!("{} bytes is too short for a bundle", bytes.len())));
     }
     if &bytes[..4] != GGUF_MAGIC {
-        return Err(Error::WrongMagic { found: String::from_utf8_lossy(&bytes[..4]).into_owned() });
+        return Err(Error::WrongMagic);
     }
     let mut reader = Cursor::new(bytes);
     let content = Content::read(&mut reader).map_err(|e| Error::TruncatedBundle(format!("header: {e}")))?;

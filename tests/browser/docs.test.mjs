@@ -1,0 +1,21 @@
+// The page's and the widget's table reader (www/widget/docs.js) in plain Node: a CSV exported
+// without its header row has a note as its first row, and the error must not repeat it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseDocuments } from '../../www/widget/docs.js';
+
+test('a header-less CSV is refused naming the column count, never the first row', () => {
+  const note = 'Jane Q Patient DOB 01/02/1950 MRN 1234567 chest pain';
+  assert.throws(
+    () => parseDocuments('notes.csv', `1,${note},cardiac\n2,cough,respiratory\n`),
+    (e) => {
+      assert.match(e.message, /^notes\.csv:1: no column "text" in the header row, which has 3 column\(s\)/);
+      for (const fragment of ['Jane', '1234567', '01/02/1950']) assert.ok(!e.message.includes(fragment), e.message);
+      return true;
+    },
+  );
+  // With its header the same rows read.
+  const docs = parseDocuments('notes.csv', `id,text,label\n1,${note},cardiac\n`);
+  assert.equal(docs.length, 1);
+  assert.equal(docs[0].text, note);
+});
