@@ -190,6 +190,11 @@ impl NoteSet {
         self.truth.is_empty()
     }
 
+    /// Every window of every note, with the index of its note, in order.
+    fn flat_windows(&self) -> Vec<(usize, &[u32])> {
+        self.windows.iter().enumerate().flat_map(|(n, ws)| ws.iter().map(move |w| (n, w.as_slice()))).collect()
+    }
+
     fn report_truth(&self, space: &LabelSpace) -> Truth {
         match space.report_task() {
             ReportTask::Multiclass => {
@@ -302,8 +307,7 @@ impl Objective {
 /// Per-note probabilities (rows as the report expects) and the mean window loss.
 pub fn evaluate(model: &TrainableClassifier, space: &LabelSpace, notes: &NoteSet) -> Result<(Vec<Vec<f64>>, f64)> {
     let plain = Objective { class_weights: None, pos_weight: None };
-    let flat: Vec<(usize, &[u32])> =
-        notes.windows.iter().enumerate().flat_map(|(n, ws)| ws.iter().map(move |w| (n, w.as_slice()))).collect();
+    let flat = notes.flat_windows();
     let mut window_probs: Vec<Vec<Vec<f32>>> = vec![Vec::new(); notes.len()];
     let mut loss_sum = 0f64;
     for batch in flat.chunks(EVAL_BATCH) {
@@ -582,8 +586,7 @@ pub fn train(
     let Some(state) = fit(&model, config, control, &mut learner)? else {
         return Ok(RunResult { best_dir, report: None });
     };
-    let baseline_probe = baseline.map(|(_, summary)| {
-        let probe_value = summary.c_grid.iter().find(|g| g.c == summary.c).and_then(|g| g.validation);
+    let baseline_probe = baseline.map(|(_, summary, probe_value)| {
         if let (Some(p), Some(f)) = (probe_value, state.best_metric) {
             if !metric.better(f, p) {
                 warnings.push(format!(
@@ -693,8 +696,7 @@ impl FrozenFeatures {
                 _ => bail!("the probe fits multi-class labels only"),
             })
             .collect::<Result<_>>()?;
-        let flat: Vec<(usize, &[u32])> =
-            val.windows.iter().enumerate().flat_map(|(n, ws)| ws.iter().map(move |w| (n, w.as_slice()))).collect();
+        let flat = val.flat_windows();
         let mut per_note = vec![Vec::new(); val.len()];
         for batch in flat.chunks(EVAL_BATCH) {
             let ids: Vec<&[u32]> = batch.iter().map(|(_, w)| *w).collect();
@@ -725,7 +727,8 @@ fn probe_note_probs(probe: &Probe, notes: &[Vec<Vec<f32>>], aggregation: Aggrega
 }
 
 /// Fits the probe at the configured C, or at each C of [`PROBE_C_GRID`] keeping the best by
-/// `metric` on validation (the smaller C wins a tie), and says how.
+/// `metric` on validation (the smaller C wins a tie), and says how; with the chosen fit's
+/// validation value (None where the metric is undefined).
 fn fit_probe(
     frozen: &FrozenFeatures,
     space: &LabelSpace,
@@ -733,7 +736,7 @@ fn fit_probe(
     config: &TrainConfig,
     metric: Metric,
     features: HeadFeatures,
-) -> Result<(Probe, ProbeSummary)> {
+) -> Result<(Probe, ProbeSummary, Option<f64>)> {
     let candidates: Vec<f64> = match config.probe_c {
         ProbeC::Auto => PROBE_C_GRID.to_vec(),
         ProbeC::Value(c) => vec![c],
@@ -758,7 +761,7 @@ fn fit_probe(
             best = Some((c, probe, value));
         }
     }
-    let (c, probe, _) = best.context("no C to fit the probe with")?;
+    let (c, probe, value) = best.context("no C to fit the probe with")?;
     let summary = ProbeSummary {
         features: features.as_str().to_string(),
         standardize: config.probe_standardize,
@@ -767,7 +770,7 @@ fn fit_probe(
         metric: metric.as_str().to_string(),
         c_grid: grid,
     };
-    Ok((probe, summary))
+    Ok((probe, summary, Some(value).filter(|v| v.is_finite())))
 }
 
 /// What a run adds to the report beyond the metrics.
@@ -795,7 +798,7 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     let items = training_items(&model, &space, &data.train, LongNotes::Truncate)?;
     let val_notes = NoteSet::encode(&model, &space, &data.val)?;
     let frozen = FrozenFeatures::compute(&model, &items, &val_notes, features)?;
-    let (probe, summary) = fit_probe(&frozen, &space, &val_notes, config, metric, features)?;
+    let (probe, summary, _) = fit_probe(&frozen, &space, &val_notes, config, metric, features)?;
     let dim = model.config().hidden_size;
     let weight = Tensor::from_vec(probe.weight.concat(), (probe.outputs(), dim), &Device::Cpu)?;
     let bias = Tensor::from_vec(probe.bias.clone(), probe.outputs(), &Device::Cpu)?;
