@@ -568,3 +568,69 @@ fn a_headerless_csv_is_refused_without_echoing_the_note() {
         assert!(stderr.contains("notes.csv"), "{args:?}: the error names the file: {stderr}");
     }
 }
+
+/// The sentinel sweep: one made-up patient line placed where a hostile or careless export puts
+/// it (an id, a label, a text, a value of the wrong type, a file that is not a bundle), through
+/// every command that reads it, on error paths and on paths that succeed with row problems. It
+/// must appear nowhere in stdout, stderr or the files a command writes.
+#[test]
+fn a_sentinel_note_never_reaches_output_logs_or_reports() {
+    const SENTINEL: &str = "Jane Q Patient DOB 01/02/1950 MRN 1234567";
+    let dir = temp_dir("sentinel");
+    let write = |name: &str, contents: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let bundle = export(&dir, "tiny-classifier", "f32", &[]);
+    let embedder = export(&dir, "tiny-safetensors", "f32", &[]);
+    let (b, e) = (bundle.to_str().unwrap(), embedder.to_str().unwrap());
+    let dup_corpus = write(
+        "corpus.jsonl",
+        format!("{{\"id\": \"{SENTINEL}\", \"text\": \"chest pain\"}}\n{{\"id\": \"{SENTINEL}\", \"text\": \"cough\"}}\n"),
+    );
+    let dup_csv = write("corpus.csv", format!("id,text\n{SENTINEL},chest pain\n{SENTINEL},cough\n"));
+    let typed_pairs = write("pairs.jsonl", format!("{{\"text1\": \"a\", \"text2\": \"b\", \"label\": \"{SENTINEL}\"}}\n"));
+    let csv_pairs = write("pairs.csv", format!("text1,text2,label\nchest pain,heart,{SENTINEL}\n"));
+    let unseen = write("unseen.csv", format!("text,label\nchest pain,cardiology\ncough,{SENTINEL}\nwheeze,respiratory\n"));
+    let clean = write("train.csv", "text,label\nchest pain,cardiology\ncough,respiratory\nwheeze,respiratory\nheart,cardiology\n".into());
+    let empty_text = write("empty.csv", format!("id,text\n{SENTINEL},   \n"));
+    let not_a_bundle = write("note.gguf", format!("{SENTINEL} presented with chest pain\n"));
+    let run = dir.join("run");
+    let base = fixture("tiny-safetensors");
+    let eval_out = dir.join("eval-out");
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["search", "--model", e, "--corpus", &dup_corpus, "--query", "chest pain"],
+        vec!["search", "--model", e, "--corpus", &dup_csv, "--query", "chest pain"],
+        vec!["eval", "embed", "--model", e, "--pairs", &typed_pairs],
+        vec!["eval", "embed", "--model", e, "--pairs", &csv_pairs],
+        vec!["eval", "--model", b, "--data", &unseen, "--out", eval_out.to_str().unwrap()],
+        vec!["classify", "--model", b, "--input", &empty_text],
+        vec!["classify", "--model", &not_a_bundle, "chest pain"],
+        vec!["inspect", &not_a_bundle],
+        vec!["export", "--model", &not_a_bundle, "--out", "/dev/null"],
+        vec!["train", "classify", "--base", base.to_str().unwrap(), "--train", &clean, "--val", &unseen, "--epochs", "1", "--out", run.to_str().unwrap()],
+        vec!["--expect-checksum", SENTINEL, "inspect", b],
+    ];
+    for args in &commands {
+        let output = bedside(args);
+        let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        for fragment in ["Jane", "1234567", "01/02/1950"] {
+            assert!(!text.contains(fragment), "{args:?} printed part of the sentinel: {text}");
+        }
+    }
+    // Reports and run files: every file any command wrote.
+    let mut files = vec![dir.clone()];
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if !path.to_str().unwrap().ends_with(".csv") && !path.to_str().unwrap().ends_with(".jsonl") && !path.ends_with("note.gguf") {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(7).any(|w| w == b"1234567"),
+                "{} holds part of the sentinel",
+                path.display()
+            );
+        }
+    }
+}

@@ -130,7 +130,7 @@ function showModel(m) {
   const man = m.manifest;
   const from = { network: 'downloaded', cache: "this browser's cache", file: 'a local file', bytes: 'bytes' }[m.source];
   $('model-status').textContent = `Model ready: read in ${ms(m.timings.readMs)}, loaded in ${ms(m.timings.loadMs)}.`;
-  $('info-name').textContent = `${m.name} (${man.quantization})`;
+  $('info-name').textContent = `${m.name} (${man.quantization})${m.nameVerified ? '' : ' — name not covered by the checksum (bundle format ' + m.formatVersion + '; re-export to verify it)'}`;
   $('info-task').textContent = man.task;
   $('info-labels').textContent = man.labels.length ? man.labels.join(', ') : '— (embedding model)';
   const pooling = man.task === 'embedding' ? `, ${man.pooling} pooling` : '';
@@ -138,9 +138,10 @@ function showModel(m) {
   $('info-features').textContent = man.task === 'embedding' ? '— (embedding model)' : headFeaturesText(man.head_features);
   $('info-threshold').textContent = man.min_confidence > 0 ? `probability ${Number(man.min_confidence.toPrecision(4))}` : 'never (no minimum confidence)';
   $('info-size').textContent = mb(m.size);
-  $('info-checksum').textContent = m.checksum ?? 'none stored';
-  $('info-verified').textContent = '✓ verified by the runtime';
-  $('info-verified').title = 'The runtime recomputed the SHA-256 over the manifest, tokenizer, tensor table and all tensor data and it matched the stored checksum.';
+  $('info-checksum').textContent = m.checksum;
+  $('info-verified').textContent = m.nameVerified ? '✓ verified by the runtime: every metadata field, the tensor table and all tensor data'
+    : '✓ verified by the runtime: manifest, tokenizer, tensor table and tensor data (not the name)';
+  $('info-verified').title = 'The runtime recomputed this SHA-256 over the bundle and it matched the checksum stored in it. It shows the file is intact and unchanged since export, not who made it: compare it with the checksum the model\'s maker published, or pin it (load(url, { integrity })).';
   $('info-source').textContent = from;
   show($('model-info'), true);
   const badge = $('backend-badge');

@@ -2,7 +2,7 @@
 // without its header row has a note as its first row, and the error must not repeat it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDocuments } from '../../www/widget/docs.js';
+import { parseDocuments, parseCsv, resultsCsv } from '../../www/widget/docs.js';
 
 test('a header-less CSV is refused naming the column count, never the first row', () => {
   const note = 'Jane Q Patient DOB 01/02/1950 MRN 1234567 chest pain';
@@ -18,4 +18,18 @@ test('a header-less CSV is refused naming the column count, never the first row'
   const docs = parseDocuments('notes.csv', `id,text,label\n1,${note},cardiac\n`);
   assert.equal(docs.length, 1);
   assert.equal(docs[0].text, note);
+});
+
+test('results CSVs neutralise cells that a spreadsheet would run as formulas', () => {
+  const result = (label, score) => ({ label, score, uncertain: false, labels: null, probabilities: { [label]: score }, chunks: [], ms: 1 });
+  const csv = resultsCsv(['=HYPERLINK("http://x")'], [
+    { id: '@SUM(A1)', result: result('=HYPERLINK("http://x")', 0.9) },
+    { id: '+1', result: result('=HYPERLINK("http://x")', -0.5) },
+  ]);
+  const cells = parseCsv(csv).flatMap((row) => row.cells);
+  for (const cell of cells) if (Number.isNaN(Number(cell))) assert.doesNotMatch(cell, /^[=+\-@]/, `a cell starts like a formula: ${cell}`);
+  // The text is kept behind the quote mark, and numbers stay numbers.
+  assert.ok(cells.includes("'@SUM(A1)"));
+  assert.ok(cells.includes('\'=HYPERLINK("http://x")'));
+  assert.ok(csv.includes(',-0.5,'));
 });

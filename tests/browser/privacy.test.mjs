@@ -31,7 +31,7 @@ const secrets = [...new Set([...NOTES, ...DOCS, QUERY, ...COMPARE].flatMap((t) =
 
 // The files the page may ask for.
 const ALLOWED = new Set(['/', '/style.css', '/app.js', '/favicon.svg', '/model.gguf', '/widget/core.js', '/widget/docs.js',
-  '/widget/gguf.js', '/widget/worker.js', '/widget/wasm-build.js', '/pkg/bedside_runtime.js', '/pkg/bedside_runtime_bg.wasm',
+  '/widget/worker.js', '/widget/wasm-build.js', '/pkg/bedside_runtime.js', '/pkg/bedside_runtime_bg.wasm',
   '/pkg/bedside_runtime_relaxed_bg.wasm']);
 
 let server, foreign, browser, context, page, problems;

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
+use crate::bundle::Pin;
 use crate::error::Error;
 use crate::gpu::Backend;
 use crate::model::QuantizedMatmul;
@@ -38,10 +39,19 @@ pub struct Bedside {
 
 #[wasm_bindgen]
 impl Bedside {
-    /// Loads bundle bytes onto the CPU (wasm) path, synchronously (verifies the checksum first).
+    /// Loads bundle bytes onto the CPU (wasm) path, synchronously (verifies the checksum first;
+    /// `integrity` as in `create`).
     #[wasm_bindgen(js_name = load)]
-    pub fn load(bytes: &[u8]) -> Result<Bedside, JsValue> {
-        Ok(Bedside { model: Rc::new(Model::load(bytes).map_err(js_error)?) })
+    pub fn load(bytes: &[u8], integrity: Option<String>) -> Result<Bedside, JsValue> {
+        let pin = integrity.as_deref().map(Pin::parse).transpose().map_err(js_error)?;
+        let model = crate::runtime::block_on(Model::load_pinned(
+            bytes,
+            Backend::Cpu,
+            QuantizedMatmul::default(),
+            pin.as_ref(),
+        ))
+        .map_err(js_error)?;
+        Ok(Bedside { model: Rc::new(model) })
     }
 
     /// Loads bundle bytes onto `backend`: "auto" (default: WebGPU when the browser has a
@@ -50,18 +60,30 @@ impl Bedside {
     /// path runs q8_0/q4_0 weights: "integer" (8-bit activations; the simd128 build's default),
     /// "relaxed" (the relaxed-SIMD build's default: q8_0 activations in 7 bits) or "dequantized"
     /// (f32, the reference numerics that the WebGPU path also computes).
+    /// `integrity` pins the bundle: "sha256-<base64>" (as Subresource Integrity writes it) or
+    /// "sha256:<hex>" (as `bedside export` prints it); any other bundle is refused with code
+    /// `integrity_mismatch` before its tensors are built.
     pub async fn create(
         bytes: Vec<u8>,
         backend: Option<String>,
         quantized_matmul: Option<String>,
+        integrity: Option<String>,
     ) -> Result<Bedside, JsValue> {
         let backend: Backend = backend.as_deref().unwrap_or("auto").parse().map_err(js_error)?;
         let matmul = match quantized_matmul.as_deref() {
             Some(kind) => kind.parse().map_err(js_error)?,
             None => QuantizedMatmul::default(),
         };
-        let model = Model::load_with(&bytes, backend, matmul).await.map_err(js_error)?;
+        let pin = integrity.as_deref().map(Pin::parse).transpose().map_err(js_error)?;
+        let model = Model::load_pinned(&bytes, backend, matmul, pin.as_ref()).await.map_err(js_error)?;
         Ok(Bedside { model: Rc::new(model) })
+    }
+
+    /// `{checksum, name, coverage, format_version}` of the loaded bundle: the checksum the
+    /// runtime recomputed, and whether it covers `name` ("all_metadata_and_tensors") or only
+    /// manifest, tokenizer and tensors ("manifest_tokenizer_tensors", bundles before format 3).
+    pub fn provenance(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.model.provenance())
     }
 
     /// "webgpu" or "cpu": where the encoder runs now (a lost GPU switches it to "cpu").

@@ -68,6 +68,12 @@ pub enum Error {
     #[error("bundle checksum mismatch: stored {stored}, computed {computed}; the file is damaged, download or export it again")]
     Checksum { stored: String, computed: String },
 
+    #[error("bundle pin: {0}")]
+    Pin(String),
+
+    #[error("bundle refused: its checksum is {found}, but this page or command is pinned to {expected}")]
+    PinMismatch { expected: String, found: String },
+
     // === Tokenize / window ===
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -132,6 +138,8 @@ impl Error {
             Error::BundleVersion { .. } => "bundle_version",
             Error::Manifest { .. } => "manifest",
             Error::Checksum { .. } => "checksum_mismatch",
+            Error::Pin(_) => "bad_pin",
+            Error::PinMismatch { .. } => "integrity_mismatch",
             Error::Tokenizer(_) => "tokenizer",
             Error::EmptyText { .. } => "empty_text",
             Error::Window(_) => "window",

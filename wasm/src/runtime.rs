@@ -84,6 +84,20 @@ pub struct Model {
     gpu: Arc<Mutex<Option<Arc<GpuBert>>>>,
     /// Why the model is not (or no longer) on WebGPU, when it was asked to be.
     backend_note: Arc<Mutex<Option<String>>>,
+    /// Set when loaded from bundle bytes.
+    provenance: Option<Provenance>,
+}
+
+/// What a bundle says about itself, after its checksum was verified.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Provenance {
+    /// "sha256:…", recomputed by the runtime and equal to the stored one.
+    pub checksum: String,
+    /// `general.name`.
+    pub name: String,
+    /// Whether the checksum covers `name` (format 3 on) or only manifest, tokenizer and tensors.
+    pub coverage: bundle::ChecksumCoverage,
+    pub format_version: u32,
 }
 
 /// Runs a runtime future to completion on the calling thread. Natively that may wait for
@@ -110,8 +124,7 @@ pub fn block_on<T>(future: impl Future<Output = Result<T>>) -> Result<T> {
 impl Model {
     /// Loads a bundle (the bytes of a `.gguf` file made by `bedside export`).
     pub fn load(bytes: &[u8]) -> Result<Self> {
-        let bundle = bundle::read(bytes)?;
-        Self::from_parts(bundle.manifest, &bundle.tokenizer_json, &bundle.weights)
+        block_on(Self::load_pinned(bytes, Backend::Cpu, QuantizedMatmul::default(), None))
     }
 
     /// Loads a bundle and puts its encoder on `backend` (see [`Model::from_parts_on`]).
@@ -123,9 +136,31 @@ impl Model {
     /// integer kernels (the default, fast) or dequantized f32 (the reference numerics, which
     /// the WebGPU backend also computes).
     pub async fn load_with(bytes: &[u8], backend: Backend, quantized_matmul: QuantizedMatmul) -> Result<Self> {
-        let mut bundle = bundle::read(bytes)?;
+        Self::load_pinned(bytes, backend, quantized_matmul, None).await
+    }
+
+    /// [`Model::load_with`], refusing any bundle whose checksum is not `pin`.
+    pub async fn load_pinned(
+        bytes: &[u8],
+        backend: Backend,
+        quantized_matmul: QuantizedMatmul,
+        pin: Option<&bundle::Pin>,
+    ) -> Result<Self> {
+        let mut bundle = bundle::read_pinned(bytes, pin)?;
         bundle.weights.set_quantized_matmul(quantized_matmul);
-        Self::from_parts_on(bundle.manifest, &bundle.tokenizer_json, &bundle.weights, backend).await
+        let mut model = Self::from_parts_on(bundle.manifest, &bundle.tokenizer_json, &bundle.weights, backend).await?;
+        model.provenance = Some(Provenance {
+            checksum: bundle.checksum,
+            name: bundle.name,
+            coverage: bundle.coverage,
+            format_version: model.manifest.format_version,
+        });
+        Ok(model)
+    }
+
+    /// The verified checksum and name of the bundle this model was loaded from.
+    pub fn provenance(&self) -> Option<&Provenance> {
+        self.provenance.as_ref()
     }
 
     /// Loads a Hugging Face checkpoint directory (f32) onto `backend`.
@@ -197,6 +232,17 @@ impl Model {
             Task::Embedding => None,
             _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs, manifest.head_features)?),
         };
+        // A bundle holds exactly the tensors its model reads (export writes `used_names`):
+        // anything else is payload the checksum would vouch for but nothing checks.
+        if weights.source_kind() == "bundle" {
+            let unused = weights.unused_names();
+            if let Some(first) = unused.first() {
+                return Err(Error::BadBundle(format!(
+                    "{} tensor(s) the model does not read, e.g. `{first}`",
+                    unused.len()
+                )));
+            }
+        }
         let window = WindowSpec::new(manifest.max_seq_len, manifest.stride)?;
         #[allow(clippy::arc_with_non_send_sync)] // see `from_parts_on`
         Ok(Self {
@@ -207,6 +253,7 @@ impl Model {
             window,
             gpu: Arc::new(Mutex::new(None)),
             backend_note: Arc::new(Mutex::new(None)),
+            provenance: None,
         })
     }
 

@@ -3,7 +3,6 @@
 //
 // Bundles come from a URL, a File/Blob or bytes; URLs (and files given a `cacheKey`) are
 // kept in the Cache API so the next visit loads without downloading.
-import { readMetadata } from './gguf.js';
 
 export { parseDocuments, parseCsv, resultsCsv, topChunk, byteToCharIndex } from './docs.js';
 
@@ -84,10 +83,14 @@ export class BedsideModel {
     this.backendNote = info.backendNote ?? null;
     /** The wasm build the worker runs: "relaxed-simd" (Chrome/Edge) or "simd128". */
     this.wasmBuild = info.wasmBuild ?? null;
-    /** The checksum stored in the bundle ("sha256:…"), verified by the runtime at load. */
+    /** The bundle's checksum ("sha256:…"), recomputed by the runtime at load and equal to the stored one. */
     this.checksum = info.checksum;
     /** `general.name` of the bundle. */
     this.name = info.name;
+    /** Whether the checksum covers `name` (bundle format 3 on); older bundles' names are unverified. */
+    this.nameVerified = info.nameVerified;
+    /** The bundle's layout version. */
+    this.formatVersion = info.formatVersion;
     this.size = info.size;
     /** "network", "cache" or "bytes": where the bytes came from. */
     this.source = info.source;
@@ -171,21 +174,22 @@ export const similarity = (a, b) => needModel().similarity(a, b);
  * Loads a bundle in a new worker and makes it the current model.
  * @param {string|URL|Blob|ArrayBuffer|Uint8Array} source a URL (same origin), a File/Blob,
  *   bytes, or a key from `cachedBundles()` ("cache:…")
- * @param {{backend?: 'auto'|'webgpu'|'cpu'|'wasm', onProgress?: Function, cache?: boolean, cacheKey?: string}} options
+ * @param {{backend?: 'auto'|'webgpu'|'cpu'|'wasm', onProgress?: Function, cache?: boolean, cacheKey?: string, integrity?: string}} options
+ *   `integrity` pins the bundle ("sha256-<base64>" as Subresource Integrity writes it, or the
+ *   "sha256:<hex>" that `bedside export` prints): any other bundle is refused with code
+ *   `integrity_mismatch`, whether it came from the network, the cache or a file.
  */
-export async function load(source, { backend = 'auto', onProgress, cache = true, cacheKey } = {}) {
+export async function load(source, { backend = 'auto', onProgress, cache = true, cacheKey, integrity } = {}) {
   const started = performance.now();
   const { bytes, from, save } = await readSource(source, { onProgress, cache, cacheKey });
   const readMs = performance.now() - started;
   const size = bytes.byteLength;
-  let meta, info, client;
+  let info, client;
   try {
-    // Names and the stored checksum, read before the bytes move to the worker.
-    meta = readMetadata(bytes);
     onProgress?.({ phase: 'load', loaded: size, total: size, progress: 100 });
     client = new WorkerClient();
     const buffer = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
-    info = await client.call('load', { bytes: buffer, backend }, { transfer: [buffer] });
+    info = await client.call('load', { bytes: buffer, backend, integrity }, { transfer: [buffer] });
   } catch (e) {
     client?.terminate();
     // A downloaded or cached copy that is refused is dropped, so the next try downloads again.
@@ -195,8 +199,9 @@ export async function load(source, { backend = 'auto', onProgress, cache = true,
   }
   await save?.();
   const model = new BedsideModel(client, {
-    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, wasmBuild: info.wasmBuild, checksum: meta['bedside.checksum'] ?? null,
-    name: meta['general.name'] ?? info.manifest.base_model, size, source: from,
+    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, wasmBuild: info.wasmBuild, checksum: info.provenance.checksum,
+    name: info.provenance.name || info.manifest.base_model, nameVerified: info.provenance.coverage === 'all_metadata_and_tensors',
+    formatVersion: info.provenance.format_version, size, source: from,
     timings: { readMs, loadMs: info.ms },
   });
   // The previous model keeps running (an element may use it) until it is disposed.

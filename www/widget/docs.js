@@ -114,8 +114,13 @@ function fromJsonl(name, text) {
   return docs;
 }
 
+// A text cell that starts like a formula (`= + - @`, or a tab/CR that some spreadsheets skip
+// before one) is prefixed with `'`, as OWASP advises against CSV injection: labels come from
+// the bundle and ids from the user's file, and a spreadsheet must show them, not run them.
+// Numbers stay numbers (a negative score is not a formula).
 function csvCell(value) {
-  const s = value === undefined || value === null ? '' : String(value);
+  let s = value === undefined || value === null ? '' : String(value);
+  if (typeof value !== 'number' && /^[=+\-@\t\r]/.test(s)) s = `'${s}`;
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 

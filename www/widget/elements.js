@@ -3,6 +3,7 @@
 // them and no inline style sheet is needed under a strict CSP), results as DOM events.
 //
 //   <bedside-classifier src="/model.gguf" backend="auto" text="optional note"></bedside-classifier>
+//   (`integrity="sha256-…"` pins the bundle, as on a <script> tag)
 //   <bedside-search src="/model.gguf" k="5" documents="/docs.jsonl"></bedside-search>
 //
 // Events (bubbling, composed): bedside-progress {phase, loaded, total, progress},
@@ -13,10 +14,10 @@ import { load, parseDocuments, topChunk, byteToCharIndex } from './core.js';
 // Elements with the same bundle and backend share one model (one worker).
 const models = new Map();
 
-function sharedModel(src, backend, onProgress) {
-  const key = `${backend}|${new URL(src, location.href).href}`;
+function sharedModel(src, backend, integrity, onProgress) {
+  const key = `${backend}|${integrity ?? ''}|${new URL(src, location.href).href}`;
   if (!models.has(key)) {
-    const promise = load(src, { backend, onProgress });
+    const promise = load(src, { backend, onProgress, integrity: integrity ?? undefined });
     promise.catch(() => models.delete(key)); // a failed load can be retried
     models.set(key, promise);
   }
@@ -50,7 +51,7 @@ class BedsideElement extends HTMLElementBase {
     const src = this.getAttribute('src');
     if (!src) throw Object.assign(new Error('set the src attribute to a bundle URL'), { code: 'no_model' });
     const backend = this.getAttribute('backend') || 'auto';
-    const model = await sharedModel(src, backend, (p) => {
+    const model = await sharedModel(src, backend, this.getAttribute('integrity'), (p) => {
       this.status.textContent = `Loading model… ${p.total ? Math.round((100 * p.loaded) / p.total) + '%' : ''}`;
       this.emit('bedside-progress', p);
     });
@@ -69,7 +70,7 @@ export class BedsideClassifierElement extends BedsideElement {
     if (this.built) return;
     this.built = true;
     const id = `bedside-note-${++uid}`;
-    this.input = el('textarea', { id, className: 'bedside-input', rows: 5, value: this.getAttribute('text') ?? '' });
+    this.input = el('textarea', { id, className: 'bedside-input', rows: 5, spellcheck: false, autocomplete: 'off', value: this.getAttribute('text') ?? '' });
     this.button = el('button', { type: 'button', className: 'bedside-button', textContent: this.getAttribute('button-label') || 'Classify' });
     this.status = el('p', { className: 'bedside-status', role: 'status' });
     this.output = el('div', { className: 'bedside-output' });
@@ -139,7 +140,7 @@ export class BedsideSearchElement extends BedsideElement {
     this.docs = children.map((c, i) => ({ id: c.dataset.id ?? String(i + 1), text: c.textContent.trim() }));
     for (const c of children) c.remove();
     const id = `bedside-query-${++uid}`;
-    this.input = el('input', { id, type: 'search', className: 'bedside-input', value: this.getAttribute('query') ?? '' });
+    this.input = el('input', { id, type: 'search', className: 'bedside-input', spellcheck: false, autocomplete: 'off', value: this.getAttribute('query') ?? '' });
     this.button = el('button', { type: 'button', className: 'bedside-button', textContent: 'Search' });
     this.status = el('p', { className: 'bedside-status', role: 'status' });
     this.output = el('ol', { className: 'bedside-results' });

@@ -91,6 +91,9 @@ export interface LoadOptions {
   cache?: boolean;
   /** Cache a File/Blob under this name; load("cache:" + name) later. */
   cacheKey?: string;
+  /** Pins the bundle: "sha256-<base64>" (Subresource Integrity's form) or "sha256:<hex>" (what
+   * `bedside export` prints). Any other bundle is refused (code `integrity_mismatch`). */
+  integrity?: string;
 }
 
 export declare class BedsideModel {
@@ -100,9 +103,14 @@ export declare class BedsideModel {
   readonly backendNote: string | null;
   /** The wasm build the worker runs: relaxed SIMD (Chrome/Edge 114+) or plain SIMD. */
   readonly wasmBuild: 'relaxed-simd' | 'simd128' | null;
-  /** "sha256:…" as stored in the bundle; the runtime verified it at load. */
-  readonly checksum: string | null;
+  /** "sha256:…", recomputed by the runtime at load and equal to the one stored in the bundle. */
+  readonly checksum: string;
+  /** `general.name` of the bundle (its base model when empty). */
   readonly name: string;
+  /** Whether the checksum covers `name`: true from bundle format 3 on. */
+  readonly nameVerified: boolean;
+  /** The bundle's layout version. */
+  readonly formatVersion: number;
   readonly size: number;
   readonly source: 'network' | 'cache' | 'file' | 'bytes';
   readonly timings: { readMs: number; loadMs: number };

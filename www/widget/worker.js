@@ -44,7 +44,7 @@ function checkCancelled() {
 const BATCH = 8;
 
 const ops = {
-  async load({ bytes, backend: wanted = 'auto' }) {
+  async load({ bytes, backend: wanted = 'auto', integrity = null }) {
     ready ??= init({ module_or_path: wasmUrl(wasmBuild) });
     await ready;
     index?.free();
@@ -55,17 +55,17 @@ const ops = {
     const data = new Uint8Array(bytes);
     if (hasAsyncApi()) {
       const choice = wanted === 'wasm' ? 'cpu' : wanted;
-      model = await Bedside.create(data, choice);
+      model = await Bedside.create(data, choice, undefined, integrity ?? undefined);
       backend = model.backend ?? 'cpu';
     } else {
       // This build has only the CPU (wasm) backend, whatever was asked for.
-      model = Bedside.load(data);
+      model = Bedside.load(data, integrity ?? undefined);
       backend = 'cpu';
     }
     // Why WebGPU was not used although asked for (WebGPU build only).
     const backendNote = typeof model.backendNote === 'string' ? model.backendNote
       : !hasAsyncApi() && wanted === 'webgpu' ? 'this build of the runtime has no WebGPU backend' : null;
-    return { manifest: model.manifest(), backend, backendNote, wasmBuild, ms: performance.now() - started };
+    return { manifest: model.manifest(), provenance: model.provenance(), backend, backendNote, wasmBuild, ms: performance.now() - started };
   },
 
   async classify({ text }) {

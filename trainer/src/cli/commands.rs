@@ -2,9 +2,10 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use anyhow::{bail, Context, Result};
-use bedside_runtime::bundle::{self, Manifest, Quantization, Task};
+use bedside_runtime::bundle::{self, Manifest, Pin, Quantization, Task};
 use bedside_runtime::checkpoint::{Checkpoint, LoadOptions};
 use bedside_runtime::model::{HeadFeatures, Weights};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
@@ -27,7 +28,22 @@ const PARITY_PROBES: &[&str] = &[
     "Fièvre à 39,2 °C depuis 3 jours, toux sèche.",
 ];
 
+/// `--expect-checksum`, parsed once per process: every bundle this command loads must match.
+static PIN: OnceLock<Option<Pin>> = OnceLock::new();
+
+fn pin() -> Option<&'static Pin> {
+    PIN.get().and_then(Option::as_ref)
+}
+
+/// A bundle file's parts, verified, and pinned when `--expect-checksum` says so.
+fn read_bundle(path: &Path, bytes: &[u8]) -> Result<bundle::Bundle> {
+    bundle::read_pinned(bytes, pin()).with_context(|| format!("loading bundle {}", path.display()))
+}
+
 pub fn run(cli: Cli) -> Result<()> {
+    let pin = cli.expect_checksum.as_deref().map(Pin::parse).transpose().context("--expect-checksum")?;
+    // A second `run` in one process (tests) keeps the first pin; only the CLI calls this.
+    let _ = PIN.set(pin);
     match cli.command {
         Command::Train(TrainCommand::Classify(args)) => train(TaskKind::Classify, args),
         Command::Train(TrainCommand::Binary(args)) => train(TaskKind::Binary, args),
@@ -68,13 +84,16 @@ fn resolve_model_path(path: &Path) -> std::path::PathBuf {
 
 fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
     let path = &resolve_model_path(path);
+    if path.is_dir() && pin().is_some() {
+        bail!("--expect-checksum pins a bundle, but {} is a checkpoint directory", path.display());
+    }
     if path.is_dir() {
         let checkpoint = Checkpoint::from_dir_with(path, options)?;
         let manifest = checkpoint.default_manifest(Quantization::F32)?;
         Ok(Source { manifest, tokenizer_json: checkpoint.tokenizer_json, weights: checkpoint.weights })
     } else {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let b = bundle::read(&bytes).with_context(|| format!("loading bundle {}", path.display()))?;
+        let b = read_bundle(path, &bytes)?;
         Ok(Source { manifest: b.manifest, tokenizer_json: b.tokenizer_json, weights: b.weights })
     }
 }
@@ -217,6 +236,12 @@ fn export(a: ExportArgs) -> Result<()> {
         probes.len(),
         min_cos
     );
+    if let Some(p) = exported.provenance() {
+        // Both spellings of one digest: --expect-checksum takes the first, a page's
+        // load(url, { integrity }) either.
+        let pin = Pin::parse(&p.checksum)?;
+        eprintln!("checksum {} (integrity \"{}\")", p.checksum, pin.to_integrity());
+    }
     if let Some(hf_out) = &a.hf_out {
         write_hf_dir(&resolve_model_path(&a.model), hf_out)?;
     }
@@ -677,8 +702,10 @@ fn eval(a: EvalArgs) -> Result<()> {
 
 fn inspect(a: InspectArgs) -> Result<()> {
     let bytes = std::fs::read(&a.bundle).with_context(|| format!("reading {}", a.bundle.display()))?;
-    let b = bundle::read(&bytes).with_context(|| format!("loading bundle {}", a.bundle.display()))?;
+    let b = read_bundle(&a.bundle, &bytes)?;
     let mut value = serde_json::to_value(&b.manifest)?;
+    value["name"] = serde_json::Value::String(b.name);
+    value["checksum_covers"] = serde_json::to_value(b.coverage)?;
     value["checksum"] = serde_json::Value::String(b.checksum);
     value["size_bytes"] = serde_json::Value::from(bytes.len());
     value["tensors"] = serde_json::Value::from(b.weights.names().count());

@@ -20,6 +20,11 @@ pub use commands::run;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Refuse any bundle whose checksum is not this one, like Subresource Integrity:
+    /// "sha256:<hex>" as `export` and `inspect` print it, or "sha256-<base64>". Applies to
+    /// every command that loads a bundle; a checkpoint directory is refused while it is set.
+    #[arg(long, global = true, value_name = "CHECKSUM")]
+    pub expect_checksum: Option<String>,
 }
 
 // Parsed once per process: the size of the training variant does not matter.

@@ -136,7 +136,8 @@ pub fn read_corpus(path: &Path) -> Result<Vec<Doc>> {
     let mut first_line = std::collections::HashMap::new();
     for doc in &docs {
         if let Some(line) = first_line.insert(doc.id.as_str(), doc.line) {
-            bail!("{}:{}: duplicate id {:?} (first on line {line})", path.display(), doc.line, doc.id);
+            // The id itself is not repeated: it is a cell value (it may be a record number).
+            bail!("{}:{}: duplicate id (first on line {line})", path.display(), doc.line);
         }
     }
     Ok(docs)

@@ -255,12 +255,13 @@ impl Dataset {
         self.examples = kept;
         let moved = unseen.len();
         self.problems.extend(unseen.into_iter().map(|e| {
-            let missing: Vec<String> = e.labels.into_iter().filter(|l| !known.contains(l.as_str())).collect();
+            // Counted, not named: a report or log must not carry cell values.
+            let missing = e.labels.iter().filter(|l| !known.contains(l.as_str())).count();
             RowProblem {
                 file: file.into(),
                 line: e.line,
                 kind: ProblemKind::UnseenLabel,
-                message: format!("label not in the training set: {}", list(&missing)),
+                message: format!("{missing} label(s) not in the training set"),
             }
         }));
         moved
@@ -850,7 +851,7 @@ mod tests {
         assert_eq!(kept, [2, 3]);
         let found: Vec<(ProblemKind, usize)> = dataset.problems.iter().map(|p| (p.kind, p.line)).collect();
         assert_eq!(found, [(ProblemKind::UnseenLabel, 4), (ProblemKind::UnseenLabel, 5)]);
-        assert_eq!(dataset.problems[1].message, "label not in the training set: `z`");
+        assert_eq!(dataset.problems[1].message, "1 label(s) not in the training set");
         assert_eq!(dataset.problems[1].file, Path::new("val.csv"));
     }
 

@@ -82,14 +82,15 @@ pub enum EmbeddingEvalError {
     #[error("{}:{line}: field `{field}`: {message}", path.display())]
     Field { path: PathBuf, line: usize, field: String, message: String },
 
-    #[error("{}:{line}: field `{field}`: duplicate id {id:?} (first on line {first_line})", path.display())]
+    // Ids are cell values (they may be record numbers): errors name lines, never ids.
+    #[error("{}:{line}: field `{field}`: duplicate id (first on line {first_line})", path.display())]
     DuplicateId { path: PathBuf, line: usize, field: String, id: String, first_line: usize },
 
-    #[error("{}:{line}: field `{field}`: unknown id {id:?}: not in {}", path.display(), known_in.display())]
+    #[error("{}:{line}: field `{field}`: an id that is not in {}", path.display(), known_in.display())]
     UnknownId { path: PathBuf, line: usize, field: String, id: String, known_in: PathBuf },
 
     #[error(
-        "{}:{line}: query {query_id:?} and document {doc_id:?} are judged twice (first on line {first_line})",
+        "{}:{line}: the same query and document are judged twice (first on line {first_line})",
         path.display()
     )]
     DuplicateJudgement { path: PathBuf, line: usize, query_id: String, doc_id: String, first_line: usize },
@@ -104,10 +105,10 @@ pub enum EmbeddingEvalError {
     #[error("{what}: value {value} at index {index} is not a finite number")]
     NotFinite { what: &'static str, index: usize, value: f64 },
 
-    #[error("retrieval: query {query_id:?} got {got} scores for {expected} documents")]
+    #[error("retrieval: a query got {got} scores for {expected} documents")]
     ScoreRow { query_id: String, expected: usize, got: usize },
 
-    #[error("retrieval: judgement for {which} id {id:?}, which is not in the {which} list")]
+    #[error("retrieval: a judgement names a {which} id that is not in the {which} list")]
     UnknownJudgedId { which: &'static str, id: String },
 
     #[error("retrieval: no query has a relevant document (a judgement with score > 0)")]
@@ -1601,13 +1602,13 @@ mod tests {
         assert_eq!(load_retrieval_set(&queries, &corpus, &binary, &options).unwrap().relevance, Relevance::Binary);
 
         let cases = [
-            ("e1.tsv", "query_id\tdoc_id\nq1\td1\nq9\td2\n", ":3: field `query_id`: unknown id \"q9\": not in"),
-            ("e2.tsv", "query_id\tdoc_id\nq1\td7\n", ":2: field `doc_id`: unknown id \"d7\""),
+            ("e1.tsv", "query_id\tdoc_id\nq1\td1\nq9\td2\n", ":3: field `query_id`: an id that is not in"),
+            ("e2.tsv", "query_id\tdoc_id\nq1\td7\n", ":2: field `doc_id`: an id that is not in"),
             ("e3.tsv", "query_id\tdoc_id\tscore\nq1\td1\t-1\n", ":2: field `score`: must be a number >= 0"),
             (
                 "e4.tsv",
                 "query_id\tdoc_id\nq1\td1\nq1\td1\n",
-                ":3: query \"q1\" and document \"d1\" are judged twice (first on line 2)",
+                ":3: the same query and document are judged twice (first on line 2)",
             ),
             ("e5.tsv", "query_id\tdoc_id\n\td1\n", ":2: field `query_id`: empty id"),
         ];

@@ -97,7 +97,7 @@ impl LabelSpace {
     }
 
     fn index(&self, label: &str) -> Result<usize> {
-        self.labels.iter().position(|l| l == label).with_context(|| format!("label {label:?} not in the label set"))
+        self.labels.iter().position(|l| l == label).context("a label is not in the label set")
     }
 
     pub fn truth(&self, example: &Example) -> Result<NoteTruth> {

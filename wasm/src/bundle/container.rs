@@ -5,27 +5,30 @@
 //! sizes in crafted files. The checksum covers the manifest, the tokenizer, the tensor
 //! table and the tensor data; it is checked before any tensor is built. Spec: models/BUNDLE.md.
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use candle_core::quantized::gguf_file::{self, Content, Value};
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
+use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
 use sha2::{Digest, Sha256};
 
+use super::gguf::{self, Header, TensorEntry};
 use super::manifest::{Manifest, Quantization, FORMAT_VERSION};
 use crate::error::{Error, Result};
 use crate::model::{Weight, Weights};
 
+pub const KEY_NAME: &str = "general.name";
 pub const KEY_FORMAT_VERSION: &str = "bedside.format_version";
 pub const KEY_MANIFEST: &str = "bedside.manifest";
 pub const KEY_TOKENIZER: &str = "bedside.tokenizer";
 pub const KEY_CHECKSUM: &str = "bedside.checksum";
 const CHECKSUM_PREFIX: &str = "sha256:";
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
-/// Domain separator, so a bundle checksum never equals a hash of some other byte string.
-const CHECKSUM_DOMAIN: &[u8] = b"bedside-bundle-v1\0";
+/// Domain separators, so a bundle checksum never equals a hash of some other byte string.
+const CHECKSUM_DOMAIN_V1: &[u8] = b"bedside-bundle-v1\0";
+const CHECKSUM_DOMAIN_V3: &[u8] = b"bedside-bundle-v3\0";
 
 /// A bundle's parts, as read from bytes.
 pub struct Bundle {
@@ -33,6 +36,9 @@ pub struct Bundle {
     pub tokenizer_json: String,
     pub weights: Weights,
     pub checksum: String,
+    /// `general.name`; verified by the checksum only where `coverage` says so.
+    pub name: String,
+    pub coverage: ChecksumCoverage,
 }
 
 /// Tensors that stay f32 whatever the quantization: 1-D parameters, the position and
@@ -72,36 +78,77 @@ fn storage_type(name: &str, dims: &[usize], quant: Quantization, last_layer: &st
     }
 }
 
-fn checksum(manifest: &str, tokenizer: &str, content: &Content, bytes: &[u8]) -> Result<String> {
-    let mut h = Sha256::new();
-    h.update(CHECKSUM_DOMAIN);
-    for part in [manifest.as_bytes(), tokenizer.as_bytes()] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part);
+/// What a bundle's checksum covers, by layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumCoverage {
+    /// Layouts 1 and 2: manifest, tokenizer, tensor table and tensor data. `general.name`
+    /// and any other metadata key could be changed without the checksum noticing.
+    ManifestTokenizerTensors,
+    /// Layout 3 on: every metadata key and value but the checksum itself, the tensor table
+    /// and the tensor data.
+    AllMetadataAndTensors,
+}
+
+impl ChecksumCoverage {
+    pub fn of_version(version: u32) -> Self {
+        if version >= 3 {
+            ChecksumCoverage::AllMetadataAndTensors
+        } else {
+            ChecksumCoverage::ManifestTokenizerTensors
+        }
     }
-    let table: BTreeMap<&String, _> = content.tensor_infos.iter().collect();
-    for (name, info) in table {
-        h.update((name.len() as u64).to_le_bytes());
-        h.update(name.as_bytes());
-        h.update(format!("{:?}", info.ggml_dtype).as_bytes());
-        for d in info.shape.dims() {
+}
+
+fn checksum(header: &Header<'_>, bytes: &[u8], coverage: ChecksumCoverage) -> Result<String> {
+    let mut h = Sha256::new();
+    match coverage {
+        ChecksumCoverage::ManifestTokenizerTensors => {
+            h.update(CHECKSUM_DOMAIN_V1);
+            for key in [KEY_MANIFEST, KEY_TOKENIZER] {
+                let part = metadata_string(header, key)?.as_bytes();
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+        }
+        ChecksumCoverage::AllMetadataAndTensors => {
+            h.update(CHECKSUM_DOMAIN_V3);
+            // Sorted by key: the order a writer happens to use is not meaningful.
+            let mut entries: Vec<_> = header.metadata.iter().filter(|m| m.key != KEY_CHECKSUM).collect();
+            entries.sort_by_key(|m| m.key);
+            h.update((entries.len() as u64).to_le_bytes());
+            for m in entries {
+                h.update((m.key.len() as u64).to_le_bytes());
+                h.update(m.key.as_bytes());
+                h.update(m.kind.to_le_bytes());
+                h.update((m.raw.len() as u64).to_le_bytes());
+                h.update(m.raw);
+            }
+        }
+    }
+    let mut table: Vec<&TensorEntry> = header.tensors.iter().collect();
+    table.sort_by(|a, b| a.name.cmp(&b.name));
+    for info in table {
+        h.update((info.name.len() as u64).to_le_bytes());
+        h.update(info.name.as_bytes());
+        h.update(format!("{:?}", info.dtype).as_bytes());
+        // Outermost first, as candle's shape (which layouts 1 and 2 hashed) has them.
+        for d in &info.dims {
             h.update((*d as u64).to_le_bytes());
         }
         h.update(info.offset.to_le_bytes());
     }
-    let start = usize::try_from(content.tensor_data_offset)
-        .map_err(|_| Error::TruncatedBundle("tensor data offset out of range".into()))?;
-    let data = bytes
-        .get(start..)
-        .ok_or_else(|| Error::TruncatedBundle(format!("file ends before the tensor data at byte {start}")))?;
-    h.update(data);
-    let digest = h.finalize();
+    h.update(bytes.get(header.data_offset..).unwrap_or_default());
+    Ok(hex_checksum(&h.finalize()))
+}
+
+fn hex_checksum(digest: &[u8]) -> String {
     let mut out = String::with_capacity(CHECKSUM_PREFIX.len() + 64);
     out.push_str(CHECKSUM_PREFIX);
     for b in digest {
         out.push_str(&format!("{b:02x}"));
     }
-    Ok(out)
+    out
 }
 
 /// Serialises a model into bundle bytes: the tensors named in `names` (canonical names,
@@ -149,10 +196,11 @@ fn assemble(
     // Fixed-length placeholder: the real checksum is patched in place once the data exist.
     let placeholder = format!("{CHECKSUM_PREFIX}{}", "0".repeat(64));
     let checksum_value = Value::String(placeholder.clone());
+    // The layout version first, so a reader meets it before anything else it must interpret.
     let metadata: Vec<(&str, &Value)> = vec![
-        ("general.architecture", &arch),
-        ("general.name", &name),
         (KEY_FORMAT_VERSION, &version),
+        ("general.architecture", &arch),
+        (KEY_NAME, &name),
         (KEY_MANIFEST, &manifest_value),
         (KEY_TOKENIZER, &tokenizer_value),
         (KEY_CHECKSUM, &checksum_value),
@@ -162,9 +210,9 @@ fn assemble(
     gguf_file::write(&mut cursor, &metadata, &tensor_refs)?;
     let mut bytes = cursor.into_inner();
 
-    let content = Content::read(&mut Cursor::new(&bytes))?;
-    let sum = checksum(manifest_json, tokenizer_json, &content, &bytes)?;
-    let header_end = content.tensor_data_offset as usize;
+    let header = gguf::read_header(&bytes, |_| Ok(()))?;
+    let sum = checksum(&header, &bytes, ChecksumCoverage::of_version(format_version))?;
+    let header_end = header.data_offset;
     let at = find(&bytes[..header_end], placeholder.as_bytes())
         .ok_or_else(|| Error::BadBundle("internal: checksum placeholder not found".into()))?;
     bytes[at..at + sum.len()].copy_from_slice(sum.as_bytes());
@@ -182,68 +230,129 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn metadata_string<'a>(content: &'a Content, key: &str) -> Result<&'a str> {
-    content
-        .metadata
+fn metadata_string<'a>(header: &Header<'a>, key: &str) -> Result<&'a str> {
+    header
         .get(key)
         .ok_or_else(|| Error::manifest(key, "missing"))?
-        .to_string()
-        .map(String::as_str)
-        .map_err(|_| Error::manifest(key, "is not a string"))
+        .as_str()
+        .ok_or_else(|| Error::manifest(key, "is not a UTF-8 string"))
 }
 
 /// Parses and verifies bundle bytes.
 pub fn read(bytes: &[u8]) -> Result<Bundle> {
+    read_pinned(bytes, None)
+}
+
+/// As [`read`], and refuses any bundle whose checksum is not `pin` (integrity pinning, like
+/// Subresource Integrity): checked after the checksum is verified, before any tensor is built.
+pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
     if bytes.len() < GGUF_MAGIC.len() {
         return Err(Error::TruncatedBundle(format!("{} bytes is too short for a bundle", bytes.len())));
     }
     if &bytes[..4] != GGUF_MAGIC {
         return Err(Error::WrongMagic);
     }
-    let mut reader = Cursor::new(bytes);
-    let content = Content::read(&mut reader).map_err(|e| Error::TruncatedBundle(format!("header: {e}")))?;
-    let version = content
-        .metadata
-        .get(KEY_FORMAT_VERSION)
-        .ok_or_else(|| Error::BadBundle(format!("a GGUF file without `{KEY_FORMAT_VERSION}`: not made by Bedside")))?
-        .to_u32()
-        .map_err(|_| Error::manifest(KEY_FORMAT_VERSION, "is not a u32"))?;
-    super::manifest::check_version(version)?;
-    // Every tensor must lie inside the file before we hash or read it.
-    for (name, info) in &content.tensor_infos {
-        let block = info.ggml_dtype.block_size();
-        // Crafted dims can overflow a product: checked, never wrapped.
-        let elems = info.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
-        let size = elems
-            .filter(|e| e % block == 0)
-            .and_then(|e| (e / block).checked_mul(info.ggml_dtype.type_size()))
-            .ok_or_else(|| {
-                Error::BadBundle(format!("tensor `{name}` has an impossible shape {:?}", info.shape.dims()))
-            })?;
-        let end = content.tensor_data_offset.saturating_add(info.offset).saturating_add(size as u64);
-        if end > bytes.len() as u64 {
-            return Err(Error::TruncatedBundle(format!(
-                "tensor `{name}` ends at byte {end}, but the file has {} bytes",
-                bytes.len()
-            )));
-        }
-    }
-    let manifest_json = metadata_string(&content, KEY_MANIFEST)?;
-    let tokenizer_json = metadata_string(&content, KEY_TOKENIZER)?;
-    let stored = metadata_string(&content, KEY_CHECKSUM)?;
-    let computed = checksum(manifest_json, tokenizer_json, &content, bytes)?;
+    let mut version = 0;
+    // The layout version is checked as soon as the metadata is read, before the tensor table.
+    let header = gguf::read_header(bytes, |metadata| {
+        version = metadata
+            .iter()
+            .find(|m| m.key == KEY_FORMAT_VERSION)
+            .ok_or_else(|| Error::BadBundle(format!("a GGUF file without `{KEY_FORMAT_VERSION}`: not made by Bedside")))?
+            .as_u32()
+            .ok_or_else(|| Error::manifest(KEY_FORMAT_VERSION, "is not a u32"))?;
+        super::manifest::check_version(version)
+    })?;
+    let manifest_json = metadata_string(&header, KEY_MANIFEST)?;
+    let tokenizer_json = metadata_string(&header, KEY_TOKENIZER)?;
+    let stored = metadata_string(&header, KEY_CHECKSUM)?;
+    let coverage = ChecksumCoverage::of_version(version);
+    let computed = checksum(&header, bytes, coverage)?;
     if stored != computed {
         return Err(Error::Checksum { stored: stored.to_string(), computed });
     }
+    if let Some(pin) = pin {
+        pin.check(&computed)?;
+    }
     let manifest: Manifest =
         serde_json::from_str(manifest_json).map_err(|e| Error::manifest(KEY_MANIFEST, e.to_string()))?;
-    manifest.validate()?;
-    let mut weights = Weights::new("bundle");
-    for name in content.tensor_infos.keys() {
-        let tensor = content.tensor(&mut reader, name, &Device::Cpu)?;
-        weights.insert(name.clone(), Weight::Quantized(Arc::new(tensor)));
+    if manifest.format_version != version {
+        return Err(Error::manifest(
+            "format_version",
+            format!("the manifest says {} but the file says {version}", manifest.format_version),
+        ));
     }
-    Ok(Bundle { manifest, tokenizer_json: tokenizer_json.to_string(), weights, checksum: computed })
+    manifest.validate()?;
+    let name = header.get(KEY_NAME).and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    let mut weights = Weights::new("bundle");
+    for t in &header.tensors {
+        // Copied into 8-byte-aligned storage: candle reinterprets the bytes as f32/f16/blocks.
+        let raw = header.tensor_bytes(bytes, t);
+        let mut aligned = vec![0u64; raw.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..raw.len()].copy_from_slice(raw);
+        let data = &bytemuck::cast_slice::<u64, u8>(&aligned)[..raw.len()];
+        let tensor = qtensor_from_ggml(t.dtype, data, t.dims.clone(), &Device::Cpu)?;
+        weights.insert(t.name.clone(), Weight::Quantized(Arc::new(tensor)));
+    }
+    Ok(Bundle {
+        manifest,
+        tokenizer_json: tokenizer_json.to_string(),
+        weights,
+        checksum: computed,
+        name,
+        coverage,
+    })
+}
+
+/// An expected bundle checksum: `sha256:<64 hex digits>` as `bedside export` and `inspect`
+/// print it, or the same digest as Subresource Integrity writes it, `sha256-<base64>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    digest: [u8; 32],
+}
+
+impl Pin {
+    pub fn parse(text: &str) -> Result<Pin> {
+        let bad = || {
+            Error::Pin(format!(
+                "expected `sha256:` and 64 hex digits, or `sha256-` and 44 base64 characters; got {} characters",
+                text.chars().count()
+            ))
+        };
+        let text = text.trim();
+        let bytes: Vec<u8> = if let Some(hex) = text.strip_prefix(CHECKSUM_PREFIX) {
+            if hex.len() != 64 {
+                return Err(bad());
+            }
+            (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect::<Result<_>>()?
+        } else if let Some(b64) = text.strip_prefix("sha256-") {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?
+        } else {
+            return Err(bad());
+        };
+        Ok(Pin { digest: bytes.try_into().map_err(|_| bad())? })
+    }
+
+    /// The pin as `sha256:<hex>`, the form checksums are printed in.
+    pub fn to_checksum(&self) -> String {
+        hex_checksum(&self.digest)
+    }
+
+    /// The same digest as Subresource Integrity writes it.
+    pub fn to_integrity(&self) -> String {
+        use base64::Engine;
+        format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(self.digest))
+    }
+
+    fn check(&self, computed: &str) -> Result<()> {
+        let expected = self.to_checksum();
+        if computed == expected {
+            Ok(())
+        } else {
+            Err(Error::PinMismatch { expected, found: computed.to_string() })
+        }
+    }
 }
 
 #[cfg(test)]

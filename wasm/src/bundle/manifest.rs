@@ -10,10 +10,12 @@ use crate::pipeline::aggregate::Aggregation;
 use crate::pipeline::pool::Pooling;
 
 /// The bundle layout this runtime writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest layout it still reads. Version 2 added `head_features`, which a version-1
 /// reader would ignore and so score a `cls`/`mean` head on the wrong features; version-1
-/// bundles (no field) read as `pooler`, which is what they computed.
+/// bundles (no field) read as `pooler`, which is what they computed. Version 3 extended the
+/// checksum to every metadata key (`general.name` included); older bundles still load, and
+/// say that their name is not covered (`ChecksumCoverage`).
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

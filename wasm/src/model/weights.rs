@@ -196,6 +196,19 @@ impl Weights {
         self.used.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
+    /// Names never fetched by `get`/`get_any`, sorted.
+    pub fn unused_names(&self) -> Vec<String> {
+        let used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unused: Vec<String> = self.tensors.keys().filter(|n| !used.contains(*n)).cloned().collect();
+        unused.sort();
+        unused
+    }
+
+    /// Where the tensors came from: "bundle", "checkpoint", "training" ….
+    pub fn source_kind(&self) -> &'static str {
+        self.source_kind
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &String> {
         self.tensors.keys()
     }
