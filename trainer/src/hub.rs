@@ -422,15 +422,22 @@ impl Hub {
                 request = request.set("Authorization", &format!("Bearer {token}"));
             }
             let response = request.call().map_err(|e| self.failure(file, e))?;
-            let location = response.header("location").filter(|_| (300..400).contains(&response.status()));
             // A relative redirect stays on the hub (a renamed repo); an absolute one leads
             // to the CDN and carries the file's headers.
-            match location {
-                Some(location) if location.starts_with('/') && hops < MAX_REDIRECTS => {
-                    url = format!("{}{location}", origin(&url));
+            let next = match response.header("location") {
+                Some(location)
+                    if (300..400).contains(&response.status()) && location.starts_with('/') && hops < MAX_REDIRECTS =>
+                {
+                    Some(format!("{}{location}", origin(&url)))
+                }
+                _ => None,
+            };
+            match next {
+                Some(next) => {
+                    url = next;
                     hops += 1;
                 }
-                _ => break response,
+                None => break response,
             }
         };
         let remote = self.remote(file, &response)?;
@@ -505,29 +512,40 @@ impl Hub {
         Ok(Remote { commit: commit.to_ascii_lowercase(), sha256: lfs.then(|| etag.clone()), etag, size })
     }
 
-    /// `path` lies in the cache directory, also after symlinks (its parent must exist).
-    fn check_inside(&self, file: &str, path: &Path) -> Result<(), HubError> {
-        let outside = || HubError::OutsideCache {
+    fn outside(&self, file: &str, path: &Path) -> HubError {
+        HubError::OutsideCache {
             repo: self.repo_id.clone(),
             file: file.to_string(),
             path: path.to_path_buf(),
             cache: self.cache_dir.clone(),
-        };
-        let relative = path.strip_prefix(&self.cache_dir).map_err(|_| outside())?;
-        if !relative.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(outside());
         }
-        let cache = self.cache_dir.canonicalize().map_err(|_| outside())?;
-        let parent = path.parent().and_then(|p| p.canonicalize().ok()).ok_or_else(outside)?;
+    }
+
+    /// `path` is the cache directory joined with plain names only.
+    fn check_names_inside(&self, file: &str, path: &Path) -> Result<(), HubError> {
+        let relative = path.strip_prefix(&self.cache_dir).map_err(|_| self.outside(file, path))?;
+        if relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            Ok(())
+        } else {
+            Err(self.outside(file, path))
+        }
+    }
+
+    /// `path` lies in the cache directory, also after symlinks (its parent must exist).
+    fn check_inside(&self, file: &str, path: &Path) -> Result<(), HubError> {
+        self.check_names_inside(file, path)?;
+        let cache = self.cache_dir.canonicalize().map_err(|_| self.outside(file, path))?;
+        let parent = path.parent().and_then(|p| p.canonicalize().ok()).ok_or_else(|| self.outside(file, path))?;
         if !parent.starts_with(&cache) {
-            return Err(outside());
+            return Err(self.outside(file, path));
         }
         Ok(())
     }
 
+    /// Creates `dir` in the cache: its names are checked before (nothing is created outside),
+    /// the real path after (a symlink in the cache could lead out).
     fn create_dir(&self, file: &str, dir: &Path) -> Result<(), HubError> {
-        // Checked before and after: before, so nothing is created outside; after, for symlinks.
-        self.check_inside(file, &dir.join("x")).or_else(|e| if dir.exists() { Err(e) } else { Ok(()) })?;
+        self.check_names_inside(file, dir)?;
         std::fs::create_dir_all(dir)
             .map_err(|e| self.download_error(file, format!("creating {}: {e}", dir.display())))?;
         self.check_inside(file, &dir.join("x"))

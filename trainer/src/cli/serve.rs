@@ -484,10 +484,12 @@ fn answer(site: &Site, port: u16, head: &[u8]) -> (Response, bool) {
     else {
         return (Response::status(400), false);
     };
-    let header = |name: &str| request.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name));
+    let headers: &[httparse::Header] = request.headers;
+    let values = |name: &str| -> Vec<&[u8]> {
+        headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value).collect()
+    };
     // A page elsewhere that rebinds its own host name to 127.0.0.1 sends that name.
-    let hosts: Vec<&[u8]> = header("Host").map(|h| h.value).collect();
-    let host_ok = match hosts.as_slice() {
+    let host_ok = match values("Host").as_slice() {
         [] => version == 0,
         [host] => is_this_host(host, port),
         _ => false,
@@ -498,14 +500,14 @@ fn answer(site: &Site, port: u16, head: &[u8]) -> (Response, bool) {
     if method != "GET" && method != "HEAD" {
         return (Response::status(405), false);
     }
-    let has_body = header("Transfer-Encoding").next().is_some()
-        || header("Content-Length").any(|h| h.value.iter().any(|b| *b != b'0') || h.value.is_empty());
+    let has_body = !values("Transfer-Encoding").is_empty()
+        || values("Content-Length").iter().any(|v| v.is_empty() || v.iter().any(|b| *b != b'0'));
     if has_body {
         return (Response::status(413), false);
     }
-    let closes = header("Connection").any(|h| h.value.eq_ignore_ascii_case(b"close"));
+    let closes = values("Connection").iter().any(|v| v.eq_ignore_ascii_case(b"close"));
     let keep_alive = version == 1 && !closes;
-    let if_none_match: Vec<&[u8]> = header("If-None-Match").map(|h| h.value).collect();
+    let if_none_match = values("If-None-Match");
     let mut response = match serve_file(site, target, &if_none_match) {
         Ok(response) | Err(response) => response,
     };
