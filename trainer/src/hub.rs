@@ -291,12 +291,13 @@ fn is_plain_relative(file: &str) -> bool {
 enum Failure {
     /// The repo exists but has no such file (HTTP 404 / `EntryNotFound`).
     NotFound,
-    Error(HubError),
+    /// Boxed: the error is large, and the common path returns `Ok`.
+    Error(Box<HubError>),
 }
 
 impl From<HubError> for Failure {
     fn from(error: HubError) -> Self {
-        Failure::Error(error)
+        Failure::Error(Box::new(error))
     }
 }
 
@@ -407,7 +408,7 @@ impl Hub {
     /// anything is written.
     fn download(&self, revision: &str, file: &str, expect: Option<&str>) -> Result<(String, PathBuf), Failure> {
         if self.offline {
-            return Err(Failure::Error(HubError::Offline {
+            return Err(Failure::from(HubError::Offline {
                 repo: self.repo_id.clone(),
                 file: file.to_string(),
                 endpoint: self.endpoint.clone(),
@@ -443,7 +444,7 @@ impl Hub {
         let remote = self.remote(file, &response)?;
         if let Some(expect) = expect.filter(|commit| !commit.eq_ignore_ascii_case(&remote.commit)) {
             let message = format!("asked for commit {expect}, the hub answered with commit {}", remote.commit);
-            return Err(Failure::Error(self.download_error(file, message)));
+            return Err(Failure::from(self.download_error(file, message)));
         }
         let body = if (300..400).contains(&response.status()) {
             let location = response
@@ -459,7 +460,7 @@ impl Hub {
         };
         if let Some(length) = body.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
             if length != remote.size {
-                return Err(Failure::Error(HubError::SizeMismatch {
+                return Err(Failure::from(HubError::SizeMismatch {
                     repo: self.repo_id.clone(),
                     file: file.to_string(),
                     endpoint: self.endpoint.clone(),
@@ -662,15 +663,15 @@ impl Hub {
             ureq::Error::Status(status, response) => {
                 let code = response.header("x-error-code").unwrap_or_default().to_string();
                 match (status, code.as_str()) {
-                    (_, "RepoNotFound") => Failure::Error(HubError::RepoNotFound { repo, file, endpoint }),
-                    (_, "RevisionNotFound") => Failure::Error(HubError::RevisionNotFound {
+                    (_, "RepoNotFound") => Failure::from(HubError::RepoNotFound { repo, file, endpoint }),
+                    (_, "RevisionNotFound") => Failure::from(HubError::RevisionNotFound {
                         repo,
                         file,
                         endpoint,
                         revision: self.revision.clone(),
                     }),
                     (_, "EntryNotFound") | (404, _) => Failure::NotFound,
-                    (401 | 403, code) => Failure::Error(HubError::AccessDenied {
+                    (401 | 403, code) => Failure::from(HubError::AccessDenied {
                         repo,
                         file,
                         endpoint,
@@ -683,7 +684,7 @@ impl Hub {
                         if let Some(detail) = detail {
                             message = format!("{message}: {detail}");
                         }
-                        Failure::Error(HubError::Download { repo, file, endpoint, message })
+                        Failure::from(HubError::Download { repo, file, endpoint, message })
                     }
                 }
             }
@@ -691,7 +692,7 @@ impl Hub {
                 let message = transport.to_string();
                 match transport.kind() {
                     ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::ProxyConnect => {
-                        Failure::Error(HubError::Unreachable {
+                        Failure::from(HubError::Unreachable {
                             repo,
                             file,
                             endpoint,
@@ -699,7 +700,7 @@ impl Hub {
                             message,
                         })
                     }
-                    _ => Failure::Error(HubError::Download { repo, file, endpoint, message }),
+                    _ => Failure::from(HubError::Download { repo, file, endpoint, message }),
                 }
             }
         }
@@ -723,7 +724,7 @@ impl Hub {
                             endpoint: self.endpoint.clone(),
                             revision: self.revision.clone(),
                         },
-                        Failure::Error(e) => e,
+                        Failure::Error(e) => *e,
                     })?;
                 self.repo_dir.join("snapshots").join(commit)
             }
@@ -769,7 +770,7 @@ impl Hub {
                 }
                 Ok(None)
             }
-            Err(Failure::Error(e)) => Err(e),
+            Err(Failure::Error(e)) => Err(*e),
         }
     }
 

@@ -457,6 +457,7 @@ fn missing_files_and_repos_name_repo_file_and_endpoint() {
     ]);
     let endpoint = hub.endpoint();
     let cache = tempfile::tempdir().unwrap();
+    #[allow(clippy::result_large_err)] // resolve_base's own error type, as callers get it
     let resolve = |id: &str| resolve_base(id, &options(&endpoint, cache.path()));
 
     let err = resolve("test-org/no-weights").unwrap_err();

@@ -532,7 +532,7 @@ fn serve_file(site: &Site, target: &str, if_none_match: &[&[u8]]) -> Result<Resp
     let meta = file.metadata().map_err(|_| Response::status(404))?;
     let modified = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     let etag = format!("\"{:x}-{:x}\"", meta.len(), modified);
-    if if_none_match.iter().any(|value| *value == etag.as_bytes()) {
+    if if_none_match.contains(&etag.as_bytes()) {
         return Ok(Response { status: 304, content_type: None, etag: Some(etag), body: Body::Empty, head_only: false });
     }
     Ok(Response {
