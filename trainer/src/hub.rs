@@ -18,13 +18,19 @@
 //! is: a newer commit on the hub is not looked for while the cached snapshot is complete
 //! (pass `revision` or delete the cache entry to update).
 //!
-//! Downloads use hf-hub's blocking (ureq) client: no async runtime.
+//! Downloads use a blocking ureq client (no async runtime) and write the cache layout
+//! themselves rather than through hf-hub, which builds paths from the server's `ETag` and
+//! `X-Repo-Commit` headers unchecked and checks neither size nor hash. Here the commit must
+//! be 40 hex digits and the blob name 40 or 64 before any path is made of them; every path
+//! must lie in the cache; a file goes to `blobs/<etag>` only after its size (`X-Linked-Size`,
+//! else `Content-Length`) and, for LFS files, its SHA-256 (`X-Linked-Etag`) matched, written
+//! to a temporary file, fsynced and renamed in.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::{Repo, RepoType};
+use sha2::{Digest, Sha256};
 
 /// The hub's address when neither [`HubOptions::endpoint`] nor `HF_ENDPOINT` says.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -127,9 +133,40 @@ pub enum HubError {
     )]
     MissingOneOf { repo: String, what: &'static str, files: Vec<String>, endpoint: String, revision: String },
 
-    /// Any other failure of a download (server error, bad headers, disk).
+    /// Any other failure of a download (server error, connection lost, disk).
     #[error("could not download {file} of {repo} from {endpoint}: {message}")]
     Download { repo: String, file: String, endpoint: String, message: String },
+
+    /// `revision` cannot name a ref file in the cache.
+    #[error("revision {revision:?} of {repo} is not a branch, tag or commit name (no `..`, no leading `/`)")]
+    InvalidRevision { repo: String, revision: String },
+
+    /// A header the cache paths or checks are made from is missing or malformed; nothing was
+    /// written.
+    #[error(
+        "could not download {file} of {repo} from {endpoint}: the {header} header {problem}; \
+         refused before anything was written"
+    )]
+    BadHeader { repo: String, file: String, endpoint: String, header: &'static str, problem: String },
+
+    /// A cache path that would lie outside the cache directory (through a symlink in it).
+    #[error("could not download {file} of {repo}: {} lies outside the Hugging Face cache {}", path.display(), cache.display())]
+    OutsideCache { repo: String, file: String, path: PathBuf, cache: PathBuf },
+
+    /// The bytes received are not as many as the hub announced; nothing was kept.
+    #[error(
+        "could not download {file} of {repo} from {endpoint}: the hub announced {expected} bytes \
+         and sent {}; nothing was kept",
+        if received > expected { "more".to_string() } else { received.to_string() }
+    )]
+    SizeMismatch { repo: String, file: String, endpoint: String, expected: u64, received: u64 },
+
+    /// The bytes received do not have the SHA-256 the hub announced; nothing was kept.
+    #[error(
+        "could not download {file} of {repo} from {endpoint}: its SHA-256 is {actual}, the hub \
+         announced {expected}; nothing was kept"
+    )]
+    ChecksumMismatch { repo: String, file: String, endpoint: String, expected: String, actual: String },
 }
 
 impl HubError {
@@ -254,8 +291,31 @@ fn is_plain_relative(file: &str) -> bool {
 enum Failure {
     /// The repo exists but has no such file (HTTP 404 / `EntryNotFound`).
     NotFound,
-    Error(HubError),
+    /// Boxed: the error is large, and the common path returns `Ok`.
+    Error(Box<HubError>),
 }
+
+impl From<HubError> for Failure {
+    fn from(error: HubError) -> Self {
+        Failure::Error(Box::new(error))
+    }
+}
+
+/// What the hub says about one file, checked before anything is written.
+struct Remote {
+    /// 40 hex digits.
+    commit: String,
+    /// The blob's name: 40 or 64 hex digits (the SHA-256 for LFS files).
+    etag: String,
+    size: u64,
+    /// For LFS files, the SHA-256 the bytes must have.
+    sha256: Option<String>,
+}
+
+/// Redirects followed on the hub itself (a renamed repo) and on the CDN.
+const MAX_REDIRECTS: u32 = 5;
+/// Files larger than this show a progress bar on a terminal.
+const PROGRESS_FROM_BYTES: u64 = 1 << 20;
 
 /// One repo at one revision in one cache.
 struct Hub {
@@ -266,7 +326,11 @@ struct Hub {
     /// `<cache>/models--owner--name`.
     repo_dir: PathBuf,
     offline: bool,
-    api: hf_hub::api::sync::Api,
+    token: Option<String>,
+    /// Follows no redirect: the hub's redirect carries the LFS headers.
+    hub_agent: ureq::Agent,
+    /// For the CDN an LFS file is redirected to.
+    cdn_agent: ureq::Agent,
 }
 
 impl Hub {
@@ -279,17 +343,20 @@ impl Hub {
             .trim_end_matches('/')
             .to_string();
         let revision = options.revision.clone().unwrap_or_else(|| DEFAULT_REVISION.to_string());
+        if !is_plain_relative(&revision) {
+            return Err(HubError::InvalidRevision { repo: repo_id.to_string(), revision });
+        }
         let cache_dir = options.cache_dir.clone().or_else(default_cache_dir).ok_or(HubError::NoCacheDir)?;
         let token = options.token.clone().or_else(default_token);
-        let repo_dir = cache_dir.join(Repo::new(repo_id.to_string(), RepoType::Model).folder_name());
-        let api = ApiBuilder::from_cache(hf_hub::Cache::new(cache_dir.clone()))
-            .with_endpoint(endpoint.clone())
-            .with_token(token)
-            .with_progress(std::io::stderr().is_terminal())
-            .with_retries(3)
-            .with_user_agent("bedside", env!("CARGO_PKG_VERSION"))
-            .build()
-            .map_err(|e| HubError::Client { endpoint: endpoint.clone(), message: e.to_string() })?;
+        let repo_dir = cache_dir.join(format!("models--{}", repo_id.replace('/', "--")));
+        let agent = |redirects: u32| {
+            ureq::AgentBuilder::new()
+                .redirects(redirects)
+                .timeout_connect(Duration::from_secs(30))
+                .timeout_read(Duration::from_secs(60))
+                .user_agent(concat!("bedside/", env!("CARGO_PKG_VERSION")))
+                .build()
+        };
         Ok(Self {
             repo_id: repo_id.to_string(),
             revision,
@@ -297,12 +364,10 @@ impl Hub {
             cache_dir,
             repo_dir,
             offline: env_flag("HF_HUB_OFFLINE"),
-            api,
+            token,
+            hub_agent: agent(0),
+            cdn_agent: agent(MAX_REDIRECTS),
         })
-    }
-
-    fn api_repo(&self, revision: &str) -> ApiRepo {
-        self.api.repo(Repo::with_revision(self.repo_id.clone(), RepoType::Model, revision.to_string()))
     }
 
     /// The cached snapshot of `self.revision`, if the cache has one.
@@ -312,51 +377,301 @@ impl Hub {
         } else {
             std::fs::read_to_string(self.repo_dir.join("refs").join(&self.revision)).ok()?.trim().to_string()
         };
-        if !is_commit_hash(&commit) && !is_plain_relative(&commit) {
+        if !is_commit_hash(&commit) {
             return None;
         }
         let dir = self.repo_dir.join("snapshots").join(commit);
         dir.is_dir().then_some(dir)
     }
 
-    /// Downloads `file` at `revision` into the cache; returns where hf-hub put it.
-    fn download(&self, revision: &str, file: &str) -> Result<PathBuf, Failure> {
+    fn download_error(&self, file: &str, message: String) -> HubError {
+        HubError::Download {
+            repo: self.repo_id.clone(),
+            file: file.to_string(),
+            endpoint: self.endpoint.clone(),
+            message,
+        }
+    }
+
+    fn bad_header(&self, file: &str, header: &'static str, problem: String) -> HubError {
+        HubError::BadHeader {
+            repo: self.repo_id.clone(),
+            file: file.to_string(),
+            endpoint: self.endpoint.clone(),
+            header,
+            problem,
+        }
+    }
+
+    /// Downloads `file` at `revision` into the cache; returns the commit it came from and
+    /// its path in that commit's snapshot. With `expect`, another commit is refused before
+    /// anything is written.
+    fn download(&self, revision: &str, file: &str, expect: Option<&str>) -> Result<(String, PathBuf), Failure> {
         if self.offline {
-            return Err(Failure::Error(HubError::Offline {
+            return Err(Failure::from(HubError::Offline {
                 repo: self.repo_id.clone(),
                 file: file.to_string(),
                 endpoint: self.endpoint.clone(),
                 cache: self.cache_dir.clone(),
             }));
         }
-        self.api_repo(revision).download(file).map_err(|e| self.failure(file, e))
+        let mut url = format!("{}/{}/resolve/{revision}/{file}", self.endpoint, self.repo_id);
+        let mut hops = 0;
+        let response = loop {
+            let mut request = self.hub_agent.get(&url);
+            if let Some(token) = &self.token {
+                request = request.set("Authorization", &format!("Bearer {token}"));
+            }
+            let response = request.call().map_err(|e| self.failure(file, e))?;
+            // A relative redirect stays on the hub (a renamed repo); an absolute one leads
+            // to the CDN and carries the file's headers.
+            let next = match response.header("location") {
+                Some(location)
+                    if (300..400).contains(&response.status()) && location.starts_with('/') && hops < MAX_REDIRECTS =>
+                {
+                    Some(format!("{}{location}", origin(&url)))
+                }
+                _ => None,
+            };
+            match next {
+                Some(next) => {
+                    url = next;
+                    hops += 1;
+                }
+                None => break response,
+            }
+        };
+        let remote = self.remote(file, &response)?;
+        if let Some(expect) = expect.filter(|commit| !commit.eq_ignore_ascii_case(&remote.commit)) {
+            let message = format!("asked for commit {expect}, the hub answered with commit {}", remote.commit);
+            return Err(Failure::from(self.download_error(file, message)));
+        }
+        let body = if (300..400).contains(&response.status()) {
+            let location = response
+                .header("location")
+                .ok_or_else(|| self.bad_header(file, "Location", "is missing from a redirect".into()))?;
+            let mut request = self.cdn_agent.get(location);
+            if let Some(token) = self.token.as_ref().filter(|_| origin(location) == origin(&self.endpoint)) {
+                request = request.set("Authorization", &format!("Bearer {token}"));
+            }
+            request.call().map_err(|e| self.failure(file, e))?
+        } else {
+            response
+        };
+        if let Some(length) = body.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+            if length != remote.size {
+                return Err(Failure::from(HubError::SizeMismatch {
+                    repo: self.repo_id.clone(),
+                    file: file.to_string(),
+                    endpoint: self.endpoint.clone(),
+                    expected: remote.size,
+                    received: length,
+                }));
+            }
+        }
+        let path = self.store(revision, file, &remote, body.into_reader())?;
+        Ok((remote.commit, path))
     }
 
-    fn failure(&self, file: &str, error: ApiError) -> Failure {
+    /// The commit, blob name, size and hash the hub announces for `file`, checked.
+    fn remote(&self, file: &str, response: &ureq::Response) -> Result<Remote, HubError> {
+        let commit = response
+            .header("x-repo-commit")
+            .ok_or_else(|| self.bad_header(file, "X-Repo-Commit", "is missing".into()))?
+            .trim();
+        if !is_commit_hash(commit) {
+            let problem = format!("is not a 40-hex-digit commit ({} characters)", commit.len());
+            return Err(self.bad_header(file, "X-Repo-Commit", problem));
+        }
+        let (header, etag) = match response.header("x-linked-etag") {
+            Some(etag) => ("X-Linked-Etag", etag),
+            None => {
+                ("ETag", response.header("etag").ok_or_else(|| self.bad_header(file, "ETag", "is missing".into()))?)
+            }
+        };
+        let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
+        let hex = etag.bytes().all(|b| b.is_ascii_hexdigit());
+        if !hex || !(etag.len() == 40 || etag.len() == 64) {
+            let problem = format!("is not 40 or 64 hex digits ({} characters)", etag.len());
+            return Err(self.bad_header(file, header, problem));
+        }
+        let lfs = header == "X-Linked-Etag";
+        if lfs && etag.len() != 64 {
+            return Err(self.bad_header(file, header, "is not a SHA-256 (64 hex digits)".into()));
+        }
+        let (size_header, size) = if lfs {
+            ("X-Linked-Size", response.header("x-linked-size"))
+        } else {
+            ("Content-Length", response.header("content-length"))
+        };
+        let size = size
+            .ok_or_else(|| self.bad_header(file, size_header, "is missing".into()))?
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| self.bad_header(file, size_header, "is not a byte count".into()))?;
+        let etag = etag.to_ascii_lowercase();
+        Ok(Remote { commit: commit.to_ascii_lowercase(), sha256: lfs.then(|| etag.clone()), etag, size })
+    }
+
+    fn outside(&self, file: &str, path: &Path) -> HubError {
+        HubError::OutsideCache {
+            repo: self.repo_id.clone(),
+            file: file.to_string(),
+            path: path.to_path_buf(),
+            cache: self.cache_dir.clone(),
+        }
+    }
+
+    /// `path` is the cache directory joined with plain names only.
+    fn check_names_inside(&self, file: &str, path: &Path) -> Result<(), HubError> {
+        let relative = path.strip_prefix(&self.cache_dir).map_err(|_| self.outside(file, path))?;
+        if relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            Ok(())
+        } else {
+            Err(self.outside(file, path))
+        }
+    }
+
+    /// `path` lies in the cache directory, also after symlinks (its parent must exist).
+    fn check_inside(&self, file: &str, path: &Path) -> Result<(), HubError> {
+        self.check_names_inside(file, path)?;
+        let cache = self.cache_dir.canonicalize().map_err(|_| self.outside(file, path))?;
+        let parent = path.parent().and_then(|p| p.canonicalize().ok()).ok_or_else(|| self.outside(file, path))?;
+        if !parent.starts_with(&cache) {
+            return Err(self.outside(file, path));
+        }
+        Ok(())
+    }
+
+    /// Creates `dir` in the cache: its names are checked before (nothing is created outside),
+    /// the real path after (a symlink in the cache could lead out).
+    fn create_dir(&self, file: &str, dir: &Path) -> Result<(), HubError> {
+        self.check_names_inside(file, dir)?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| self.download_error(file, format!("creating {}: {e}", dir.display())))?;
+        self.check_inside(file, &dir.join("x"))
+    }
+
+    /// Writes the body to `blobs/<etag>` (checked, fsynced, renamed in), links
+    /// `snapshots/<commit>/<file>` to it and points `refs/<revision>` at the commit.
+    fn store(&self, revision: &str, file: &str, remote: &Remote, body: impl Read) -> Result<PathBuf, HubError> {
+        let io_error = |what: &Path, e: std::io::Error| self.download_error(file, format!("{}: {e}", what.display()));
+        let blobs = self.repo_dir.join("blobs");
+        self.create_dir(file, &blobs)?;
+        let blob = blobs.join(&remote.etag);
+        self.check_inside(file, &blob)?;
+        let unique = format!(
+            "{}.{}",
+            std::process::id(),
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        );
+        let partial = blobs.join(format!("{}.{unique}.incomplete", remote.etag));
+        let written = self.write_checked(file, remote, body, &partial);
+        if written.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        written?;
+        std::fs::rename(&partial, &blob).map_err(|e| io_error(&blob, e))?;
+        sync_dir(&blobs);
+
+        let pointer = self.repo_dir.join("snapshots").join(&remote.commit).join(file);
+        let pointer_dir = pointer.parent().unwrap_or(&self.repo_dir).to_path_buf();
+        self.create_dir(file, &pointer_dir)?;
+        self.check_inside(file, &pointer)?;
+        let staged = pointer_dir.join(format!(".{}.{unique}.incomplete", remote.etag));
+        link_or_copy(&blob, &staged, Path::new(file).components().count() + 1, &remote.etag)
+            .and_then(|()| std::fs::rename(&staged, &pointer))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&staged);
+                io_error(&pointer, e)
+            })?;
+        sync_dir(&pointer_dir);
+
+        if !is_commit_hash(revision) {
+            let reference = self.repo_dir.join("refs").join(revision);
+            let refs_dir = reference.parent().unwrap_or(&self.repo_dir).to_path_buf();
+            self.create_dir(file, &refs_dir)?;
+            self.check_inside(file, &reference)?;
+            let staged = refs_dir.join(format!(".ref.{unique}.incomplete"));
+            write_synced(&staged, remote.commit.as_bytes())
+                .and_then(|()| std::fs::rename(&staged, &reference))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&staged);
+                    io_error(&reference, e)
+                })?;
+            sync_dir(&refs_dir);
+        }
+        Ok(pointer)
+    }
+
+    /// Copies at most one byte more than announced into `partial`, then checks size and hash.
+    fn write_checked(&self, file: &str, remote: &Remote, body: impl Read, partial: &Path) -> Result<(), HubError> {
+        let io_error = |e: std::io::Error| self.download_error(file, format!("{}: {e}", partial.display()));
+        let mut out = std::fs::File::create_new(partial).map_err(io_error)?;
+        let progress = if remote.size >= PROGRESS_FROM_BYTES && std::io::stderr().is_terminal() {
+            let bar = indicatif::ProgressBar::new(remote.size);
+            bar.set_message(file.to_string());
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        let mut body = progress.wrap_read(body.take(remote.size.saturating_add(1)));
+        let mut hasher = Sha256::new();
+        let mut received = 0u64;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match body.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.download_error(file, format!("the connection failed: {e}"))),
+            };
+            hasher.update(&chunk[..n]);
+            out.write_all(&chunk[..n]).map_err(io_error)?;
+            received += n as u64;
+        }
+        progress.finish_and_clear();
+        if received != remote.size {
+            return Err(HubError::SizeMismatch {
+                repo: self.repo_id.clone(),
+                file: file.to_string(),
+                endpoint: self.endpoint.clone(),
+                expected: remote.size,
+                received,
+            });
+        }
+        let actual = format!("{:x}", hasher.finalize());
+        if let Some(expected) = &remote.sha256 {
+            if &actual != expected {
+                return Err(HubError::ChecksumMismatch {
+                    repo: self.repo_id.clone(),
+                    file: file.to_string(),
+                    endpoint: self.endpoint.clone(),
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+        }
+        out.sync_all().map_err(io_error)
+    }
+
+    fn failure(&self, file: &str, error: ureq::Error) -> Failure {
         let repo = self.repo_id.clone();
         let endpoint = self.endpoint.clone();
         let file = file.to_string();
-        let error = match error {
-            ApiError::TooManyRetries(inner) => *inner,
-            other => other,
-        };
-        let request = match error {
-            ApiError::RequestError(request) => *request,
-            other => return Failure::Error(HubError::Download { repo, file, endpoint, message: other.to_string() }),
-        };
-        match request {
+        match error {
             ureq::Error::Status(status, response) => {
                 let code = response.header("x-error-code").unwrap_or_default().to_string();
                 match (status, code.as_str()) {
-                    (_, "RepoNotFound") => Failure::Error(HubError::RepoNotFound { repo, file, endpoint }),
-                    (_, "RevisionNotFound") => Failure::Error(HubError::RevisionNotFound {
+                    (_, "RepoNotFound") => Failure::from(HubError::RepoNotFound { repo, file, endpoint }),
+                    (_, "RevisionNotFound") => Failure::from(HubError::RevisionNotFound {
                         repo,
                         file,
                         endpoint,
                         revision: self.revision.clone(),
                     }),
                     (_, "EntryNotFound") | (404, _) => Failure::NotFound,
-                    (401 | 403, code) => Failure::Error(HubError::AccessDenied {
+                    (401 | 403, code) => Failure::from(HubError::AccessDenied {
                         repo,
                         file,
                         endpoint,
@@ -369,7 +684,7 @@ impl Hub {
                         if let Some(detail) = detail {
                             message = format!("{message}: {detail}");
                         }
-                        Failure::Error(HubError::Download { repo, file, endpoint, message })
+                        Failure::from(HubError::Download { repo, file, endpoint, message })
                     }
                 }
             }
@@ -377,7 +692,7 @@ impl Hub {
                 let message = transport.to_string();
                 match transport.kind() {
                     ureq::ErrorKind::ConnectionFailed | ureq::ErrorKind::Dns | ureq::ErrorKind::ProxyConnect => {
-                        Failure::Error(HubError::Unreachable {
+                        Failure::from(HubError::Unreachable {
                             repo,
                             file,
                             endpoint,
@@ -385,7 +700,7 @@ impl Hub {
                             message,
                         })
                     }
-                    _ => Failure::Error(HubError::Download { repo, file, endpoint, message }),
+                    _ => Failure::from(HubError::Download { repo, file, endpoint, message }),
                 }
             }
         }
@@ -398,41 +713,27 @@ impl Hub {
     /// Every file `Checkpoint::from_dir` may read, from the cache or the hub; returns the
     /// snapshot directory.
     fn snapshot(&self) -> Result<PathBuf, HubError> {
-        let refs = self.repo_dir.join("refs");
-        let revision_ref_existed = refs.join(&self.revision).exists();
         let snapshot = match self.cached_snapshot().filter(|dir| dir.join("config.json").is_file()) {
             Some(dir) => dir,
             None => {
-                let config = self.download(&self.revision, "config.json").map_err(|failure| match failure {
-                    Failure::NotFound => HubError::MissingFile {
-                        repo: self.repo_id.clone(),
-                        file: "config.json".into(),
-                        endpoint: self.endpoint.clone(),
-                        revision: self.revision.clone(),
-                    },
-                    Failure::Error(e) => e,
-                })?;
-                config.parent().map(Path::to_path_buf).ok_or_else(|| HubError::Download {
-                    repo: self.repo_id.clone(),
-                    file: "config.json".into(),
-                    endpoint: self.endpoint.clone(),
-                    message: format!("hf-hub returned {}, which is in no directory", config.display()),
-                })?
+                let (commit, _) =
+                    self.download(&self.revision, "config.json", None).map_err(|failure| match failure {
+                        Failure::NotFound => HubError::MissingFile {
+                            repo: self.repo_id.clone(),
+                            file: "config.json".into(),
+                            endpoint: self.endpoint.clone(),
+                            revision: self.revision.clone(),
+                        },
+                        Failure::Error(e) => *e,
+                    })?;
+                self.repo_dir.join("snapshots").join(commit)
             }
         };
         // The rest comes from the commit config.json came from, even if the branch moves on
         // meanwhile.
         let commit = snapshot.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let commit_ref = refs.join(&commit);
-        let commit_ref_existed = if commit == self.revision { revision_ref_existed } else { commit_ref.exists() };
-        let result = self.fetch_rest(&snapshot, &commit);
-        // hf-hub records a ref named after the commit when downloading at a commit; Python's
-        // cache has no such ref (a commit is looked up as `snapshots/<commit>`), so leave none
-        // behind.
-        if !commit_ref_existed && is_commit_hash(&commit) {
-            let _ = std::fs::remove_file(&commit_ref);
-        }
-        result.map(|()| snapshot)
+        self.fetch_rest(&snapshot, &commit)?;
+        Ok(snapshot)
     }
 
     fn fetch_rest(&self, snapshot: &Path, commit: &str) -> Result<(), HubError> {
@@ -457,18 +758,8 @@ impl Hub {
         if marker.exists() {
             return Ok(None);
         }
-        match self.download(commit, file) {
-            Ok(_) if local.is_file() => Ok(Some(local)),
-            Ok(path) => Err(HubError::Download {
-                repo: self.repo_id.clone(),
-                file: file.to_string(),
-                endpoint: self.endpoint.clone(),
-                message: format!(
-                    "asked for commit {commit}, the hub answered with another ({} is not in {})",
-                    path.display(),
-                    snapshot.display()
-                ),
-            }),
+        match self.download(commit, file, Some(commit)) {
+            Ok((_, path)) => Ok(Some(path)),
             Err(Failure::NotFound) => {
                 // Remembered as Python's huggingface_hub does, so the next resolve needs no
                 // network; failing to write it only costs that.
@@ -479,7 +770,7 @@ impl Hub {
                 }
                 Ok(None)
             }
-            Err(Failure::Error(e)) => Err(e),
+            Err(Failure::Error(e)) => Err(*e),
         }
     }
 
@@ -517,6 +808,44 @@ impl Hub {
             Err(e) if e.is_offline() => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// `scheme://host[:port]` of a URL (the whole string if it has no path).
+fn origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    match url[after_scheme..].find('/') {
+        Some(i) => &url[..after_scheme + i],
+        None => url,
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Makes a rename in `dir` durable; not possible (nor needed) on every platform.
+fn sync_dir(dir: &Path) {
+    if let Ok(dir) = std::fs::File::open(dir) {
+        let _ = dir.sync_all();
+    }
+}
+
+/// The snapshot entry at `link` for `blob`: a relative symlink `depth` levels up to the repo
+/// folder, as huggingface_hub makes them; a copy where symlinks are not available.
+fn link_or_copy(blob: &Path, link: &Path, depth: usize, etag: &str) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let _ = blob;
+        let target: PathBuf = std::iter::repeat_n("..", depth).collect::<PathBuf>().join("blobs").join(etag);
+        std::os::unix::fs::symlink(target, link)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (depth, etag);
+        std::fs::copy(blob, link).map(|_| ())
     }
 }
 

@@ -4,7 +4,6 @@
 //! say which repo, file and endpoint. Never touches the real cache nor the network.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use std::thread::JoinHandle;
 use bedside::hub::{resolve_base, HubError, HubOptions};
 use bedside_runtime::checkpoint::Checkpoint;
 use bedside_runtime::pipeline::pool::Pooling;
+use sha2::{Digest, Sha256};
 
 /// The commit every repo of the fake hub is at.
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
@@ -35,6 +35,23 @@ enum FakeRepo {
     Files(Files),
     /// 401 with `X-Error-Code: GatedRepo`, as the hub answers for a gated repo without a token.
     Gated,
+    /// The files, with one thing a hostile mirror changes.
+    Tampered(Files, Tamper),
+}
+
+/// What a hostile or broken mirror sends instead of the truth.
+#[derive(Clone)]
+enum Tamper {
+    /// This `X-Repo-Commit` on every file.
+    Commit(String),
+    /// This `ETag` on every file that is not LFS.
+    Etag(String),
+    /// This `X-Linked-Etag` on model.safetensors (the LFS file).
+    LinkedEtag(String),
+    /// This `X-Linked-Size` on model.safetensors.
+    LinkedSize(String),
+    /// These bytes from the CDN instead of model.safetensors (the headers stay true).
+    CdnBytes(Vec<u8>),
 }
 
 /// A minimal Hugging Face hub: `GET /{owner}/{name}/resolve/{revision}/{file}` with the
@@ -89,10 +106,13 @@ impl Drop for FakeHub {
     }
 }
 
+fn sha256(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// A 40-hex-digit ETag, as the hub's git blob ids are.
 fn etag(bytes: &[u8]) -> String {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    format!("{:016x}{:08x}", hasher.finish(), bytes.len())
+    sha256(bytes)[..40].to_string()
 }
 
 struct Reply {
@@ -172,7 +192,10 @@ fn route(path: &str, range: Option<&str>, addr: SocketAddr, repos: &HashMap<Stri
         let mut parts = rest.splitn(3, '/');
         let (owner, name, file) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
         return match repos.get(&format!("{owner}/{name}")) {
-            Some(FakeRepo::Files(files)) if files.contains_key(file) => Reply::content(&files[file], range, Vec::new()),
+            Some(FakeRepo::Tampered(_, Tamper::CdnBytes(bytes))) => Reply::content(bytes, range, Vec::new()),
+            Some(FakeRepo::Files(files) | FakeRepo::Tampered(files, _)) if files.contains_key(file) => {
+                Reply::content(&files[file], range, Vec::new())
+            }
             _ => Reply::error("404 Not Found", "EntryNotFound"),
         };
     }
@@ -182,10 +205,15 @@ fn route(path: &str, range: Option<&str>, addr: SocketAddr, repos: &HashMap<Stri
         return Reply::error("404 Not Found", "RepoNotFound");
     }
     let (repo_id, revision, file) = (format!("{}/{}", parts[0], parts[1]), parts[3], parts[4]);
-    let files = match repos.get(&repo_id) {
+    let (files, tamper) = match repos.get(&repo_id) {
         None => return Reply::error("404 Not Found", "RepoNotFound"),
         Some(FakeRepo::Gated) => return Reply::error("401 Unauthorized", "GatedRepo"),
-        Some(FakeRepo::Files(files)) => files,
+        Some(FakeRepo::Files(files)) => (files, None),
+        Some(FakeRepo::Tampered(files, tamper)) => (files, Some(tamper)),
+    };
+    let commit = match tamper {
+        Some(Tamper::Commit(commit)) => commit.as_str(),
+        _ => COMMIT,
     };
     if revision != "main" && revision != COMMIT {
         return Reply::error("404 Not Found", "RevisionNotFound");
@@ -195,12 +223,24 @@ fn route(path: &str, range: Option<&str>, addr: SocketAddr, repos: &HashMap<Stri
         reply.headers.push(("X-Repo-Commit".into(), COMMIT.into()));
         return reply;
     };
-    let headers = vec![("X-Repo-Commit".into(), COMMIT.into()), ("ETag".into(), format!("\"{}\"", etag(bytes)))];
+    let etag = match tamper {
+        Some(Tamper::Etag(etag)) => etag.clone(),
+        _ => format!("\"{}\"", etag(bytes)),
+    };
+    let headers = vec![("X-Repo-Commit".into(), commit.into()), ("ETag".into(), etag)];
     if file == "model.safetensors" {
-        // Like the hub's LFS files: a redirect, the blob's id in X-Linked-Etag.
+        // Like the hub's LFS files: a redirect, the SHA-256 in X-Linked-Etag.
+        let linked_etag = match tamper {
+            Some(Tamper::LinkedEtag(etag)) => etag.clone(),
+            _ => format!("\"{}\"", sha256(bytes)),
+        };
+        let linked_size = match tamper {
+            Some(Tamper::LinkedSize(size)) => size.clone(),
+            _ => bytes.len().to_string(),
+        };
         let mut headers = headers;
-        headers.push(("X-Linked-Etag".into(), format!("\"lfs{}\"", etag(bytes))));
-        headers.push(("X-Linked-Size".into(), bytes.len().to_string()));
+        headers.push(("X-Linked-Etag".into(), linked_etag));
+        headers.push(("X-Linked-Size".into(), linked_size));
         headers.push(("Location".into(), format!("http://{addr}/cdn/{repo_id}/{file}")));
         return Reply { status: "302 Found", headers, body: Vec::new() };
     }
@@ -417,6 +457,7 @@ fn missing_files_and_repos_name_repo_file_and_endpoint() {
     ]);
     let endpoint = hub.endpoint();
     let cache = tempfile::tempdir().unwrap();
+    #[allow(clippy::result_large_err)] // resolve_base's own error type, as callers get it
     let resolve = |id: &str| resolve_base(id, &options(&endpoint, cache.path()));
 
     let err = resolve("test-org/no-weights").unwrap_err();
@@ -493,4 +534,101 @@ fn local_paths_are_not_hub_ids() {
 
     // Nothing was downloaded or created for any of these.
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(next) = stack.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.is_symlink() {
+                stack.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_mirror_sending_paths_as_commit_or_etag_writes_nothing_outside_the_cache() {
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("planted");
+    let absolute = target.display().to_string();
+    let cases = [
+        ("commit-absolute", Tamper::Commit(absolute.clone()), "X-Repo-Commit"),
+        ("commit-dotdot", Tamper::Commit("../../../../planted".into()), "X-Repo-Commit"),
+        ("etag-absolute", Tamper::Etag(format!("\"{absolute}\"")), "ETag"),
+        ("etag-dotdot", Tamper::Etag("\"../../../planted\"".into()), "ETag"),
+        ("etag-short", Tamper::Etag("\"abc123\"".into()), "ETag"),
+        ("linked-absolute", Tamper::LinkedEtag(absolute.clone()), "X-Linked-Etag"),
+        ("linked-dotdot", Tamper::LinkedEtag("../../planted".into()), "X-Linked-Etag"),
+    ];
+    let hub = FakeHub::start(
+        cases
+            .iter()
+            .map(|(name, tamper, _)| (format!("test-org/{name}"), FakeRepo::Tampered(tiny_bert(), tamper.clone())))
+            .collect(),
+    );
+    for (name, _, header) in &cases {
+        let cache = tempfile::tempdir().unwrap();
+        let id = format!("test-org/{name}");
+        let err = resolve_base(&id, &options(&hub.endpoint(), cache.path())).unwrap_err();
+        assert!(matches!(err, HubError::BadHeader { .. }), "{name}: {err:?}");
+        let text = message(err);
+        assert!(text.contains(&id) && text.contains(header), "{name}: {text}");
+        assert!(!text.contains(&absolute), "{name} echoes the header: {text}");
+        assert!(files_under(outside.path()).is_empty(), "{name} wrote {:?}", files_under(outside.path()));
+        // Nothing of the refused file in the cache either (config.json came first when the
+        // tampered header is on model.safetensors).
+        let kept = files_under(cache.path());
+        assert!(kept.iter().all(|p| !p.ends_with("model.safetensors")), "{name} kept {kept:?}");
+        assert!(kept.iter().all(|p| !p.to_string_lossy().contains("planted")), "{name} kept {kept:?}");
+    }
+}
+
+#[test]
+fn bytes_that_do_not_match_the_announced_sha256_are_refused() {
+    let mut forged = fixture("model.safetensors");
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let hub = hub_with(&[("test-org/forged", FakeRepo::Tampered(tiny_bert(), Tamper::CdnBytes(forged)))]);
+    let cache = tempfile::tempdir().unwrap();
+    let err = resolve_base("test-org/forged", &options(&hub.endpoint(), cache.path())).unwrap_err();
+    assert!(matches!(err, HubError::ChecksumMismatch { .. }), "{err:?}");
+    let text = message(err);
+    let sha = sha256(&fixture("model.safetensors"));
+    for part in ["test-org/forged", "model.safetensors", sha.as_str()] {
+        assert!(text.contains(part), "{part} not in: {text}");
+    }
+    let kept = files_under(cache.path());
+    assert!(kept.iter().all(|p| !p.ends_with("model.safetensors") && !p.ends_with(&sha)), "{kept:?}");
+    assert!(kept.iter().all(|p| !p.to_string_lossy().ends_with(".incomplete")), "{kept:?}");
+}
+
+#[test]
+fn a_size_other_than_announced_is_refused() {
+    let weights = fixture("model.safetensors");
+    let mut longer = weights.clone();
+    longer.extend_from_slice(b"trailing");
+    let hub = hub_with(&[
+        ("test-org/size-header", FakeRepo::Tampered(tiny_bert(), Tamper::LinkedSize((weights.len() + 10).to_string()))),
+        ("test-org/longer-body", FakeRepo::Tampered(tiny_bert(), Tamper::CdnBytes(longer))),
+        ("test-org/no-size", FakeRepo::Tampered(tiny_bert(), Tamper::LinkedSize("many".into()))),
+    ]);
+    for id in ["test-org/size-header", "test-org/longer-body"] {
+        let cache = tempfile::tempdir().unwrap();
+        let err = resolve_base(id, &options(&hub.endpoint(), cache.path())).unwrap_err();
+        assert!(matches!(err, HubError::SizeMismatch { .. }), "{id}: {err:?}");
+        let text = message(err);
+        assert!(text.contains(id) && text.contains("model.safetensors"), "{text}");
+        let kept = files_under(cache.path());
+        assert!(kept.iter().all(|p| !p.ends_with("model.safetensors")), "{id} kept {kept:?}");
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let err = resolve_base("test-org/no-size", &options(&hub.endpoint(), cache.path())).unwrap_err();
+    assert!(matches!(err, HubError::BadHeader { header: "X-Linked-Size", .. }), "{err:?}");
 }
