@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{self, BinaryMetrics, MetricsError};
 use crate::data::RowProblem;
+use crate::durable::write_file_atomic;
 
 // The rendering lives in eval/render.rs but belongs to this module (eval/mod.rs names only
 // `report`), hence the explicit path.
@@ -795,24 +796,13 @@ fn multilabel(eval: &Predictions, options: &ReportOptions) -> Result<Measured> {
     })
 }
 
-/// Writes `report.json`, `report.html` and `report.md` into `dir` (created if missing). Each file
-/// is written as `X.partial` and renamed, so a reader never sees half a report.
+/// Writes `report.json`, `report.html` and `report.md` into `dir` (created if missing), each
+/// with [`write_file_atomic`], so a reader never sees half a report.
 pub fn write_report(report: &Report, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = serde_json::to_string_pretty(report).context("serializing the report")?;
-    write_atomic(&dir.join("report.json"), json.as_bytes())?;
-    write_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
-    write_atomic(&dir.join("report.md"), render_markdown(report).as_bytes())?;
-    Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = Path::new(&partial);
-    let mut file = fs::File::create(partial).with_context(|| format!("creating {}", partial.display()))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", partial.display()))?;
-    fs::rename(partial, path).with_context(|| format!("moving {} into place", path.display()))?;
+    write_file_atomic(&dir.join("report.json"), json.as_bytes())?;
+    write_file_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
+    write_file_atomic(&dir.join("report.md"), render_markdown(report).as_bytes())?;
     Ok(())
 }
 
