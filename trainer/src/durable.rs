@@ -144,10 +144,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), DurableError> 
 
 /// [`write_file_atomic`] with the contents streamed by `fill` (e.g. `io::copy` of a large
 /// file); the file is created in the same directory as `path`.
-pub fn write_file_atomic_with(
-    path: &Path,
-    fill: impl FnOnce(&mut File) -> io::Result<()>,
-) -> Result<(), DurableError> {
+pub fn write_file_atomic_with(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), DurableError> {
     let parent = parent_of(path);
     fs::create_dir_all(parent).map_err(fail("creating", parent))?;
     let partial = sibling(path, PARTIAL);

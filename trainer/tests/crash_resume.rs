@@ -88,7 +88,8 @@ fn logged_steps(out: &Path) -> Vec<u64> {
 }
 
 fn assert_complete_checkpoint(dir: &Path, files: &[&str], context: &str) {
-    let found = committed_dir(dir).unwrap_or_else(|| panic!("{context}: neither {} nor its .old exists", dir.display()));
+    let found =
+        committed_dir(dir).unwrap_or_else(|| panic!("{context}: neither {} nor its .old exists", dir.display()));
     for file in files {
         assert!(found.join(file).is_file(), "{context}: {} lacks {file}", found.display());
     }

@@ -59,12 +59,13 @@ struct Source {
 
 /// A training run directory stands for its best checkpoint.
 fn resolve_model_path(path: &Path) -> std::path::PathBuf {
-    // A run killed while replacing best/ leaves its previous version as best.old.
-    let best = committed_dir(&path.join("best"));
-    match best {
-        Some(best) if path.is_dir() && !path.join("config.json").is_file() && best.join("config.json").is_file() => best,
-        _ => path.to_path_buf(),
+    if path.is_dir() && !path.join("config.json").is_file() {
+        // A run killed while replacing best/ leaves its previous version as best.old.
+        if let Some(best) = committed_dir(&path.join("best")).filter(|b| b.join("config.json").is_file()) {
+            return best;
+        }
     }
+    path.to_path_buf()
 }
 
 fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {

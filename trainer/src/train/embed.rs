@@ -34,8 +34,8 @@ use super::classifier::{ModelOptions, TrainableClassifier};
 use super::config::TrainConfig;
 use super::fit::{fit, Evaluated, Learner, RunControl};
 use super::run::device;
-use crate::durable;
 use crate::data::{Dataset, DatasetError, LoadOptions, ProblemKind, RowProblem};
+use crate::durable;
 use crate::eval::embedding::{column_names, load_pairs, load_triplets, spearman, PairsOptions, TRIPLET_COLUMNS};
 
 /// Texts per forward pass when embedding for validation and mining.

@@ -22,9 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::classifier::TrainableClassifier;
-use crate::durable;
 use super::config::TrainConfig;
 use super::optim::{clip_grad_norm, AdamW, LinearSchedule};
+use crate::durable;
 
 /// Knobs that are not part of the recipe.
 #[derive(Debug, Clone, Default)]
