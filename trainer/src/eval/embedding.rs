@@ -29,7 +29,7 @@ use super::report::esc;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bedside_runtime::Model;

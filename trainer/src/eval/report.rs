@@ -7,8 +7,6 @@
 //! `report.json` has the same top-level keys whatever the task.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -1260,20 +1258,20 @@ mod tests {
     #[test]
     fn write_report_writes_three_files_that_read_back() {
         let dir = std::env::temp_dir().join(format!("bedside-report-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
         let report = full_report();
         write_report(&report, &dir).unwrap();
         for name in ["report.json", "report.html", "report.md"] {
-            assert!(fs::metadata(dir.join(name)).unwrap().len() > 0, "{name}");
+            assert!(std::fs::metadata(dir.join(name)).unwrap().len() > 0, "{name}");
             assert!(!dir.join(format!("{name}.partial")).exists());
         }
-        let back: Report = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        let back: Report = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_same(&json(&back), &json(&report), "report.json");
         assert_eq!((&back.problems, &back.labels, &back.history.len()), (&report.problems, &report.labels, &3));
-        let v: Value = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_eq!(v["problems"][0]["kind"], "empty_text");
         assert_eq!(v["problems"][0]["line"], 2);
-        fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
