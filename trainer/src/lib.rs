@@ -5,6 +5,7 @@
 //! `pipeline::scrub`) → tokenize/window (runtime) → train → eval (metrics, report) → export.
 
 pub mod data;
+pub mod durable;
 pub mod eval;
 pub mod hub;
 pub mod train;

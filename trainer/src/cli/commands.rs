@@ -12,6 +12,7 @@ use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::{Backend, Model};
 
 use bedside::data::{Dataset, LoadOptions as DataOptions};
+use bedside::durable::{committed_dir, write_file_atomic, write_file_atomic_with};
 use bedside::eval::report::{build_report, write_report, ReportOptions};
 use bedside::eval::score::score;
 use bedside::train::config::{ClassWeights, LongNotes, ProbeC, TaskKind, TrainConfig};
@@ -74,12 +75,13 @@ struct Source {
 
 /// A training run directory stands for its best checkpoint.
 fn resolve_model_path(path: &Path) -> std::path::PathBuf {
-    let best = path.join("best");
-    if path.is_dir() && !path.join("config.json").is_file() && best.join("config.json").is_file() {
-        best
-    } else {
-        path.to_path_buf()
+    if path.is_dir() && !path.join("config.json").is_file() {
+        // A run killed while replacing best/ leaves its previous version as best.old.
+        if let Some(best) = committed_dir(&path.join("best")).filter(|b| b.join("config.json").is_file()) {
+            return best;
+        }
     }
+    path.to_path_buf()
 }
 
 fn load_source(path: &Path, options: &LoadOptions) -> Result<Source> {
@@ -216,9 +218,7 @@ fn export(a: ExportArgs) -> Result<()> {
         .context("checking the export settings against the model")?;
     let names = source.weights.used_names();
     let bytes = bundle::write(&manifest, &source.tokenizer_json, &source.weights, &names)?;
-    let tmp = a.out.with_extension("gguf.partial");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    write_file_atomic(&a.out, &bytes)?;
 
     // Parity: the bundle, reloaded as the browser will, against the source.
     let exported = Model::load(&bytes).context("reloading the written bundle")?;
@@ -276,7 +276,9 @@ fn write_hf_dir(source: &Path, out: &Path) -> Result<()> {
     ] {
         let from = source.join(name);
         if from.is_file() {
-            std::fs::copy(&from, out.join(name)).with_context(|| format!("copying {}", from.display()))?;
+            // Streamed (the weights can be hundreds of MB); each file is replaced whole.
+            let mut reader = std::fs::File::open(&from).with_context(|| format!("reading {}", from.display()))?;
+            write_file_atomic_with(&out.join(name), |file| std::io::copy(&mut reader, file).map(drop))?;
             copied.push(name);
         }
     }
@@ -681,7 +683,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     report.created_by = format!("bedside {}", env!("CARGO_PKG_VERSION"));
     let stem = a.data.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
     let out = a.out.clone().unwrap_or_else(|| {
-        if a.model.join("best").is_dir() {
+        if committed_dir(&a.model.join("best")).is_some() {
             a.model.join(format!("eval-{stem}"))
         } else {
             Path::new(".").join(format!("eval-{stem}"))

@@ -29,7 +29,7 @@ use super::report::esc;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use bedside_runtime::Model;
@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::data::Format;
+use crate::durable::write_file_atomic;
 
 /// Ranks looked at: MRR@10, nDCG@10, Recall@10 and MAP@100.
 const MRR_K: usize = 10;
@@ -1092,22 +1093,14 @@ pub fn headline(m: &ModelEvaluation) -> Vec<(&'static str, Option<f64>)> {
     rows
 }
 
-/// Writes `report.json` and `report.html` into `dir` (created if needed).
+/// Writes `report.json` and `report.html` into `dir` (created if needed), each atomically.
 pub fn write_embedding_report(report: &EmbeddingReport, dir: &Path) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| EmbeddingEvalError::Io { path, source }
-    };
-    fs::create_dir_all(dir).map_err(io(dir))?;
     let json = serde_json::to_string_pretty(report).expect("the report serialises");
     for (name, bytes) in
         [("report.json", json.into_bytes()), ("report.html", render_embedding_html(report).into_bytes())]
     {
-        let path = dir.join(name);
-        let partial = dir.join(format!("{name}.partial"));
-        let mut file = fs::File::create(&partial).map_err(io(&partial))?;
-        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io(&partial))?;
-        fs::rename(&partial, &path).map_err(io(&path))?;
+        write_file_atomic(&dir.join(name), &bytes)
+            .map_err(|e| EmbeddingEvalError::Io { path: e.path, source: e.source })?;
     }
     Ok(())
 }

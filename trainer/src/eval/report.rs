@@ -7,8 +7,6 @@
 //! `report.json` has the same top-level keys whatever the task.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -16,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::{self, BinaryMetrics, MetricsError};
 use crate::data::RowProblem;
+use crate::durable::write_file_atomic;
 
 // The rendering lives in eval/render.rs but belongs to this module (eval/mod.rs names only
 // `report`), hence the explicit path.
@@ -795,24 +794,13 @@ fn multilabel(eval: &Predictions, options: &ReportOptions) -> Result<Measured> {
     })
 }
 
-/// Writes `report.json`, `report.html` and `report.md` into `dir` (created if missing). Each file
-/// is written as `X.partial` and renamed, so a reader never sees half a report.
+/// Writes `report.json`, `report.html` and `report.md` into `dir` (created if missing), each
+/// with [`write_file_atomic`], so a reader never sees half a report.
 pub fn write_report(report: &Report, dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let json = serde_json::to_string_pretty(report).context("serializing the report")?;
-    write_atomic(&dir.join("report.json"), json.as_bytes())?;
-    write_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
-    write_atomic(&dir.join("report.md"), render_markdown(report).as_bytes())?;
-    Ok(())
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = Path::new(&partial);
-    let mut file = fs::File::create(partial).with_context(|| format!("creating {}", partial.display()))?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", partial.display()))?;
-    fs::rename(partial, path).with_context(|| format!("moving {} into place", path.display()))?;
+    write_file_atomic(&dir.join("report.json"), json.as_bytes())?;
+    write_file_atomic(&dir.join("report.html"), render_html(report).as_bytes())?;
+    write_file_atomic(&dir.join("report.md"), render_markdown(report).as_bytes())?;
     Ok(())
 }
 
@@ -1270,20 +1258,20 @@ mod tests {
     #[test]
     fn write_report_writes_three_files_that_read_back() {
         let dir = std::env::temp_dir().join(format!("bedside-report-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
         let report = full_report();
         write_report(&report, &dir).unwrap();
         for name in ["report.json", "report.html", "report.md"] {
-            assert!(fs::metadata(dir.join(name)).unwrap().len() > 0, "{name}");
+            assert!(std::fs::metadata(dir.join(name)).unwrap().len() > 0, "{name}");
             assert!(!dir.join(format!("{name}.partial")).exists());
         }
-        let back: Report = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        let back: Report = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_same(&json(&back), &json(&report), "report.json");
         assert_eq!((&back.problems, &back.labels, &back.history.len()), (&report.problems, &report.labels, &3));
-        let v: Value = serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
         assert_eq!(v["problems"][0]["kind"], "empty_text");
         assert_eq!(v["problems"][0]["line"], 2);
-        fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

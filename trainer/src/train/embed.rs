@@ -35,6 +35,7 @@ use super::config::TrainConfig;
 use super::fit::{fit, Evaluated, Learner, RunControl};
 use super::run::device;
 use crate::data::{Dataset, DatasetError, LoadOptions, ProblemKind, RowProblem};
+use crate::durable;
 use crate::eval::embedding::{column_names, load_pairs, load_triplets, spearman, PairsOptions, TRIPLET_COLUMNS};
 
 /// Texts per forward pass when embedding for validation and mining.
@@ -577,8 +578,10 @@ impl Learner for Embedding<'_> {
 
 /// Writes the encoder as a sentence-transformers directory, atomically.
 fn save_encoder(model: &TrainableClassifier, ckpt: &Checkpoint, config: &TrainConfig, dir: &Path) -> Result<()> {
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
+    durable::replace_dir_atomic(dir, |partial| write_encoder(model, ckpt, config, partial))
+}
+
+fn write_encoder(model: &TrainableClassifier, ckpt: &Checkpoint, config: &TrainConfig, partial: &Path) -> Result<()> {
     std::fs::create_dir_all(partial.join("1_Pooling"))?;
     std::fs::create_dir_all(partial.join("2_Normalize"))?;
     let weights = model.snapshot()?;
@@ -620,8 +623,6 @@ fn save_encoder(model: &TrainableClassifier, ckpt: &Checkpoint, config: &TrainCo
         partial.join("sentence_bert_config.json"),
         json(serde_json::json!({"max_seq_length": max_len, "do_lower_case": false}))?,
     )?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&partial, dir).with_context(|| format!("moving the checkpoint to {}", dir.display()))?;
     Ok(())
 }
 
@@ -691,7 +692,7 @@ pub fn train_embed(
         history: state.history,
         problems: data.problems,
     };
-    std::fs::write(config.out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    durable::write_file_atomic(&config.out.join("report.json"), serde_json::to_string_pretty(&report)?.as_bytes())?;
     Ok(EmbedResult { best_dir, report: Some(report) })
 }
 

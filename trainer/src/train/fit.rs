@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::classifier::TrainableClassifier;
 use super::config::TrainConfig;
 use super::optim::{clip_grad_norm, AdamW, LinearSchedule};
+use crate::durable;
 
 /// Knobs that are not part of the recipe.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +91,10 @@ pub struct RunState<P> {
     pub evals_since_best: usize,
     pub history: Vec<P>,
     pub finished: bool,
+    /// The length of `log.jsonl` when this state was saved: `--resume` cuts the log back to
+    /// it, so the steps the resumed run repeats are logged once. `None` in older states.
+    #[serde(default)]
+    pub log_bytes: Option<u64>,
 }
 
 impl<P> RunState<P> {
@@ -106,6 +111,7 @@ impl<P> RunState<P> {
             evals_since_best: 0,
             history: Vec::new(),
             finished: false,
+            log_bytes: None,
         }
     }
 }
@@ -136,6 +142,7 @@ pub fn fit<L: Learner>(
     let mut optimizer = AdamW::new(model.vars(), schedule.lr(0), config.weight_decay)?;
     let vars: Vec<Var> = model.vars().iter().map(|(_, v)| v.clone()).collect();
     let rng = DropoutRng::new(config.seed);
+    let log_path = out.join("log.jsonl");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut state = if control.resume {
         let saved = TrainConfig::from_toml_file(&out.join("config.toml"))
@@ -145,15 +152,27 @@ pub fn fit<L: Learner>(
             "--resume: the options differ from the interrupted run's ({}); resume with the same options",
             out.join("config.toml").display()
         );
+        // A kill while `best/` was being replaced leaves it as `best.old`: take it back.
+        durable::recover_dir(&out.join("best"))?;
         let state = load_state(out, model, &mut optimizer)?;
         rng.restore(state.dropout_rng);
+        truncate_log(&log_path, state.log_bytes)?;
         state
     } else {
-        std::fs::write(out.join("config.toml"), config.to_toml()?)?;
-        let _ = std::fs::remove_file(out.join("log.jsonl"));
+        durable::write_file_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
+        match std::fs::remove_file(&log_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", log_path.display()))
+            }
+            _ => {}
+        }
         RunState::start(rng.position())
     };
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(out.join("log.jsonl"))?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
 
     let group = config.batch_size * config.grad_accum;
     'epochs: while !state.finished && state.epoch <= config.epochs {
@@ -232,6 +251,7 @@ pub fn fit<L: Learner>(
             let stop_now = stepped && control.stop_after_steps == Some(state.step);
             if eval_now || every(config.save_steps) || stop_now {
                 state.dropout_rng = rng.position();
+                state.log_bytes = Some(sync_log(&log, &log_path)?);
                 save_state(out, model, &optimizer, &state)?;
             }
             if stop_now {
@@ -252,6 +272,7 @@ pub fn fit<L: Learner>(
     }
     state.finished = true;
     state.dropout_rng = rng.position();
+    state.log_bytes = Some(sync_log(&log, &log_path)?);
     save_state(out, model, &optimizer, &state)?;
     Ok(Some(state))
 }
@@ -262,22 +283,40 @@ fn save_state<P: Serialize>(
     optimizer: &AdamW,
     state: &RunState<P>,
 ) -> Result<()> {
-    let dir = out.join("state");
-    let partial = out.join("state.partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial)?;
     let vars: HashMap<String, Tensor> = model
         .vars()
         .iter()
         .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
         .collect::<Result<_>>()?;
-    candle_core::safetensors::save(&vars, partial.join("model.safetensors"))?;
     let moments: HashMap<String, Tensor> = optimizer.state()?.into_iter().collect();
-    candle_core::safetensors::save(&moments, partial.join("optimizer.safetensors"))?;
-    std::fs::write(partial.join("state.json"), serde_json::to_string_pretty(state)?)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&partial, &dir).with_context(|| format!("writing {}", dir.display()))?;
-    Ok(())
+    let json = serde_json::to_string_pretty(state)?;
+    durable::replace_dir_atomic(&out.join("state"), |partial| {
+        candle_core::safetensors::save(&vars, partial.join("model.safetensors"))?;
+        candle_core::safetensors::save(&moments, partial.join("optimizer.safetensors"))?;
+        std::fs::write(partial.join("state.json"), &json)?;
+        Ok(())
+    })
+}
+
+/// Makes the log's lines so far durable and returns its length, which the state records.
+fn sync_log(log: &std::fs::File, path: &Path) -> Result<u64> {
+    log.sync_data().with_context(|| format!("syncing {}", path.display()))?;
+    Ok(log.metadata().with_context(|| format!("reading {}", path.display()))?.len())
+}
+
+/// Cuts the log back to the `len` bytes it had when the resumed state was saved (the lines of
+/// steps the resumed run will do again), atomically.
+fn truncate_log(path: &Path, len: Option<u64>) -> Result<()> {
+    let Some(len) = len else { return Ok(()) };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    match usize::try_from(len) {
+        Ok(len) if len < bytes.len() => Ok(durable::write_file_atomic(path, &bytes[..len])?),
+        _ => Ok(()),
+    }
 }
 
 fn load_state<P: DeserializeOwned>(
@@ -286,6 +325,7 @@ fn load_state<P: DeserializeOwned>(
     optimizer: &mut AdamW,
 ) -> Result<RunState<P>> {
     let dir = out.join("state");
+    durable::recover_dir(&dir)?;
     let text = std::fs::read_to_string(dir.join("state.json"))
         .with_context(|| format!("--resume: no saved state in {}", dir.display()))?;
     let state: RunState<P> = serde_json::from_str(&text).with_context(|| format!("{}/state.json", dir.display()))?;

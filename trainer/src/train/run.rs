@@ -28,6 +28,7 @@ use super::fit::{fit, schedule, Evaluated, Learner, RunState};
 use super::prepare::RunData;
 use super::probe::{fit_multiclass, Probe, ProbeOptions};
 use crate::data::{Dataset, Example};
+use crate::durable;
 use crate::eval::report::{
     build_report, write_report, BaselineProbe, HistoryPoint, Predictions, ProbeGridPoint, ProbeSummary, Report,
     ReportOptions, ReportTask, Truth,
@@ -352,16 +353,22 @@ fn metric_value(metric: Metric, report: &Report, loss: f64) -> f64 {
 }
 
 /// Writes the model as a transformers `BertForSequenceClassification` directory with the
-/// serving settings under `bedside`, atomically: into `<dir>.partial`, then renamed.
+/// serving settings under `bedside`, atomically ([`durable::replace_dir_atomic`]).
 pub fn save_checkpoint(
     model: &TrainableClassifier,
     ckpt: &Checkpoint,
     serving: &ServingSettings,
     dir: &Path,
 ) -> Result<()> {
-    let partial = dir.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
-    std::fs::create_dir_all(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    durable::replace_dir_atomic(dir, |partial| write_checkpoint(model, ckpt, serving, partial))
+}
+
+fn write_checkpoint(
+    model: &TrainableClassifier,
+    ckpt: &Checkpoint,
+    serving: &ServingSettings,
+    partial: &Path,
+) -> Result<()> {
     let weights = model.snapshot()?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, w) in weights.iter() {
@@ -393,8 +400,6 @@ pub fn save_checkpoint(
         "tokenizer_class": "BertTokenizerFast", "model_max_length": serving.max_seq_len,
     });
     std::fs::write(partial.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)?)?;
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::rename(&partial, dir).with_context(|| format!("moving the checkpoint to {}", dir.display()))?;
     Ok(())
 }
 
@@ -404,9 +409,7 @@ pub fn update_serving(dir: &Path, serving: &ServingSettings) -> Result<()> {
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut config: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
     config[SERVING_KEY] = serde_json::to_value(serving)?;
-    let partial = path.with_extension("json.partial");
-    std::fs::write(&partial, serde_json::to_string_pretty(&config)?)?;
-    std::fs::rename(&partial, &path)?;
+    durable::write_file_atomic(&path, serde_json::to_string_pretty(&config)?.as_bytes())?;
     Ok(())
 }
 
@@ -805,8 +808,7 @@ pub fn train_probe(ckpt: &Checkpoint, mut data: RunData, config: &TrainConfig) -
     model.set_head(&weight, &bias)?;
 
     let out = config.out.as_path();
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    std::fs::write(out.join("config.toml"), config.to_toml()?)?;
+    durable::write_file_atomic(&out.join("config.toml"), config.to_toml()?.as_bytes())?;
     let best_dir = out.join("best");
     save_checkpoint(&model, ckpt, &serving_settings(&space, &model, config), &best_dir)?;
     let state = RunState::<HistoryPoint>::start(0);
@@ -878,7 +880,6 @@ fn final_report(
 /// so that `bedside export` can report parity on it. The text is the scrubbed text when
 /// scrubbing was on; like the checkpoint, it stays on this machine.
 fn write_split(dir: &Path, name: &str, data: &Dataset, separator: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
     let mut text = String::new();
     for ex in &data.examples {
         let row =
@@ -887,6 +888,6 @@ fn write_split(dir: &Path, name: &str, data: &Dataset, separator: &str) -> Resul
         text.push('\n');
     }
     let path = dir.join(format!("{name}.jsonl"));
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    durable::write_file_atomic(&path, text.as_bytes())?;
     Ok(())
 }
