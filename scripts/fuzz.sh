@@ -4,7 +4,7 @@
 # Builds once into target/fuzz (reused), starts from fuzz/seeds/<target>/ plus a working corpus
 # in target/fuzz-corpus/<target>/ (outside git), and prints one line per target. Exits non-zero
 # when a target crashes, naming the reproducer under target/fuzz-artifacts/<target>/; rerun
-# one with target/fuzz/x86_64-unknown-linux-gnu/release/<target> <file>.
+# one with target/fuzz[/address]/x86_64-unknown-linux-gnu/release/<target> <file>.
 #   FUZZ_SANITIZER=address (default) | none   none builds faster and runs ~3x more inputs,
 #   but misses memory errors in C code and leaks; scripts/test.sh's smoke uses it.
 # Needs nightly and cargo-fuzz (scripts/setup.sh installs both).
@@ -32,8 +32,12 @@ for t in "${targets[@]}"; do
 done
 
 root=$PWD
-export CARGO_TARGET_DIR=$root/target/fuzz
 sanitizer=${FUZZ_SANITIZER:-address}
+# One build folder per sanitizer: switching flags in one would rebuild everything each time.
+case $sanitizer in
+  none) export CARGO_TARGET_DIR=$root/target/fuzz ;;
+  *) export CARGO_TARGET_DIR=$root/target/fuzz/$sanitizer ;;
+esac
 # --debug-assertions: overflow checks on, so a wrapped length is a crash rather than a quiet
 # wrong read.
 mkdir -p target/fuzz-logs

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use bedside::data::{Dataset, Format, LoadOptions};
 use bedside::eval::embedding::{
-    load_documents_from_bytes, load_pairs_from_bytes, load_qrels_from_bytes, load_triplets_from_bytes,
-    Document, PairsOptions, RetrievalOptions,
+    load_documents_from_bytes, load_pairs_from_bytes, load_qrels_from_bytes, load_triplets_from_bytes, Document,
+    PairsOptions, RetrievalOptions,
 };
 use libfuzzer_sys::fuzz_target;
 
