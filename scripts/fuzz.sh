@@ -55,10 +55,12 @@ for t in "${targets[@]}"; do
   log=$root/target/fuzz-logs/$t.log
   mkdir -p "$corpus" "$artifacts" "$(dirname "$log")"
   status=0
-  "$bin_dir/$t" "$corpus" "$root/fuzz/seeds/$t" \
+  seeds=()
+  [ -d "$root/fuzz/seeds/$t" ] && seeds+=("$root/fuzz/seeds/$t")
+  "$bin_dir/$t" "$corpus" "${seeds[@]}" \
     -max_total_time="$seconds" -rss_limit_mb=4096 -max_len="${MAX_LEN[$t]}" -timeout=20 \
     -artifact_prefix="$artifacts" -print_final_stats=1 >"$log" 2>&1 || status=$?
-  runs=$(awk -F: '/stat::number_of_executed_units/{gsub(/ /, "", $2); print $2}' "$log" | tail -1)
+  runs=$(awk '/stat::number_of_executed_units/{print $NF}' "$log" | tail -1)
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
   crash=$(grep -oE 'Test unit written to [^ ]+' "$log" | tail -1 | sed 's/Test unit written to //' || true)
   if [ "$status" -ne 0 ] || [ -n "$crash" ]; then
