@@ -18,6 +18,15 @@ fi
 
 bash models/minilm.sh >/dev/null
 
+# Fuzzing (scripts/fuzz.sh, and its smoke in scripts/test.sh): nightly and cargo-fuzz.
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+want_fuzz=0.13.2
+have_fuzz=$(cargo fuzz --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have_fuzz" != "$want_fuzz" ]; then
+  echo "installing cargo-fuzz $want_fuzz (about 2 minutes)"
+  cargo install -q --locked cargo-fuzz --version "$want_fuzz"
+fi
+
 # Browser tests (tests/browser/): Debian's Chromium, which playwright-core drives (it never
 # downloads a browser), and the Vulkan software driver for WebGPU on the CPU.
 if ! command -v chromium >/dev/null || ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
@@ -30,4 +39,4 @@ have_pw=$(node -p "require('./tests/browser/node_modules/playwright-core/package
 if [ "$have_pw" != "$want_pw" ]; then
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "setup done: wasm32 target, wasm-bindgen $want, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw"
+echo "setup done: wasm32 target, wasm-bindgen $want, nightly, cargo-fuzz $want_fuzz, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw"

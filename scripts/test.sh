@@ -18,3 +18,7 @@ node --test tests/wasm/
 # The page and the widget in headless Chromium against the native CLI (screenshots in
 # target/browser-screenshots/); the widget test installs vite from the npm registry.
 node --test tests/browser/
+# Fuzz smoke: every untrusted-input reader (fuzz/) for a few seconds each from its seeds,
+# without a sanitizer (the ASAN build of candle and wgpu is too slow for CI). Longer runs:
+# scripts/fuzz.sh 180.
+FUZZ_SANITIZER=none bash scripts/fuzz.sh "${BEDSIDE_FUZZ_SECONDS:-15}"

@@ -218,11 +218,22 @@ impl Dataset {
             None => Format::from_path(path).ok_or_else(|| DatasetError::UnknownExtension { path: path.into() })?,
         };
         let file = File::open(path).map_err(|source| DatasetError::Io { path: path.into(), source })?;
-        let mut sink = Sink { file: path, strict: options.strict, dataset: Dataset::default() };
+        Dataset::from_reader(file, format, path, options)
+    }
+
+    /// Reads a data set in `format` from any reader; `source` names it in errors and
+    /// problems. [`Dataset::load`] and the fuzz target (fuzz/fuzz_targets/tables.rs) share it.
+    pub fn from_reader(
+        reader: impl Read,
+        format: Format,
+        source: &Path,
+        options: &LoadOptions,
+    ) -> Result<Dataset, DatasetError> {
+        let mut sink = Sink { file: source, strict: options.strict, dataset: Dataset::default() };
         match format {
-            Format::Csv => load_delimited(file, b',', options, &mut sink)?,
-            Format::Tsv => load_delimited(file, b'\t', options, &mut sink)?,
-            Format::Jsonl => load_jsonl(BufReader::new(file), options, &mut sink)?,
+            Format::Csv => load_delimited(reader, b',', options, &mut sink)?,
+            Format::Tsv => load_delimited(reader, b'\t', options, &mut sink)?,
+            Format::Jsonl => load_jsonl(BufReader::new(reader), options, &mut sink)?,
         }
         Ok(sink.dataset)
     }

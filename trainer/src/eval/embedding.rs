@@ -540,12 +540,16 @@ fn format_of(path: &Path) -> Result<Format> {
     Format::from_path(path).ok_or_else(|| EmbeddingEvalError::UnknownExtension { path: path.into() })
 }
 
-fn read_table(path: &Path, format: Format, columns: &[ColumnSpec]) -> Result<Vec<Row>> {
-    let bytes = fs::read(path).map_err(|source| EmbeddingEvalError::Io { path: path.into(), source })?;
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|source| EmbeddingEvalError::Io { path: path.into(), source })
+}
+
+/// The rows of a table's bytes; `path` names the table in errors.
+fn read_table(path: &Path, bytes: &[u8], format: Format, columns: &[ColumnSpec]) -> Result<Vec<Row>> {
     let rows = match format {
-        Format::Csv => read_delimited(path, &bytes, b',', columns)?,
-        Format::Tsv => read_delimited(path, &bytes, b'\t', columns)?,
-        Format::Jsonl => read_jsonl(path, &bytes, columns)?,
+        Format::Csv => read_delimited(path, bytes, b',', columns)?,
+        Format::Tsv => read_delimited(path, bytes, b'\t', columns)?,
+        Format::Jsonl => read_jsonl(path, bytes, columns)?,
     };
     if rows.is_empty() {
         return Err(EmbeddingEvalError::Empty { path: path.into() });
@@ -724,12 +728,18 @@ pub fn load_pairs(path: &Path, options: &PairsOptions) -> Result<Vec<Pair>> {
         Some(f) => f,
         None => format_of(path)?,
     };
+    load_pairs_from_bytes(path, &read_file(path)?, format, options)
+}
+
+/// [`load_pairs`] on a table's bytes in `format` (`options.format` is not consulted); `path`
+/// names the table in errors.
+pub fn load_pairs_from_bytes(path: &Path, bytes: &[u8], format: Format, options: &PairsOptions) -> Result<Vec<Pair>> {
     let columns = [
         ColumnSpec::text(&options.text1_col, "text1", &["sentence1"]),
         ColumnSpec::text(&options.text2_col, "text2", &["sentence2"]),
         ColumnSpec::new(&options.label_col, "label", &["score"], true),
     ];
-    read_table(path, format, &columns)?
+    read_table(path, bytes, format, &columns)?
         .into_iter()
         .map(|row| {
             let label = row.cells[2].as_ref().expect("required column");
@@ -762,8 +772,13 @@ pub fn load_triplets(path: &Path, format: Option<Format>) -> Result<Vec<Triplet>
         Some(f) => f,
         None => format_of(path)?,
     };
+    load_triplets_from_bytes(path, &read_file(path)?, format)
+}
+
+/// [`load_triplets`] on a table's bytes; `path` names the table in errors.
+pub fn load_triplets_from_bytes(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<Triplet>> {
     let columns = TRIPLET_COLUMNS.map(|c| ColumnSpec::text(c, c, &[]));
-    read_table(path, format, &columns)?
+    read_table(path, bytes, format, &columns)?
         .into_iter()
         .map(|row| {
             Ok(Triplet {
@@ -858,11 +873,22 @@ pub struct RetrievalSet {
 
 /// Reads `id,text` rows (CSV, TSV or JSONL); empty texts and repeated ids are errors.
 pub fn load_documents(path: &Path, options: &RetrievalOptions) -> Result<Vec<Document>> {
+    let format = format_of(path)?;
+    load_documents_from_bytes(path, &read_file(path)?, format, options)
+}
+
+/// [`load_documents`] on a table's bytes; `path` names the table in errors.
+pub fn load_documents_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+    options: &RetrievalOptions,
+) -> Result<Vec<Document>> {
     let columns =
         [ColumnSpec::new(&options.id_col, "id", &["_id"], true), ColumnSpec::text(&options.text_col, "text", &[])];
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut documents = Vec::new();
-    for row in read_table(path, format_of(path)?, &columns)? {
+    for row in read_table(path, bytes, format, &columns)? {
         let id = id_cell(path, row.line, &row.cells[0])?;
         if let Some(&first) = first_line.get(&id) {
             let field = row.cells[0].as_ref().map(|c| c.0.clone()).unwrap_or_default();
@@ -888,6 +914,19 @@ pub fn load_qrels(
     queries: (&Path, &[Document]),
     corpus: (&Path, &[Document]),
 ) -> Result<(Vec<Judgement>, Relevance)> {
+    let format = format_of(path)?;
+    load_qrels_from_bytes(path, &read_file(path)?, format, options, queries, corpus)
+}
+
+/// [`load_qrels`] on a table's bytes; `path` names the table in errors.
+pub fn load_qrels_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    format: Format,
+    options: &RetrievalOptions,
+    queries: (&Path, &[Document]),
+    corpus: (&Path, &[Document]),
+) -> Result<(Vec<Judgement>, Relevance)> {
     let columns = [
         ColumnSpec::new(&options.query_id_col, "query_id", &["query-id", "qid"], true),
         ColumnSpec::new(&options.doc_id_col, "doc_id", &["corpus-id", "corpus_id", "doc-id", "docid"], true),
@@ -895,7 +934,7 @@ pub fn load_qrels(
     ];
     let query_ids: std::collections::HashSet<&str> = queries.1.iter().map(|d| d.id.as_str()).collect();
     let doc_ids: std::collections::HashSet<&str> = corpus.1.iter().map(|d| d.id.as_str()).collect();
-    let rows = read_table(path, format_of(path)?, &columns)?;
+    let rows = read_table(path, bytes, format, &columns)?;
     let relevance = if rows[0].cells[2].is_some() { Relevance::Graded } else { Relevance::Binary };
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     let mut qrels = Vec::with_capacity(rows.len());

@@ -48,6 +48,12 @@ impl std::fmt::Debug for TextTokenizer {
 impl TextTokenizer {
     /// Loads a `tokenizer.json`; `cls`, `sep`, `pad` are the special tokens' strings.
     pub fn from_json(json: &str, cls: &str, sep: &str, pad: &str) -> Result<Self> {
+        // tokenizers 0.22.2 panics (`expect("Helper")`, decoders/mod.rs) on a JSON syntax
+        // error inside "decoder" instead of returning an error; checking the syntax first
+        // makes it an error in every build (fuzz/regressions/tokenizer_json/).
+        serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(|e| {
+            Error::Tokenizer(format!("tokenizer JSON is not valid JSON (line {}, column {})", e.line(), e.column()))
+        })?;
         let mut inner = Tokenizer::from_bytes(json.as_bytes())
             .map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
         // The runtime windows and pads itself; a tokenizer.json that truncates (MiniLM's
@@ -83,5 +89,22 @@ impl TextTokenizer {
             return Err(Error::EmptyText { index });
         }
         Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fixture's tokenizer.json with a syntax error inside "decoder" (found by
+    /// fuzz/fuzz_targets/tokenizer_json.rs): an error, not a panic in the tokenizers crate.
+    #[test]
+    fn a_syntax_error_in_the_decoder_is_an_error() {
+        let json = include_str!("../../../models/fixtures/tiny-classifier/tokenizer.json");
+        let at = json.find("\"decoder\"").expect("the fixture has a decoder");
+        let broken = format!("{}\"decoder\": {{ \"type\": \"WordPiece\", ^ }},{}", &json[..at], &json[at..]);
+        let err = TextTokenizer::from_json(&broken, "[CLS]", "[SEP]", "[PAD]").unwrap_err();
+        assert!(matches!(err, Error::Tokenizer(ref m) if m.contains("not valid JSON")), "{err}");
+        assert!(TextTokenizer::from_json(json, "[CLS]", "[SEP]", "[PAD]").is_ok());
     }
 }
