@@ -6,7 +6,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fails, fixture, ok, temp_dir};
+use common::{bedside, fails, fixture, ok, temp_dir};
 
 fn export(dir: &Path, fixture_name: &str, quant: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(format!("{fixture_name}-{quant}.gguf"));

@@ -195,13 +195,6 @@ pub enum DatasetError {
     Row(RowProblem),
 }
 
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        return "none".to_string();
-    }
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-}
-
 /// Usable rows and the rows that were left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Dataset {

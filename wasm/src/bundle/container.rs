@@ -304,6 +304,26 @@ pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
     })
 }
 
+/// Recomputes a bundle's checksum and stores it in place (same length, so nothing moves).
+/// For tools and the fuzzer, which must get mutated bundles past the checksum to reach what
+/// lies behind it. No loophole: a checksum shows a file is intact, not who wrote it (pin it
+/// for that, [`Pin`]).
+pub fn reseal(bytes: &mut [u8]) -> Result<()> {
+    let (at, sum) = {
+        let header = gguf::read_header(bytes, |_| Ok(()))?;
+        let version = header.get(KEY_FORMAT_VERSION).and_then(|m| m.as_u32()).unwrap_or(FORMAT_VERSION);
+        let stored = metadata_string(&header, KEY_CHECKSUM)?;
+        let sum = checksum(&header, bytes, ChecksumCoverage::of_version(version))?;
+        if stored.len() != sum.len() {
+            return Err(Error::manifest(KEY_CHECKSUM, "is not a sha256: checksum"));
+        }
+        let start = stored.as_ptr() as usize - bytes.as_ptr() as usize;
+        (start, sum)
+    };
+    bytes[at..at + sum.len()].copy_from_slice(sum.as_bytes());
+    Ok(())
+}
+
 /// An expected bundle checksum: `sha256:<64 hex digits>` as `bedside export` and `inspect`
 /// print it, or the same digest as Subresource Integrity writes it, `sha256-<base64>`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,5 +5,5 @@ pub mod gguf;
 pub mod manifest;
 pub mod quantize;
 
-pub use container::{read, read_pinned, write, Bundle, ChecksumCoverage, Pin};
+pub use container::{read, read_pinned, reseal, write, Bundle, ChecksumCoverage, Pin};
 pub use manifest::{Manifest, Quantization, SpecialTokens, Task, FORMAT_VERSION};
