@@ -348,13 +348,23 @@ mod tests {
     fn oversized_tokenizer_files_are_refused_before_reading() {
         let dir = fixture_copy("large");
         // Sparse: one byte over the limit costs no disk.
-        std::fs::File::options().write(true).open(dir.join("tokenizer.json")).unwrap().set_len(MAX_TOKENIZER_BYTES + 1).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("tokenizer.json"))
+            .unwrap()
+            .set_len(MAX_TOKENIZER_BYTES + 1)
+            .unwrap();
         let err = Checkpoint::from_dir(&dir).unwrap_err();
         assert_eq!(err.code(), "file_too_large", "{err}");
         assert!(err.to_string().contains("tokenizer.json"), "{err}");
 
         std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
-        std::fs::File::options().write(true).open(dir.join("vocab.txt")).unwrap().set_len(MAX_TOKENIZER_BYTES + 1).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("vocab.txt"))
+            .unwrap()
+            .set_len(MAX_TOKENIZER_BYTES + 1)
+            .unwrap();
         let err = Checkpoint::from_dir(&dir).unwrap_err();
         assert_eq!(err.code(), "file_too_large", "{err}");
         assert!(err.to_string().contains("vocab.txt"), "{err}");

@@ -121,7 +121,9 @@ mod tests {
         check_tokenizer_fits(&tokenizer, span, "fixture").unwrap();
         let err = check_tokenizer_fits(&tokenizer, span - 1, "fixture/tokenizer.json").unwrap_err();
         assert_eq!(err.code(), "tokenizer_vocab");
-        assert!(matches!(&err, Error::TokenizerVocab { max_id, vocab_size, .. } if *max_id as usize == span - 1 && *vocab_size == span - 1));
+        assert!(
+            matches!(&err, Error::TokenizerVocab { max_id, vocab_size, .. } if *max_id as usize == span - 1 && *vocab_size == span - 1)
+        );
         assert!(err.to_string().contains("fixture/tokenizer.json"), "{err}");
 
         // An added token takes the next id: one row more is needed.
@@ -132,10 +134,10 @@ mod tests {
 
     #[test]
     fn id_span_counts_the_largest_id_not_the_entries() {
-        let json = r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+        let json = r###"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
             "pre_tokenizer":null,"post_processor":null,"decoder":null,
             "model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",
-                     "max_input_chars_per_word":100,"vocab":{"[UNK]":0,"a":1,"b":5}}}"#;
+                     "max_input_chars_per_word":100,"vocab":{"[UNK]":0,"a":1,"b":5}}}"###;
         let tokenizer = Tokenizer::from_bytes(json.as_bytes()).unwrap();
         assert_eq!(tokenizer.get_vocab_size(true), 3);
         assert_eq!(tokenizer_id_span(&tokenizer), 6);
