@@ -790,8 +790,9 @@ impl From<&str> for StepError {
 
 #[cfg(test)]
 mod tests {
-    //! Every crafted file below was checked against `candle_core::pickle::read_all`, which
-    //! panics, aborts or allocates gigabytes on each (the reader this module replaces).
+    //! The crafted files below reproduce the failures a security review found in
+    //! `candle_core::pickle::read_all` (panics, a stack overflow, gigabyte allocations); they
+    //! were not re-run against candle here, as one of them aborts the test process.
 
     use std::io::Write;
     use std::path::PathBuf;
