@@ -16,14 +16,14 @@ shift
 
 # Per target, the largest input libFuzzer makes: above the largest seed, small enough that
 # an input is still fast to run.
-# TODO(lead): add `pickle` and `serve_request` here (and in fuzz/Cargo.toml) after the merge.
 declare -A MAX_LEN=(
   [bundle]=262144         # the seed bundle is ~120 KB
   [tokenizer_json]=65536  # the seed tokenizer.json is ~7 KB plus a text
   [search_index]=16384
   [tables]=8192
+  [pickle]=262144         # the seed checkpoints are 5-135 KB
 )
-TARGETS=(bundle tokenizer_json search_index tables)
+TARGETS=(bundle tokenizer_json search_index tables pickle)
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")

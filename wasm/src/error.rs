@@ -35,6 +35,28 @@ pub enum Error {
     #[error("{dir}: no tokenizer found (looked for tokenizer.json and vocab.txt)")]
     NoTokenizer { dir: PathBuf },
 
+    #[error("{path}: {size} bytes is over the {limit}-byte limit for this file")]
+    FileTooLarge { path: String, size: u64, limit: u64 },
+
+    // === PyTorch checkpoint (pytorch_model.bin) ===
+    /// The zip container: not a zip, no `data.pkl`, a storage entry missing or too large.
+    #[error("{path}: not a readable PyTorch checkpoint: {message}")]
+    CheckpointArchive { path: String, message: String },
+
+    /// The pickle program in `data.pkl`: `offset` is the byte of the failing opcode.
+    #[error("{path}: data.pkl byte {offset}: {message}")]
+    Pickle { path: String, offset: usize, message: String },
+
+    #[error(
+        "{path}: data.pkl byte {offset}: global `{global}` is not allowed (a checkpoint may only \
+         rebuild a state dict's tensors)"
+    )]
+    PickleGlobal { path: String, offset: usize, global: String },
+
+    /// A tensor's shape, strides or offset do not fit its storage, or its storage is missing.
+    #[error("{path}: tensor `{tensor}`: {message}")]
+    CheckpointTensor { path: String, tensor: String, message: String },
+
     // === Weights ===
     #[error("tensor `{name}` is missing from the {source_kind}")]
     MissingTensor { name: String, source_kind: &'static str },
@@ -77,6 +99,13 @@ pub enum Error {
     // === Tokenize / window ===
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+
+    /// A token id at or past the embedding table's end would index out of range.
+    #[error(
+        "{what}: the tokenizer has token ids up to {max_id}, but the model's embedding table has \
+         {vocab_size} rows (vocab_size)"
+    )]
+    TokenizerVocab { what: String, max_id: u32, vocab_size: usize },
 
     #[error("text {index} is empty")]
     EmptyText { index: usize },
@@ -129,6 +158,11 @@ impl Error {
             Error::Config { .. } => "config",
             Error::NoWeights { .. } => "no_weights",
             Error::NoTokenizer { .. } => "no_tokenizer",
+            Error::FileTooLarge { .. } => "file_too_large",
+            Error::CheckpointArchive { .. } => "checkpoint_archive",
+            Error::Pickle { .. } => "pickle",
+            Error::PickleGlobal { .. } => "pickle_global",
+            Error::CheckpointTensor { .. } => "checkpoint_tensor",
             Error::MissingTensor { .. } => "missing_tensor",
             Error::TensorShape { .. } => "tensor_shape",
             Error::UnknownQuantization(_) => "unknown_quantization",
@@ -141,6 +175,7 @@ impl Error {
             Error::Pin(_) => "bad_pin",
             Error::PinMismatch { .. } => "integrity_mismatch",
             Error::Tokenizer(_) => "tokenizer",
+            Error::TokenizerVocab { .. } => "tokenizer_vocab",
             Error::EmptyText { .. } => "empty_text",
             Error::Window(_) => "window",
             Error::WrongTask { .. } => "wrong_task",

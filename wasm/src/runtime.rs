@@ -217,16 +217,8 @@ impl Model {
         manifest.validate()?;
         let special = &manifest.special_tokens;
         let tokenizer = TextTokenizer::from_json(tokenizer_json, &special.cls, &special.sep, &special.pad)?;
-        if tokenizer.vocab_size() > manifest.config.vocab_size {
-            return Err(Error::config(
-                "vocab_size",
-                format!(
-                    "the tokenizer has {} tokens but the model's embedding table only {}",
-                    tokenizer.vocab_size(),
-                    manifest.config.vocab_size
-                ),
-            ));
-        }
+        // Ids, not entries: a vocabulary with gaps can name an id past the table.
+        tokenizer.check_fits(manifest.config.vocab_size, "the tokenizer")?;
         let bert = Bert::load(weights, &manifest.config)?;
         let head = match manifest.task {
             Task::Embedding => None,

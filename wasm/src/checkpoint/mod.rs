@@ -6,6 +6,7 @@
 //! which an equivalent BERT WordPiece tokenizer is built. Native only: the browser loads
 //! bundles, never directories.
 
+mod pickle;
 mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -18,8 +19,14 @@ use crate::error::{Error, Result};
 use crate::model::{BertConfig, HeadFeatures, Weights};
 use crate::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use crate::pipeline::pool::Pooling;
+use crate::pipeline::tokenize::check_tokenizer_fits;
 
+pub use pickle::{read_pytorch_checkpoint, read_pytorch_checkpoint_from, MAX_NESTING, MAX_PICKLE_BYTES};
 pub use tokenizer::{build_wordpiece_json, vocab_looks_cased};
+
+/// Largest tokenizer.json or vocab.txt read (bert-base's tokenizer.json is ~700 KB; the
+/// largest multilingual ones are ~20 MB).
+pub const MAX_TOKENIZER_BYTES: u64 = 64 << 20;
 
 /// What a checkpoint directory holds, ready for the runtime or an export.
 #[derive(Debug)]
@@ -86,6 +93,29 @@ pub struct LoadOptions {
 
 pub(crate) fn read_text(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::File { path: path.to_path_buf(), message: e.to_string() })?;
+    text_from_bytes(path, bytes)
+}
+
+/// Reads a text file of at most `limit` bytes, refusing a larger one before reading it.
+pub(crate) fn read_text_capped(path: &Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let file_error = |e: std::io::Error| Error::File { path: path.to_path_buf(), message: e.to_string() };
+    let file = std::fs::File::open(path).map_err(file_error)?;
+    let size = file.metadata().map_err(file_error)?.len();
+    let too_large = |size: u64| Error::FileTooLarge { path: path.display().to_string(), size, limit };
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    // One byte past the limit catches a file that grew after its size was read.
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(file_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    text_from_bytes(path, bytes)
+}
+
+fn text_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes)
         .map_err(|e| Error::NotUtf8 { path: path.display().to_string(), byte_offset: e.utf8_error().valid_up_to() })
 }
@@ -132,10 +162,10 @@ impl Checkpoint {
         }
 
         let tokenizer_json = if dir.join("tokenizer.json").is_file() {
-            read_text(&dir.join("tokenizer.json"))?
+            read_text_capped(&dir.join("tokenizer.json"), MAX_TOKENIZER_BYTES)?
         } else if dir.join("vocab.txt").is_file() {
             let vocab_path = dir.join("vocab.txt");
-            let vocab = read_text(&vocab_path)?;
+            let vocab = read_text_capped(&vocab_path, MAX_TOKENIZER_BYTES)?;
             let lowercase = options
                 .lowercase
                 .or_else(|| tokenizer_config.as_ref()?.get("do_lower_case")?.as_bool())
@@ -145,6 +175,9 @@ impl Checkpoint {
         } else {
             return Err(Error::NoTokenizer { dir: dir.to_path_buf() });
         };
+        let tokenizer = tokenizers::Tokenizer::from_bytes(tokenizer_json.as_bytes())
+            .map_err(|e| Error::Tokenizer(format!("{}: tokenizer JSON does not load: {e}", dir.display())))?;
+        check_tokenizer_fits(&tokenizer, config.vocab_size, &dir.display().to_string())?;
 
         let (pooling, normalize, max_seq_length) = sentence_transformers_settings(dir)?;
         Ok(Self {
@@ -231,15 +264,12 @@ fn serving_settings(config_text: &str, path: &Path) -> Result<Option<ServingSett
 fn load_weights(dir: &Path) -> Result<Weights> {
     let safetensors = dir.join("model.safetensors");
     let pickle = dir.join("pytorch_model.bin");
-    let file_error =
-        |path: &Path, e: candle_core::Error| Error::File { path: path.to_path_buf(), message: e.to_string() };
     if safetensors.is_file() {
-        let tensors =
-            candle_core::safetensors::load(&safetensors, &Device::Cpu).map_err(|e| file_error(&safetensors, e))?;
+        let tensors = candle_core::safetensors::load(&safetensors, &Device::Cpu)
+            .map_err(|e| Error::File { path: safetensors.clone(), message: e.to_string() })?;
         Weights::from_checkpoint(tensors)
     } else if pickle.is_file() {
-        let tensors = candle_core::pickle::read_all(&pickle).map_err(|e| file_error(&pickle, e))?;
-        Weights::from_checkpoint(tensors)
+        Weights::from_checkpoint(read_pytorch_checkpoint(&pickle)?)
     } else {
         Err(Error::NoWeights { dir: dir.to_path_buf() })
     }
@@ -282,4 +312,61 @@ fn sentence_transformers_settings(dir: &Path) -> Result<(Option<Pooling>, bool, 
         None
     };
     Ok((pooling, normalize, max_seq_length))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/fixtures/tiny-safetensors");
+
+    fn fixture_copy(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("bedside-checkpoint-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(FIXTURE).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn checkpoint_tokenizer_must_fit_the_embedding_table() {
+        let dir = fixture_copy("vocab");
+        Checkpoint::from_dir(&dir).unwrap();
+        let config_path = dir.join("config.json");
+        let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+        let rows = config["vocab_size"].as_u64().unwrap();
+        config["vocab_size"] = (rows - 1).into();
+        std::fs::write(&config_path, config.to_string()).unwrap();
+        let err = Checkpoint::from_dir(&dir).unwrap_err();
+        assert_eq!(err.code(), "tokenizer_vocab", "{err}");
+        assert!(matches!(err, Error::TokenizerVocab { vocab_size, .. } if vocab_size as u64 == rows - 1));
+    }
+
+    #[test]
+    fn oversized_tokenizer_files_are_refused_before_reading() {
+        let dir = fixture_copy("large");
+        // Sparse: one byte over the limit costs no disk.
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("tokenizer.json"))
+            .unwrap()
+            .set_len(MAX_TOKENIZER_BYTES + 1)
+            .unwrap();
+        let err = Checkpoint::from_dir(&dir).unwrap_err();
+        assert_eq!(err.code(), "file_too_large", "{err}");
+        assert!(err.to_string().contains("tokenizer.json"), "{err}");
+
+        std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("vocab.txt"))
+            .unwrap()
+            .set_len(MAX_TOKENIZER_BYTES + 1)
+            .unwrap();
+        let err = Checkpoint::from_dir(&dir).unwrap_err();
+        assert_eq!(err.code(), "file_too_large", "{err}");
+        assert!(err.to_string().contains("vocab.txt"), "{err}");
+    }
 }

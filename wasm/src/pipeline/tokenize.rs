@@ -8,6 +8,25 @@ use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 
+/// Rows of an embedding table a tokenizer can index: its largest token id, added tokens
+/// included, plus one. Not the vocabulary's size: ids may have gaps.
+pub fn tokenizer_id_span(tokenizer: &Tokenizer) -> u64 {
+    let vocab_max = tokenizer.get_vocab(true).into_values().max();
+    let added_max = tokenizer.get_added_tokens_decoder().into_keys().max();
+    vocab_max.max(added_max).map_or(0, |id| u64::from(id) + 1)
+}
+
+/// Checks that every id `tokenizer` can produce indexes a row of an embedding table of
+/// `vocab_size` rows; a larger id would index past the table. `source` names the tokenizer
+/// (a file or bundle) in the error.
+pub fn check_tokenizer_fits(tokenizer: &Tokenizer, vocab_size: usize, source: &str) -> Result<()> {
+    let span = tokenizer_id_span(tokenizer);
+    if span > vocab_size as u64 {
+        return Err(Error::TokenizerVocab { what: source.to_string(), max_id: (span - 1) as u32, vocab_size });
+    }
+    Ok(())
+}
+
 /// Token ids of one text and, per token, the byte range of the text it came from.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tokens {
@@ -77,6 +96,11 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// [`check_tokenizer_fits`] for this tokenizer: every id it makes has an embedding row.
+    pub fn check_fits(&self, vocab_size: usize, source: &str) -> Result<()> {
+        check_tokenizer_fits(&self.inner, vocab_size, source)
+    }
+
     /// Tokenizes `text` without special tokens. `index` names the text in errors.
     pub fn tokenize(&self, text: &str, index: usize) -> Result<Tokens> {
         if text.trim().is_empty() {
@@ -94,7 +118,43 @@ impl TextTokenizer {
 
 #[cfg(test)]
 mod tests {
+    use tokenizers::AddedToken;
+
     use super::*;
+
+    const FIXTURE: &str = include_str!("../../../models/fixtures/tiny-safetensors/tokenizer.json");
+
+    #[test]
+    fn tokenizer_must_fit_the_embedding_table() {
+        let mut tokenizer = Tokenizer::from_bytes(FIXTURE.as_bytes()).unwrap();
+        let span = tokenizer_id_span(&tokenizer) as usize;
+        assert_eq!(span, tokenizer.get_vocab_size(true), "the fixture's ids have no gaps");
+        check_tokenizer_fits(&tokenizer, span, "fixture").unwrap();
+        let err = check_tokenizer_fits(&tokenizer, span - 1, "fixture/tokenizer.json").unwrap_err();
+        assert_eq!(err.code(), "tokenizer_vocab");
+        assert!(
+            matches!(&err, Error::TokenizerVocab { max_id, vocab_size, .. } if *max_id as usize == span - 1 && *vocab_size == span - 1)
+        );
+        assert!(err.to_string().contains("fixture/tokenizer.json"), "{err}");
+
+        // An added token takes the next id: one row more is needed.
+        tokenizer.add_tokens(&[AddedToken::from("[NEW]", false)]);
+        assert_eq!(check_tokenizer_fits(&tokenizer, span, "fixture").unwrap_err().code(), "tokenizer_vocab");
+        check_tokenizer_fits(&tokenizer, span + 1, "fixture").unwrap();
+    }
+
+    #[test]
+    fn id_span_counts_the_largest_id_not_the_entries() {
+        let json = r###"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[],"normalizer":null,
+            "pre_tokenizer":null,"post_processor":null,"decoder":null,
+            "model":{"type":"WordPiece","unk_token":"[UNK]","continuing_subword_prefix":"##",
+                     "max_input_chars_per_word":100,"vocab":{"[UNK]":0,"a":1,"b":5}}}"###;
+        let tokenizer = Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        assert_eq!(tokenizer.get_vocab_size(true), 3);
+        assert_eq!(tokenizer_id_span(&tokenizer), 6);
+        assert!(check_tokenizer_fits(&tokenizer, 3, "gappy").is_err());
+        check_tokenizer_fits(&tokenizer, 6, "gappy").unwrap();
+    }
 
     /// The fixture's tokenizer.json with a syntax error inside "decoder" (found by
     /// fuzz/fuzz_targets/tokenizer_json.rs): an error, not a panic in the tokenizers crate.
