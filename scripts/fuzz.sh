@@ -22,8 +22,9 @@ declare -A MAX_LEN=(
   [search_index]=16384
   [tables]=8192
   [pickle]=262144         # the seed checkpoints are 5-135 KB
+  [serve_request]=20000   # just past serve's 16 KiB head limit
 )
-TARGETS=(bundle tokenizer_json search_index tables pickle)
+TARGETS=(bundle tokenizer_json search_index tables pickle serve_request)
 
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${TARGETS[@]}")

@@ -375,7 +375,7 @@ fn train_probe_features_and_c_reach_the_report_and_the_bundle() {
     let parity: serde_json::Value = serde_json::from_str(parity.trim()).unwrap();
     assert_eq!(parity["decision_agreement"].as_f64(), Some(1.0), "{parity}");
     let manifest: serde_json::Value = serde_json::from_str(&ok(&["inspect", bundle_s])).unwrap();
-    assert_eq!((manifest["head_features"].as_str(), manifest["format_version"].as_u64()), (Some("mean"), Some(2)));
+    assert_eq!((manifest["head_features"].as_str(), manifest["format_version"].as_u64()), (Some("mean"), Some(3)));
     // transformers cannot express a head on the mean, so no HF directory is written for it.
     let hf = dir.join("hf");
     let stderr = fails(&["export", "--model", out_s, "--out", bundle_s, "--hf-out", hf.to_str().unwrap()]);
@@ -587,13 +587,20 @@ fn a_sentinel_note_never_reaches_output_logs_or_reports() {
     let (b, e) = (bundle.to_str().unwrap(), embedder.to_str().unwrap());
     let dup_corpus = write(
         "corpus.jsonl",
-        format!("{{\"id\": \"{SENTINEL}\", \"text\": \"chest pain\"}}\n{{\"id\": \"{SENTINEL}\", \"text\": \"cough\"}}\n"),
+        format!(
+            "{{\"id\": \"{SENTINEL}\", \"text\": \"chest pain\"}}\n{{\"id\": \"{SENTINEL}\", \"text\": \"cough\"}}\n"
+        ),
     );
     let dup_csv = write("corpus.csv", format!("id,text\n{SENTINEL},chest pain\n{SENTINEL},cough\n"));
-    let typed_pairs = write("pairs.jsonl", format!("{{\"text1\": \"a\", \"text2\": \"b\", \"label\": \"{SENTINEL}\"}}\n"));
+    let typed_pairs =
+        write("pairs.jsonl", format!("{{\"text1\": \"a\", \"text2\": \"b\", \"label\": \"{SENTINEL}\"}}\n"));
     let csv_pairs = write("pairs.csv", format!("text1,text2,label\nchest pain,heart,{SENTINEL}\n"));
-    let unseen = write("unseen.csv", format!("text,label\nchest pain,cardiology\ncough,{SENTINEL}\nwheeze,respiratory\n"));
-    let clean = write("train.csv", "text,label\nchest pain,cardiology\ncough,respiratory\nwheeze,respiratory\nheart,cardiology\n".into());
+    let unseen =
+        write("unseen.csv", format!("text,label\nchest pain,cardiology\ncough,{SENTINEL}\nwheeze,respiratory\n"));
+    let clean = write(
+        "train.csv",
+        "text,label\nchest pain,cardiology\ncough,respiratory\nwheeze,respiratory\nheart,cardiology\n".into(),
+    );
     let empty_text = write("empty.csv", format!("id,text\n{SENTINEL},   \n"));
     let not_a_bundle = write("note.gguf", format!("{SENTINEL} presented with chest pain\n"));
     let run = dir.join("run");
@@ -609,7 +616,20 @@ fn a_sentinel_note_never_reaches_output_logs_or_reports() {
         vec!["classify", "--model", &not_a_bundle, "chest pain"],
         vec!["inspect", &not_a_bundle],
         vec!["export", "--model", &not_a_bundle, "--out", "/dev/null"],
-        vec!["train", "classify", "--base", base.to_str().unwrap(), "--train", &clean, "--val", &unseen, "--epochs", "1", "--out", run.to_str().unwrap()],
+        vec![
+            "train",
+            "classify",
+            "--base",
+            base.to_str().unwrap(),
+            "--train",
+            &clean,
+            "--val",
+            &unseen,
+            "--epochs",
+            "1",
+            "--out",
+            run.to_str().unwrap(),
+        ],
         vec!["--expect-checksum", SENTINEL, "inspect", b],
     ];
     for args in &commands {
@@ -624,13 +644,12 @@ fn a_sentinel_note_never_reaches_output_logs_or_reports() {
     while let Some(path) = files.pop() {
         if path.is_dir() {
             files.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
-        } else if !path.to_str().unwrap().ends_with(".csv") && !path.to_str().unwrap().ends_with(".jsonl") && !path.ends_with("note.gguf") {
+        } else if !path.to_str().unwrap().ends_with(".csv")
+            && !path.to_str().unwrap().ends_with(".jsonl")
+            && !path.ends_with("note.gguf")
+        {
             let bytes = std::fs::read(&path).unwrap();
-            assert!(
-                !bytes.windows(7).any(|w| w == b"1234567"),
-                "{} holds part of the sentinel",
-                path.display()
-            );
+            assert!(!bytes.windows(7).any(|w| w == b"1234567"), "{} holds part of the sentinel", path.display());
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The trainer library behind the `bedside` CLI: data loading, training, evaluation and
-//! export. The CLI (src/main.rs, src/cli/) only parses flags and calls into here.
+//! export, and the local server. The CLI (src/main.rs, src/cli/) only parses flags and calls into here.
 //!
 //! A note's path on the training side: data (load, split) → scrub (runtime's
 //! `pipeline::scrub`) → tokenize/window (runtime) → train → eval (metrics, report) → export.
@@ -8,4 +8,5 @@ pub mod data;
 pub mod durable;
 pub mod eval;
 pub mod hub;
+pub mod serve;
 pub mod train;

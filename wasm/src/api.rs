@@ -44,13 +44,9 @@ impl Bedside {
     #[wasm_bindgen(js_name = load)]
     pub fn load(bytes: &[u8], integrity: Option<String>) -> Result<Bedside, JsValue> {
         let pin = integrity.as_deref().map(Pin::parse).transpose().map_err(js_error)?;
-        let model = crate::runtime::block_on(Model::load_pinned(
-            bytes,
-            Backend::Cpu,
-            QuantizedMatmul::default(),
-            pin.as_ref(),
-        ))
-        .map_err(js_error)?;
+        let model =
+            crate::runtime::block_on(Model::load_pinned(bytes, Backend::Cpu, QuantizedMatmul::default(), pin.as_ref()))
+                .map_err(js_error)?;
         Ok(Bedside { model: Rc::new(model) })
     }
 

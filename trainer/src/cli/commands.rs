@@ -62,7 +62,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Similarity(args) => similarity(args),
         Command::Inspect(args) => inspect(args),
         Command::Search(args) => super::search::run(args),
-        Command::Serve(args) => super::serve::run(args),
+        Command::Serve(args) => bedside::serve::run(args),
     }
 }
 

@@ -3,7 +3,6 @@
 mod commands;
 mod eval_embed;
 mod search;
-mod serve;
 
 use std::path::PathBuf;
 
@@ -50,7 +49,7 @@ pub enum Command {
     /// Rank the documents of a corpus (.jsonl, .csv, .txt) by similarity to a query.
     Search(search::SearchArgs),
     /// Serve the web page (www/) on 127.0.0.1, optionally with a bundle at /model.gguf.
-    Serve(serve::ServeArgs),
+    Serve(bedside::serve::ServeArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -1578,11 +1578,7 @@ mod tests {
     fn bad_pairs_name_file_line_and_field() {
         let cases = [
             ("p.csv", "text1,text2,label\na,b,1\n , c,0\n", ":3: field `text1`: empty text"),
-            (
-                "p.csv",
-                "text1,text2,label\na,b,1\nc,d,1.5\n",
-                ":3: field `label`: must be a number in [0, 1]",
-            ),
+            ("p.csv", "text1,text2,label\na,b,1\nc,d,1.5\n", ":3: field `label`: must be a number in [0, 1]"),
             ("p.csv", "text1,text2,label\na,b,yes\n", ":2: field `label`"),
             ("p.csv", "text1,text2,label\na,b\n", ":2: cannot parse the file: row has 2 fields, the header has 3"),
             ("p.csv", "text1,text2\na,b\n", ":1: no column `label` in the header row, which has 2 column(s)"),

@@ -258,7 +258,9 @@ pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
         version = metadata
             .iter()
             .find(|m| m.key == KEY_FORMAT_VERSION)
-            .ok_or_else(|| Error::BadBundle(format!("a GGUF file without `{KEY_FORMAT_VERSION}`: not made by Bedside")))?
+            .ok_or_else(|| {
+                Error::BadBundle(format!("a GGUF file without `{KEY_FORMAT_VERSION}`: not made by Bedside"))
+            })?
             .as_u32()
             .ok_or_else(|| Error::manifest(KEY_FORMAT_VERSION, "is not a u32"))?;
         super::manifest::check_version(version)
@@ -294,14 +296,7 @@ pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
         let tensor = qtensor_from_ggml(t.dtype, data, t.dims.clone(), &Device::Cpu)?;
         weights.insert(t.name.clone(), Weight::Quantized(Arc::new(tensor)));
     }
-    Ok(Bundle {
-        manifest,
-        tokenizer_json: tokenizer_json.to_string(),
-        weights,
-        checksum: computed,
-        name,
-        coverage,
-    })
+    Ok(Bundle { manifest, tokenizer_json: tokenizer_json.to_string(), weights, checksum: computed, name, coverage })
 }
 
 /// Recomputes a bundle's checksum and stores it in place (same length, so nothing moves).
@@ -344,7 +339,9 @@ impl Pin {
             if hex.len() != 64 {
                 return Err(bad());
             }
-            (0..32).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad())).collect::<Result<_>>()?
+            (0..32)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+                .collect::<Result<_>>()?
         } else if let Some(b64) = text.strip_prefix("sha256-") {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| bad())?
@@ -457,7 +454,9 @@ mod tests {
         json["format_version"] = (FORMAT_VERSION + 1).into();
         let future = assemble(FORMAT_VERSION + 1, "tiny", &json.to_string(), &tokenizer, &tensors(&weights)).unwrap();
         match read(&future) {
-            Err(Error::BundleVersion { found, supported }) => assert_eq!((found, supported), (3, FORMAT_VERSION)),
+            Err(Error::BundleVersion { found, supported }) => {
+                assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION))
+            }
             Err(other) => panic!("expected a version error, got {other}"),
             Ok(_) => panic!("a version-{} bundle was read", FORMAT_VERSION + 1),
         }

@@ -230,7 +230,10 @@ fn dtype_of(id: u32) -> Option<GgmlDType> {
 /// Reads and checks a GGUF header (versions 2 and 3; version 1 used 32-bit lengths and no
 /// Bedside bundle was ever written in it). `on_metadata` sees the metadata before the tensor
 /// table is read, so the bundle layout version is checked first.
-pub fn read_header<'a>(bytes: &'a [u8], on_metadata: impl FnOnce(&[MetaEntry<'a>]) -> Result<()>) -> Result<Header<'a>> {
+pub fn read_header<'a>(
+    bytes: &'a [u8],
+    on_metadata: impl FnOnce(&[MetaEntry<'a>]) -> Result<()>,
+) -> Result<Header<'a>> {
     let mut c = Cursor { bytes, at: 0 };
     let magic = c.take(4, &|| "the magic number".into())?;
     if magic != b"GGUF" {
@@ -243,7 +246,10 @@ pub fn read_header<'a>(bytes: &'a [u8], on_metadata: impl FnOnce(&[MetaEntry<'a>
     let tensor_count = c.u64(&|| "the tensor count".into())?;
     let metadata_count = c.u64(&|| "the metadata count".into())?;
     if metadata_count > Limits::METADATA_ENTRIES {
-        return Err(bad(format!("{metadata_count} metadata entries, more than the limit of {}", Limits::METADATA_ENTRIES)));
+        return Err(bad(format!(
+            "{metadata_count} metadata entries, more than the limit of {}",
+            Limits::METADATA_ENTRIES
+        )));
     }
     if tensor_count > Limits::TENSORS {
         return Err(bad(format!("{tensor_count} tensors, more than the limit of {}", Limits::TENSORS)));
@@ -297,8 +303,9 @@ pub fn read_header<'a>(bytes: &'a [u8], on_metadata: impl FnOnce(&[MetaEntry<'a>
         }
         dims.reverse();
         let type_id = c.u32(&what)?;
-        let dtype = dtype_of(type_id)
-            .ok_or_else(|| bad(format!("tensor `{name}` has storage type {type_id} (f32, f16, q8_0 and q4_0 are read)")))?;
+        let dtype = dtype_of(type_id).ok_or_else(|| {
+            bad(format!("tensor `{name}` has storage type {type_id} (f32, f16, q8_0 and q4_0 are read)"))
+        })?;
         let offset = c.u64(&what)?;
         if offset % alignment as u64 != 0 {
             return Err(bad(format!("tensor `{name}` starts at offset {offset}, not a multiple of {alignment}")));

@@ -475,6 +475,21 @@ impl Worker {
     }
 }
 
+/// The status `serve` answers to the bytes a connection has sent so far, and whether the
+/// connection may stay open; `None` while the head is incomplete. The same two steps as the
+/// server (`head_length`, then `answer`), without the socket: the fuzz target's entry point
+/// (fuzz/fuzz_targets/serve_request.rs).
+pub fn status_for(site: &Site, port: u16, bytes: &[u8], limits: &Limits) -> Option<(u16, bool)> {
+    match head_length(bytes, limits.max_head_bytes) {
+        HeadState::Partial => None,
+        HeadState::Done(Err(status)) => Some((status, false)),
+        HeadState::Done(Ok(length)) => {
+            let (response, keep_alive) = answer(site, port, &bytes[..length]);
+            Some((response.status, keep_alive))
+        }
+    }
+}
+
 /// An answer and whether the connection may stay open for another request.
 fn answer(site: &Site, port: u16, head: &[u8]) -> (Response, bool) {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -849,6 +864,26 @@ mod tests {
         assert!(head.body.is_empty());
         assert_eq!(request(port, "POST", "/", "Content-Length: 0\r\n").status, 405);
         assert_eq!(request(port, "GET", "/missing.js", "").status, 404);
+    }
+
+    #[test]
+    fn status_for_takes_the_servers_steps_without_a_socket() {
+        let (dir, model) = site();
+        let site = Site::new(&dir.path().join("www"), Some(&model)).unwrap();
+        let limits = Limits::default();
+        let status = |head: &str| status_for(&site, 8080, head.as_bytes(), &limits);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: localhost:8080\r\n"), None);
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: localhost:8080\r\n\r\n"), Some((200, true)));
+        assert_eq!(
+            status("GET /model.gguf HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n"),
+            Some((200, false))
+        );
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: evil.example:8080\r\n\r\n"), Some((421, false)));
+        assert_eq!(status("GET /../Cargo.toml HTTP/1.1\r\nHost: localhost:8080\r\n\r\n").map(|s| s.0), Some(400));
+        assert_eq!(status("GET /notes.csv HTTP/1.1\r\nHost: localhost:8080\r\n\r\n").map(|s| s.0), Some(403));
+        assert_eq!(status("\x01\x02 nonsense\r\n\r\n"), Some((400, false)));
+        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(limits.max_head_bytes));
+        assert_eq!(status(&long), Some((431, false)));
     }
 
     #[test]
