@@ -90,6 +90,12 @@ pub enum Error {
     #[error("bundle checksum mismatch: stored {stored}, computed {computed}; the file is damaged, download or export it again")]
     Checksum { stored: String, computed: String },
 
+    #[error(
+        "bundle tensor `{name}`: value {index} is not finite (NaN or infinity); the bundle is \
+         damaged or was exported from a run that diverged"
+    )]
+    NonFiniteWeights { name: String, index: usize },
+
     #[error("bundle pin: {0}")]
     Pin(String),
 
@@ -172,6 +178,7 @@ impl Error {
             Error::BundleVersion { .. } => "bundle_version",
             Error::Manifest { .. } => "manifest",
             Error::Checksum { .. } => "checksum_mismatch",
+            Error::NonFiniteWeights { .. } => "non_finite_weights",
             Error::Pin(_) => "bad_pin",
             Error::PinMismatch { .. } => "integrity_mismatch",
             Error::Tokenizer(_) => "tokenizer",

@@ -197,3 +197,35 @@ fn crafted_tensor_shape_is_refused_without_overflow() {
     let err = load_err(&bytes);
     assert!(matches!(err.code(), "bad_bundle" | "truncated_bundle"), "{err}");
 }
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    // A NaN in an f32 tensor and an infinite q8_0 block scale, each with a valid checksum.
+    let ckpt = Checkpoint::from_dir(&fixture("tiny-classifier")).unwrap();
+    for quant in [Quantization::F32, Quantization::Q8_0] {
+        let manifest = ckpt.default_manifest(quant).unwrap();
+        // Building the model marks the tensors it reads, which are the ones written.
+        Model::from_parts(manifest.clone(), &ckpt.tokenizer_json, &ckpt.weights).unwrap();
+        let mut bytes =
+            bundle::write(&manifest, &ckpt.tokenizer_json, &ckpt.weights, &ckpt.weights.used_names()).unwrap();
+        let header = bundle::gguf::read_header(&bytes, |_| Ok(())).unwrap();
+        let dtype = match quant {
+            Quantization::F32 => candle_core::quantized::GgmlDType::F32,
+            _ => candle_core::quantized::GgmlDType::Q8_0,
+        };
+        let t = header.tensors.iter().find(|t| t.dims.len() == 2 && t.dtype == dtype).unwrap().clone();
+        let (name, at) = (t.name.clone(), header.data_offset + t.offset as usize);
+        let poison: &[u8] = match quant {
+            Quantization::F32 => &f32::NAN.to_le_bytes(),
+            _ => &half::f16::INFINITY.to_le_bytes(),
+        };
+        // The second value (f32) or the second block's scale (q8_0).
+        let second = if quant == Quantization::F32 { 4 } else { 34 };
+        bytes[at + second..at + second + poison.len()].copy_from_slice(poison);
+        bundle::reseal(&mut bytes).unwrap();
+        let err = load_err(&bytes);
+        assert_eq!(err.code(), "non_finite_weights", "{quant:?}: {err}");
+        let want = if quant == Quantization::F32 { "value 1 " } else { "value 32 " };
+        assert!(err.to_string().contains(&format!("`{name}`")) && err.to_string().contains(want), "{err}");
+    }
+}

@@ -290,6 +290,9 @@ pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
     for t in &header.tensors {
         // Copied into 8-byte-aligned storage: candle reinterprets the bytes as f32/f16/blocks.
         let raw = header.tensor_bytes(bytes, t);
+        if let Some(index) = gguf::first_non_finite(t.dtype, raw) {
+            return Err(Error::NonFiniteWeights { name: t.name.clone(), index });
+        }
         let mut aligned = vec![0u64; raw.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..raw.len()].copy_from_slice(raw);
         let data = &bytemuck::cast_slice::<u64, u8>(&aligned)[..raw.len()];

@@ -356,9 +356,45 @@ fn byte_size(dims: &[usize], dtype: GgmlDType) -> Option<usize> {
     (elements / block).checked_mul(dtype.type_size())
 }
 
+/// The index of the first value of `bytes` (a tensor in `dtype`) that is NaN or infinite, read
+/// from the bit patterns (all-ones exponent) so no float is formed; for q8_0/q4_0 that is the
+/// first value of the block whose f16 scale is not finite. A NaN weight turns every output into
+/// NaN, and infinite scales overflow the integer kernels, so such bundles are refused at load.
+pub fn first_non_finite(dtype: GgmlDType, bytes: &[u8]) -> Option<usize> {
+    let f16_non_finite = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00;
+    match dtype {
+        GgmlDType::F32 => bytes
+            .chunks_exact(4)
+            .position(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) & 0x7f80_0000 == 0x7f80_0000),
+        GgmlDType::F16 => bytes.chunks_exact(2).position(f16_non_finite),
+        _ => bytes
+            .chunks_exact(dtype.type_size())
+            .position(|block| f16_non_finite(block))
+            .map(|block| block * dtype.block_size()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_finite_values_are_found_by_their_bits() {
+        let f32s = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        assert_eq!(first_non_finite(GgmlDType::F32, &f32s(&[1.0, -3.4e38, 0.0])), None);
+        assert_eq!(first_non_finite(GgmlDType::F32, &f32s(&[1.0, 2.0, f32::NAN])), Some(2));
+        assert_eq!(first_non_finite(GgmlDType::F32, &f32s(&[f32::NEG_INFINITY])), Some(0));
+        let f16s = |v: &[f32]| v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect::<Vec<u8>>();
+        assert_eq!(first_non_finite(GgmlDType::F16, &f16s(&[1.0, 65504.0])), None);
+        assert_eq!(first_non_finite(GgmlDType::F16, &f16s(&[1.0, 1e6])), Some(1));
+        // q8_0: 34-byte blocks, an f16 scale then 32 codes; codes are never non-finite.
+        let mut q8 = vec![0u8; 3 * 34];
+        q8[34..36].copy_from_slice(&half::f16::from_f32(0.5).to_le_bytes());
+        q8[36..66].fill(0xff);
+        assert_eq!(first_non_finite(GgmlDType::Q8_0, &q8), None);
+        q8[68..70].copy_from_slice(&half::f16::INFINITY.to_le_bytes());
+        assert_eq!(first_non_finite(GgmlDType::Q8_0, &q8), Some(64));
+    }
 
     /// A GGUF v3 file from parts: metadata as (key, type, raw value), tensors as (name, dims
     /// in GGUF order, type id, offset), then `data`.
