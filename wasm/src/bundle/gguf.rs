@@ -33,6 +33,9 @@ impl Limits {
     pub const DIMS: u32 = 4;
     /// Nesting of metadata arrays (an array of arrays is depth 2).
     pub const ARRAY_DEPTH: u32 = 4;
+    /// Elements of one metadata array. Bedside writes no arrays; GGUF tokenizer arrays of
+    /// large vocabularies hold ~250k.
+    pub const ARRAY_ELEMENTS: u64 = 1 << 20;
     /// The largest `general.alignment` accepted.
     pub const ALIGNMENT: u32 = 1 << 16;
 }
@@ -175,6 +178,13 @@ impl<'a> Cursor<'a> {
                 }
                 let element = self.u32(what)?;
                 let count = self.u64(what)?;
+                if count > Limits::ARRAY_ELEMENTS {
+                    return Err(bad(format!(
+                        "{} is an array of {count} elements (the limit is {})",
+                        what(),
+                        Limits::ARRAY_ELEMENTS
+                    )));
+                }
                 match fixed_size(element) {
                     // Fixed-size elements: one bounds check for the whole array.
                     Some(size) => {
@@ -490,12 +500,16 @@ mod tests {
         arr.extend(u64::MAX.to_le_bytes());
         let bytes = gguf(&[("x", T_ARRAY, arr)], &[], &[]);
         assert!(message(read(&bytes)).contains("elements"));
-        // A 50 MB u8 array is skipped without a per-element allocation.
-        let mut big = T_U8.to_le_bytes().to_vec();
-        big.extend(50_000_000u64.to_le_bytes());
-        big.resize(big.len() + 50_000_000, 7);
-        let bytes = gguf(&[("x", T_ARRAY, big)], &[], &[]);
-        assert_eq!(read(&bytes).unwrap().metadata.len(), 1);
+        // A u8 array at the element limit is skipped without a per-element allocation; a
+        // 50 MB one is refused by its count.
+        let array = |n: u64| {
+            let mut a = T_U8.to_le_bytes().to_vec();
+            a.extend(n.to_le_bytes());
+            a.resize(a.len() + n as usize, 7);
+            gguf(&[("x", T_ARRAY, a)], &[], &[])
+        };
+        assert_eq!(read(&array(Limits::ARRAY_ELEMENTS)).unwrap().metadata.len(), 1);
+        assert!(message(read(&array(50_000_000))).contains("array of 50000000 elements"));
         // Counts beyond the limits are refused before anything is read.
         let mut many = b"GGUF".to_vec();
         many.extend(3u32.to_le_bytes());

@@ -27,6 +27,10 @@ use crate::error::{Error, Result};
 pub const MAX_PICKLE_BYTES: u64 = 64 << 20;
 /// Deepest container nesting and deepest MARK stack accepted; a state dict needs 3.
 pub const MAX_NESTING: usize = 256;
+/// Most values one pickle may make (every opcode makes at most one; a memo get makes none).
+/// A BERT-large state dict makes ~7,000; this keeps the reader's tables near 5 MiB whatever
+/// the pickle's size.
+pub const MAX_VALUES: usize = 1 << 17;
 /// Most dimensions of one tensor.
 const MAX_RANK: usize = 32;
 /// Tensors materialised from distinct views may together hold at most this many times the
@@ -316,8 +320,9 @@ enum Value {
     List(Vec<usize>),
     Dict(Vec<(usize, usize)>),
     Global(Global),
-    Storage(StorageRef),
-    Tensor(TensorView),
+    // Boxed so every value is small: the arena holds up to MAX_VALUES of them.
+    Storage(Box<StorageRef>),
+    Tensor(Box<TensorView>),
 }
 
 impl Value {
@@ -405,7 +410,7 @@ impl<'a> Machine<'a> {
                     self.nodes[key].value.kind()
                 )));
             };
-            tensors.push((name.clone(), view.clone()));
+            tensors.push((name.clone(), TensorView::clone(view)));
         }
         if tensors.is_empty() {
             return Err(pickle_error("the state dict holds no tensors".into()));
@@ -453,6 +458,9 @@ impl<'a> Machine<'a> {
     fn push(&mut self, value: Value, depth: usize) -> Step<()> {
         if depth > MAX_NESTING {
             return Err(format!("values nest deeper than {MAX_NESTING} levels"));
+        }
+        if self.nodes.len() >= MAX_VALUES {
+            return Err(format!("the pickle makes more than {MAX_VALUES} values; a state dict needs a few thousand"));
         }
         self.nodes.push(Node { value, depth });
         self.stack.push(self.nodes.len() - 1);
@@ -581,12 +589,12 @@ impl<'a> Machine<'a> {
                     ));
                 };
                 let view = TensorView {
-                    storage: storage.clone(),
+                    storage: StorageRef::clone(storage),
                     offset: self.int_of(args[1], "storage offset")?,
                     shape: self.ints_of(args[2], "size")?,
                     stride: self.ints_of(args[3], "stride")?,
                 };
-                self.push(Value::Tensor(view), 0)
+                self.push(Value::Tensor(Box::new(view)), 0)
             }
             Global::RebuildParameter => {
                 // (data, requires_grad, backward_hooks): the parameter is its data.
@@ -618,7 +626,7 @@ impl<'a> Machine<'a> {
             return Err(format!("storage key `{}` is not a short alphanumeric name", echo(key)));
         }
         let storage = StorageRef { dtype, key: key.to_string() };
-        self.push(Value::Storage(storage), 0)
+        self.push(Value::Storage(Box::new(storage)), 0)
     }
 
     /// Runs one opcode; `Some(root)` at STOP.
@@ -960,10 +968,14 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_refused_without_recursion() {
-        // A million nested lists: push them all, then APPEND each into the one below.
+        // A thousand nested lists: push them all, then APPEND each into the one below.
+        let mut lists = Pickle::new();
+        lists.op(&vec![b']'; 1000]).op(&vec![b'a'; 999]).op(b".");
+        expect_pickle_error("deep_list.bin", &lists.0, &[], "deeper than 256");
+        // A million: refused by the number of values before the first APPEND.
         let mut lists = Pickle::new();
         lists.op(&vec![b']'; 1_000_000]).op(&vec![b'a'; 999_999]).op(b".");
-        expect_pickle_error("deep_list.bin", &lists.0, &[], "deeper than 256");
+        expect_pickle_error("many_lists.bin", &lists.0, &[], "more than 131072 values");
         // A million nested MARKs.
         let mut marks = Pickle::new();
         marks.op(&vec![b'('; 1_000_000]).op(&vec![b't'; 1_000_000]).op(b".");
