@@ -60,6 +60,12 @@ describe('the page never repeats a note in a message', () => {
     await page.goto(`${server.url}/`);
     await page.waitForSelector('body[data-model-ready="true"]', { timeout: TIMEOUT });
 
+    // Every field a note or query is typed into keeps it from the browser's (cloud) spellcheck
+    // and autofill.
+    const unguarded = await page.evaluate(() => [...document.querySelectorAll('textarea, input[type=text], input[type=search]')]
+      .filter((e) => e.spellcheck !== false || e.getAttribute('autocomplete') !== 'off').map((e) => e.id));
+    assert.deepEqual(unguarded, []);
+
     // A note classified normally.
     await page.fill('#note', `${SENTINEL} presented with chest pain radiating to the left arm.`);
     await page.click('#classify-run');
