@@ -108,6 +108,29 @@ fn similarity_is_the_cosine_of_the_two_embeddings() {
 }
 
 #[test]
+fn a_successful_run_on_the_auto_backend_prints_nothing_on_stderr() {
+    // `--backend auto` (the default) probes GPU drivers; Mesa without a display server prints
+    // "error: XDG_RUNTIME_DIR is invalid or not set" while it looks. A run that succeeds
+    // must not read like a failure.
+    let dir = temp_dir("quiet");
+    let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);
+    let b = bundle.to_str().unwrap();
+    for args in [
+        vec!["similarity", "--model", b, "chest pain", "angina"],
+        vec!["classify", "--model", b, "chest pain"],
+        vec!["embed", "--model", b, "chest pain"],
+    ] {
+        let out =
+            Command::new(env!("CARGO_BIN_EXE_bedside")).args(&args).env_remove("XDG_RUNTIME_DIR").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A hardware GPU is named on one line; nothing else is said.
+        let other: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("bedside: WebGPU on ")).collect();
+        assert!(other.is_empty(), "{args:?} printed on stderr: {stderr}");
+    }
+}
+
+#[test]
 fn classify_csv_with_a_20000_word_note() {
     let dir = temp_dir("classify");
     let bundle = export(&dir, "tiny-classifier", "q8_0", &[]);

@@ -149,6 +149,7 @@ function showModel(m) {
   badge.classList.toggle('webgpu', m.backend === 'webgpu');
   // The runtime's reason for not using WebGPU, else what the browser offers.
   $('backend-note').textContent = m.backendNote ?? (m.backend === 'webgpu' ? '' : webgpuText);
+  $('backend-note').title = m.backendDetail ?? '';
   document.body.dataset.modelReady = 'true';
   document.body.dataset.modelSource = m.source;
   document.body.dataset.backend = m.backend;
@@ -546,7 +547,7 @@ async function start() {
   $('privacy-origin').textContent = location.origin;
   $('privacy-csp').textContent = document.querySelector('meta[http-equiv="Content-Security-Policy"]')?.content ?? '';
   webgpuAvailable().then((ok) => {
-    webgpuText = ok ? 'A WebGPU adapter is available.' : 'No WebGPU adapter in this browser: WASM (CPU) runs.';
+    webgpuText = ok ? 'This browser can use a GPU (WebGPU).' : 'No GPU is available to this browser, so the model runs on the CPU.';
     if (!model) $('backend-note').textContent = webgpuText;
   });
   setBusy(false);

@@ -55,7 +55,7 @@ async function bothBackends(page, { bundle, texts, note, backend }) {
     const cpu = await wasm.Bedside.create(bytes, 'cpu', 'dequantized');
     const fast = wasm.Bedside.load(bytes);
     const gpu = await wasm.Bedside.create(bytes, backend);
-    const out = { backend: gpu.backend, note: gpu.backendNote, adapter: gpu.adapter() };
+    const out = { backend: gpu.backend, note: gpu.backendNote, detail: gpu.backendDetail, adapter: gpu.adapter() };
     if (texts) {
       out.cpu = cpu.embed(texts).map((v) => Array.from(v));
       out.fast = fast.embed(texts).map((v) => Array.from(v));
@@ -121,7 +121,9 @@ test('without WebGPU, auto falls back to wasm and webgpu fails clearly', { timeo
     await page.goto(`${server.url}/index.html`);
     const auto = await bothBackends(page, { bundle: '/models/tiny-q8_0.gguf', note: LONG_NOTE, backend: 'auto' });
     assert.equal(auto.backend, 'cpu');
-    assert.match(auto.note, /adapter|WebGPU/i);
+    // One plain sentence for the page; the technical reason apart.
+    assert.equal(auto.note, 'No GPU is available here, so the model runs on the CPU.');
+    assert.match(auto.detail, /adapter|WebGPU/i);
     assert.deepEqual(auto.gpu, auto.fast, 'auto on the CPU path is the (default) CPU path');
     const refused = await page.evaluate(async () => {
       const wasm = await import('/pkg/bedside_runtime.js');

@@ -88,10 +88,17 @@ impl Bedside {
         self.model.backend().to_string()
     }
 
-    /// Why the model is not on WebGPU although it was asked to be, or null.
+    /// Why the model is not on WebGPU although it was asked to be, as one plain sentence, or
+    /// null.
     #[wasm_bindgen(getter, js_name = backendNote)]
     pub fn backend_note(&self) -> Option<String> {
         self.model.backend_note()
+    }
+
+    /// The technical reason behind `backendNote` (adapter, limits, driver message), or null.
+    #[wasm_bindgen(getter, js_name = backendDetail)]
+    pub fn backend_detail(&self) -> Option<String> {
+        self.model.backend_detail()
     }
 
     /// The WebGPU adapter in use (`{name, backend, device_type, software, max_binding_bytes}`), or null.

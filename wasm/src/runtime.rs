@@ -72,6 +72,19 @@ pub struct Prediction {
     pub chunks: Vec<Chunk>,
 }
 
+/// Why the model runs on the CPU although WebGPU was asked for: a sentence for people, and the
+/// technical reason.
+#[derive(Debug, Clone)]
+struct BackendNote {
+    plain: &'static str,
+    detail: String,
+}
+
+const NO_GPU: &str = "No GPU is available here, so the model runs on the CPU.";
+const SOFTWARE_GPU: &str = "Only a software GPU is available here, slower than the CPU, so the model runs on the CPU.";
+const GPU_TOO_SMALL: &str = "The GPU here cannot hold this model, so it runs on the CPU.";
+const GPU_STOPPED: &str = "The GPU stopped working, so the model switched to the CPU.";
+
 #[derive(Debug, Clone)]
 pub struct Model {
     manifest: Manifest,
@@ -83,7 +96,7 @@ pub struct Model {
     /// where a lost device or a failed allocation falls back to.
     gpu: Arc<Mutex<Option<Arc<GpuBert>>>>,
     /// Why the model is not (or no longer) on WebGPU, when it was asked to be.
-    backend_note: Arc<Mutex<Option<String>>>,
+    backend_note: Arc<Mutex<Option<BackendNote>>>,
     /// Set when loaded from bundle bytes.
     provenance: Option<Provenance>,
 }
@@ -185,16 +198,16 @@ impl Model {
         if backend == Backend::Cpu {
             return Ok(model);
         }
+        // Each step's failure has its own plain sentence (the page shows it); the error is the
+        // detail.
         let started = async {
-            let ctx = GpuContext::new().await?;
+            let ctx = GpuContext::new().await.map_err(|e| (NO_GPU, e))?;
             if backend == Backend::Auto && ctx.adapter.software {
-                return Err(Error::Gpu(format!(
-                    "only a software adapter ({}), slower than the CPU path",
-                    ctx.adapter.name
-                )));
+                let detail = format!("only a software adapter ({}), slower than the CPU path", ctx.adapter.name);
+                return Err((SOFTWARE_GPU, Error::Gpu(detail)));
             }
             let head = model.head.as_ref().map(|h| (h.num_outputs(), h.head_features()));
-            GpuBert::load(ctx, weights, &model.manifest.config, head).await
+            GpuBert::load(ctx, weights, &model.manifest.config, head).await.map_err(|e| (GPU_TOO_SMALL, e))
         };
         match started.await {
             Ok(gpu) => {
@@ -204,11 +217,11 @@ impl Model {
                 *model.gpu.lock().unwrap_or_else(|p| p.into_inner()) = Some(gpu);
                 Ok(model)
             }
-            Err(e) if backend == Backend::Auto => {
-                model.set_note(format!("running on the CPU: {e}"));
+            Err((plain, e)) if backend == Backend::Auto => {
+                model.set_note(plain, e.to_string());
                 Ok(model)
             }
-            Err(e) => Err(e),
+            Err((_, e)) => Err(e),
         }
     }
 
@@ -263,9 +276,24 @@ impl Model {
         self.gpu().map(|g| g.context().adapter.clone())
     }
 
-    /// Why WebGPU is not in use although it was asked for (no adapter, limits, a lost
-    /// device mid-run …).
+    /// Why WebGPU is not in use although it was asked for, as one plain sentence a clinician
+    /// can read ("No GPU is available here, so the model runs on the CPU.").
     pub fn backend_note(&self) -> Option<String> {
+        self.note().map(|n| n.plain.to_string())
+    }
+
+    /// The technical reason behind [`Model::backend_note`] (the adapter, limit or driver
+    /// message), for logs and developer tools.
+    pub fn backend_detail(&self) -> Option<String> {
+        self.note().map(|n| n.detail)
+    }
+
+    /// Whether the model left WebGPU mid-run (a lost device, a failed allocation).
+    pub fn switched_to_cpu(&self) -> bool {
+        self.note().is_some_and(|n| n.plain == GPU_STOPPED)
+    }
+
+    fn note(&self) -> Option<BackendNote> {
         self.backend_note.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -278,8 +306,8 @@ impl Model {
         }
     }
 
-    fn set_note(&self, note: String) {
-        *self.backend_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(note);
+    fn set_note(&self, plain: &'static str, detail: String) {
+        *self.backend_note.lock().unwrap_or_else(|p| p.into_inner()) = Some(BackendNote { plain, detail });
     }
 
     fn gpu(&self) -> Option<Arc<GpuBert>> {
@@ -294,7 +322,7 @@ impl Model {
             Ok(values) => Ok(Some(values)),
             Err(Error::Gpu(message)) => {
                 *self.gpu.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                self.set_note(format!("switched to the CPU: {message}"));
+                self.set_note(GPU_STOPPED, message);
                 Ok(None)
             }
             Err(e) => Err(e),

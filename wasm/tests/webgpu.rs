@@ -203,7 +203,8 @@ fn a_lost_device_falls_back_to_the_cpu_with_a_note() {
     let got = model.classify(note).unwrap();
     assert_eq!(model.backend(), "cpu");
     let reason = model.backend_note().unwrap_or_default();
-    assert!(reason.starts_with("switched to the CPU"), "note: {reason:?}");
+    assert_eq!(reason, "The GPU stopped working, so the model switched to the CPU.");
+    assert!(model.switched_to_cpu() && !model.backend_detail().unwrap_or_default().is_empty());
     assert_eq!(got, want, "after the fallback the answer is the CPU path's");
 }
 
@@ -218,4 +219,9 @@ fn cpu_backend_and_bad_backend_names() {
     // Auto never fails: it runs on WebGPU, or on the CPU with a note saying why.
     let auto = block_on(Model::load_on(&bytes, Backend::Auto)).unwrap();
     assert!(auto.backend() == "webgpu" || auto.backend_note().is_some());
+    // The note is one plain sentence; the technical reason is kept apart.
+    if let (Some(note), Some(detail)) = (auto.backend_note(), auto.backend_detail()) {
+        assert!(note.ends_with("runs on the CPU.") && note.matches('.').count() == 1, "{note}");
+        assert!(!detail.is_empty() && !auto.switched_to_cpu());
+    }
 }

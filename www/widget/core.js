@@ -79,8 +79,10 @@ export class BedsideModel {
     this.manifest = info.manifest;
     /** "webgpu" or "cpu" (the wasm build). */
     this.backend = info.backend;
-    /** Why the model is not on WebGPU although that was asked for, else null. */
+    /** Why the model is not on WebGPU although that was asked for, as one plain sentence, else null. */
     this.backendNote = info.backendNote ?? null;
+    /** The technical reason behind `backendNote` (adapter, limits, driver message), else null. */
+    this.backendDetail = info.backendDetail ?? null;
     /** The wasm build the worker runs: "relaxed-simd" (Chrome/Edge) or "simd128". */
     this.wasmBuild = info.wasmBuild ?? null;
     /** The bundle's checksum ("sha256:…"), recomputed by the runtime at load and equal to the stored one. */
@@ -199,7 +201,7 @@ export async function load(source, { backend = 'auto', onProgress, cache = true,
   }
   await save?.();
   const model = new BedsideModel(client, {
-    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, wasmBuild: info.wasmBuild, checksum: info.provenance.checksum,
+    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, backendDetail: info.backendDetail, wasmBuild: info.wasmBuild, checksum: info.provenance.checksum,
     name: info.provenance.name || info.manifest.base_model, nameVerified: info.provenance.coverage === 'all_metadata_and_tensors',
     formatVersion: info.provenance.format_version, size, source: from,
     timings: { readMs, loadMs: info.ms },

@@ -99,8 +99,10 @@ export interface LoadOptions {
 export declare class BedsideModel {
   readonly manifest: Manifest;
   readonly backend: 'webgpu' | 'cpu';
-  /** Why the model is not on WebGPU although that was asked for, else null. */
+  /** Why the model is not on WebGPU although that was asked for, as one plain sentence, else null. */
   readonly backendNote: string | null;
+  /** The technical reason behind `backendNote` (adapter, limits, driver message), else null. */
+  readonly backendDetail: string | null;
   /** The wasm build the worker runs: relaxed SIMD (Chrome/Edge 114+) or plain SIMD. */
   readonly wasmBuild: 'relaxed-simd' | 'simd128' | null;
   /** "sha256:…", recomputed by the runtime at load and equal to the one stored in the bundle. */

@@ -64,8 +64,12 @@ const ops = {
     }
     // Why WebGPU was not used although asked for (WebGPU build only).
     const backendNote = typeof model.backendNote === 'string' ? model.backendNote
-      : !hasAsyncApi() && wanted === 'webgpu' ? 'this build of the runtime has no WebGPU backend' : null;
-    return { manifest: model.manifest(), provenance: model.provenance(), backend, backendNote, wasmBuild, ms: performance.now() - started };
+      : !hasAsyncApi() && wanted === 'webgpu' ? 'This version of the page has no GPU support, so the model runs on the CPU.' : null;
+    const backendDetail = typeof model.backendDetail === 'string' ? model.backendDetail : null;
+    return {
+      manifest: model.manifest(), provenance: model.provenance(), backend, backendNote, backendDetail, wasmBuild,
+      ms: performance.now() - started,
+    };
   },
 
   async classify({ text }) {

@@ -107,13 +107,18 @@ pub(super) fn load_model_on(path: &Path, backend: &super::BackendArgs) -> Result
     let path = &resolve_model_path(path);
     let mut source = load_source(path, &LoadOptions::default())?;
     source.weights.set_quantized_matmul(backend.quantized_matmul.parse()?);
+    // `auto` probes the GPU drivers, and some write to stderr while they look (Mesa without a
+    // display server: "error: XDG_RUNTIME_DIR is invalid or not set", twice). A probe nobody
+    // asked for must not read like a failure; `--backend webgpu` keeps the drivers' words.
+    let quiet = if choice == Backend::Auto { gag::Gag::stderr().ok() } else { None };
     let model = bedside_runtime::runtime::block_on(Model::from_parts_on(
         source.manifest,
         &source.tokenizer_json,
         &source.weights,
         choice,
-    ))
-    .with_context(|| format!("loading model {} on backend {}", path.display(), backend.backend))?;
+    ));
+    drop(quiet);
+    let model = model.with_context(|| format!("loading model {} on backend {}", path.display(), backend.backend))?;
     if let Some(adapter) = model.adapter() {
         eprintln!("bedside: WebGPU on {} ({}, {})", adapter.name, adapter.backend, adapter.device_type);
     }
@@ -122,8 +127,9 @@ pub(super) fn load_model_on(path: &Path, backend: &super::BackendArgs) -> Result
 
 /// Prints why the model left WebGPU mid-run, if it did.
 fn report_fallback(model: &Model) {
-    if let Some(note) = model.backend_note().filter(|n| n.starts_with("switched")) {
-        eprintln!("bedside: {note}");
+    if model.switched_to_cpu() {
+        let (note, detail) = (model.backend_note().unwrap_or_default(), model.backend_detail().unwrap_or_default());
+        eprintln!("bedside: {note} ({detail})");
     }
 }
 
