@@ -286,7 +286,7 @@ fn run(args: Args) -> Result<()> {
         "setup_s": (setup_s * 100.0).round() / 100.0,
         "lib": "candle 0.11",
         "attention": "composed matmul + softmax (no fused/flash kernel)",
-        "optimizer_impl": "bedside AdamW, per-tensor composed ops",
+        "optimizer_impl": "bedside AdamW, fused in-place pass per tensor (CPU f32; composed ops elsewhere)",
     });
     println!("{line}");
     Ok(())
