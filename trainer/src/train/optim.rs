@@ -104,9 +104,10 @@ struct StepConstants {
 
 /// One AdamW step of one parameter in a single pass over the weight, its gradient and both
 /// moments, in place, with no temporaries (the composed ops made ten full-size temporaries
-/// and three copies per parameter: ~250 ms of a ~2 s step of the bench's 4-layer model). The arithmetic is the
-/// composed ops' own, operation for operation (affine `x·mul + add` included), so the
-/// results are the same bits and a run resumed from older state continues exactly.
+/// and three copies per parameter: ~250 ms of a ~2 s step of the bench's 4-layer model).
+/// The arithmetic is the composed ops' own, operation for operation (affine `x·mul + add`
+/// included), so the results are the same bits and a run resumed from older state
+/// continues exactly.
 struct FusedAdamW<'a> {
     moments: Mutex<(&'a mut [f32], &'a mut [f32])>,
     k: StepConstants,
