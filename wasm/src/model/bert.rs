@@ -14,6 +14,7 @@ use candle_core::{DType, Tensor};
 use super::config::{Activation, BertConfig};
 use super::mode::Mode;
 use super::ops;
+use super::train_ops;
 use super::packed::dense::Dense;
 use super::packed::{PackedLinear, QuantizedLinear};
 use super::weights::{Weight, Weights};
@@ -62,13 +63,7 @@ impl Linear {
             return Ok(ys.reshape((b, t, ()))?);
         }
         match self {
-            Self::Dense { weight, bias } => {
-                let ys = xs.matmul(&weight.t()?)?;
-                Ok(match bias {
-                    Some(b) => ys.broadcast_add(b)?,
-                    None => ys,
-                })
-            }
+            Self::Dense { weight, bias } => train_ops::dense(xs, weight, bias.as_ref()),
             Self::Packed(linear) => linear.forward(xs),
             Self::Integer(linear) => linear.forward(xs),
         }
@@ -94,8 +89,8 @@ impl LayerNorm {
     pub fn forward(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
         let xs = xs.contiguous()?;
         Ok(match mode {
-            // candle's fused kernel has no backward pass; the composed one does.
-            Mode::Train(_) => candle_nn::ops::layer_norm_slow(&xs, &self.weight, &self.bias, self.eps)?,
+            // candle's fused kernel has no backward pass; ours does.
+            Mode::Train(_) => train_ops::layer_norm(&xs, &self.weight, &self.bias, self.eps)?,
             Mode::Eval => candle_nn::ops::layer_norm(&xs, &self.weight, &self.bias, self.eps)?,
         })
     }
@@ -243,11 +238,11 @@ impl Attention {
         let (q, k, v) = self.projections.forward(xs)?;
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(score_mask)?;
+        let scores = q.matmul(&k.t()?)?;
         let probs = match mode {
-            // As with LayerNorm: the fused softmax cannot be differentiated.
-            Mode::Train(_) => candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?,
-            Mode::Eval => candle_nn::ops::softmax_last_dim(&scores)?,
+            // As with LayerNorm: candle's fused softmax cannot be differentiated; ours can.
+            Mode::Train(_) => train_ops::masked_softmax(&scores, score_mask, scale)?,
+            Mode::Eval => candle_nn::ops::softmax_last_dim(&(scores * scale)?.broadcast_add(score_mask)?)?,
         };
         let probs = mode.dropout(&probs, self.attention_dropout)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
@@ -285,7 +280,7 @@ impl Layer {
         let inner = self.intermediate.forward(&attended)?;
         let inner = match self.activation {
             Activation::Gelu => match mode {
-                Mode::Train(_) => inner.gelu_erf()?,
+                Mode::Train(_) => train_ops::gelu_erf(&inner)?,
                 Mode::Eval => ops::gelu_erf(&inner)?,
             },
             Activation::GeluApproximate => inner.gelu()?,

@@ -8,6 +8,7 @@ pub mod packed;
 pub mod random;
 pub mod rng;
 mod simd;
+pub mod train_ops;
 pub mod weights;
 
 pub use bert::{Bert, HeadFeatures, SequenceHead};

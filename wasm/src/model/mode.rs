@@ -60,8 +60,7 @@ impl Mode<'_> {
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
         let mask: Vec<f32> = (0..xs.elem_count()).map(|_| if rng.next_f64() < keep { scale } else { 0.0 }).collect();
-        let mask = Tensor::from_vec(mask, xs.dims(), &Device::Cpu)?.to_dtype(xs.dtype())?;
-        Ok(xs.mul(&mask)?)
+        super::train_ops::mask_mul(xs, mask)
     }
 }
 

@@ -1,4 +1,4 @@
-//! Inference-only CPU kernels for GELU (erf) and attention (with its softmax), written so the
+//! Inference CPU kernels for GELU (erf) and attention (with its softmax), written so the
 //! compiler vectorises them.
 //!
 //! candle's CPU ops call libm's `erff`/`expf` one value at a time; in wasm those are scalar
@@ -6,7 +6,7 @@
 //! plus a polynomial, and erf is Abramowitz & Stegun 7.1.26 on top of it: plain arithmetic and
 //! selects in loops over slices, which LLVM turns into SIMD (simd128 in wasm, SSE/AVX natively).
 //! Accuracy: exp within 4e-7 relative, erf within 1e-6 absolute, well under the 1e-5 that the
-//! parity tests allow. Training keeps candle's differentiable ops.
+//! parity tests allow. Training fuses its own differentiable ops from the same pieces (`train_ops`).
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
@@ -35,7 +35,7 @@ pub(super) fn round_small_to_i32(x: f32) -> i32 {
 
 /// e^x for one value, in the form the loops below vectorise.
 #[inline(always)]
-fn exp(x: f32) -> f32 {
+pub(super) fn exp(x: f32) -> f32 {
     const LOG2_E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two so that n·ln2 is exact for the first part.
     const LN2_HI: f32 = 0.693_359_4;
@@ -61,7 +61,7 @@ fn exp(x: f32) -> f32 {
 
 /// erf(x), Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7 in exact arithmetic, ≤ 1e-6 in f32).
 #[inline(always)]
-fn erf(x: f32) -> f32 {
+pub(super) fn erf(x: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_7, -1.453_152_1, 1.061_405_4];
     let a = x.abs();
@@ -81,7 +81,7 @@ fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
     }
 }
 
-fn softmax_row(xs: &[f32], out: &mut [f32]) {
+pub(super) fn softmax_row(xs: &[f32], out: &mut [f32]) {
     let max = max_of(xs);
     for (y, &x) in out.iter_mut().zip(xs) {
         *y = exp(x - max);
@@ -115,7 +115,7 @@ fn max_of(xs: &[f32]) -> f32 {
 /// The sum in eight interleaved partial sums (lane i takes values i, i + 8, …), added in lane
 /// order, then the tail: a fixed order that vectorises (a plain running sum is a serial chain of
 /// scalar adds, which was a fifth of attention at 512 tokens).
-fn sum_of(xs: &[f32]) -> f32 {
+pub(super) fn sum_of(xs: &[f32]) -> f32 {
     let mut lanes = [0f32; 8];
     let chunks = xs.chunks_exact(8);
     let tail = chunks.remainder();

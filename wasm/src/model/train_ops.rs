@@ -1,0 +1,625 @@
+//! Training's fused ops on the CPU: the dense layer, LayerNorm, GELU (erf), the attention's
+//! scaled and masked softmax, and dropout, each a candle custom op with its own backward.
+//!
+//! Composed from candle's primitives each of these is a chain of whole-tensor passes forward
+//! and a longer one back (LayerNorm: 9 ops forward; GELU's derivative: 9), every step
+//! allocating; candle differentiates every argument, masks and constants included; and bias
+//! and LayerNorm gradients are sums over rows, which candle's CPU reduce does on one core
+//! along strides. Here each op is one pass forward and one back, split over rows across
+//! cores, and gradients go only to arguments that need one. Off the CPU (CUDA) the composed
+//! ops run: candle's device kernels are already one launch per op and differentiable.
+//!
+//! Determinism: work is split in blocks of a fixed number of rows, never by core count, and
+//! per-block partial sums are added in block order, so a seed repeats a run bit for bit on
+//! any number of threads.
+
+use std::sync::Arc;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::ops::{erf, exp, softmax_row, sum_of};
+use crate::error::Result;
+
+/// Rows per parallel task (and per partial sum).
+const BLOCK_ROWS: usize = 32;
+/// Values per parallel task in element-wise ops.
+const BLOCK_VALUES: usize = 1 << 14;
+
+/// Whether the fused ops run these tensors: CPU and f32.
+fn fused_here(xs: &Tensor) -> bool {
+    xs.device().is_cpu() && xs.dtype() == DType::F32
+}
+
+fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (CpuStorage::F32(all), Some((start, end))) => Ok(&all[start..end]),
+        _ => candle_core::bail!("{op}: needs a contiguous f32 tensor"),
+    }
+}
+
+/// Rows and row width of a tensor seen as `[rows, last dim]`.
+fn rows_of(layout: &Layout) -> candle_core::Result<(usize, usize)> {
+    let width = layout.shape().dims().last().copied().unwrap_or(1);
+    if width == 0 {
+        candle_core::bail!("fused op: empty last dimension")
+    }
+    Ok((layout.shape().elem_count() / width, width))
+}
+
+/// Sums `rows` (row-major, `width` wide) over rows, into `out`: per-block partials across
+/// cores, added in block order.
+fn column_sums(rows: &[f32], width: usize, out: &mut [f32]) {
+    let partials: Vec<Vec<f32>> = rows
+        .par_chunks(width * BLOCK_ROWS)
+        .map(|block| {
+            let mut sums = vec![0f32; width];
+            for row in block.chunks_exact(width) {
+                for (s, &v) in sums.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            sums
+        })
+        .collect();
+    out.fill(0.0);
+    for partial in &partials {
+        for (o, p) in out.iter_mut().zip(partial) {
+            *o += p;
+        }
+    }
+}
+
+/// Column sums of a `[rows, width]` tensor, as a `[width]` tensor.
+#[derive(Debug, Clone, Copy)]
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "fused-column-sums"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), storage, layout)?;
+        let (_, width) = rows_of(layout)?;
+        let mut out = vec![0f32; width];
+        column_sums(xs, width, &mut out);
+        Ok((CpuStorage::F32(out), Shape::from(width)))
+    }
+}
+
+/// `y = x Wᵀ + b`, x `[n, in]`, W `[out, in]`, b `[out]`. Backward: the two matmuls, with the
+/// weight's gradient made in W's own layout (composed, it came transposed and was added
+/// strided), and the bias's as column sums.
+#[derive(Debug, Clone, Copy)]
+struct Dense;
+
+impl CustomOp3 for Dense {
+    fn name(&self) -> &'static str {
+        "fused-dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        w: &CpuStorage,
+        w_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, k) = x_layout.shape().dims2()?;
+        let (out, w_k) = w_layout.shape().dims2()?;
+        let bias = f32_slice(self.name(), b, b_layout)?;
+        if w_k != k || bias.len() != out {
+            candle_core::bail!("{}: shapes [{n}, {k}] · [{out}, {w_k}]ᵀ + [{}]", self.name(), bias.len())
+        }
+        let CpuStorage::F32(mut ys) = x.matmul(w, (1, n, out, k), x_layout, &w_layout.transpose(0, 1)?)? else {
+            candle_core::bail!("{}: needs f32", self.name())
+        };
+        if out > 0 {
+            ys.par_chunks_mut(out * BLOCK_ROWS).for_each(|block| {
+                for row in block.chunks_exact_mut(out) {
+                    for (y, &b) in row.iter_mut().zip(bias) {
+                        *y += b;
+                    }
+                }
+            });
+        }
+        Ok((CpuStorage::F32(ys), Shape::from((n, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = if x.track_op() { Some(grad.matmul(w)?) } else { None };
+        let dw = if w.track_op() { Some(grad.t()?.matmul(x)?) } else { None };
+        let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&ColumnSums)?) } else { None };
+        Ok((dx, dw, db))
+    }
+}
+
+/// `x Wᵀ + b` for 2-D `x`; differentiable, fused on the CPU.
+pub fn dense(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    match bias {
+        Some(b) if fused_here(xs) && fused_here(weight) && fused_here(b) => {
+            Ok(xs.contiguous()?.apply_op3(weight, b, Dense)?)
+        }
+        Some(b) => Ok(xs.matmul(&weight.t()?)?.broadcast_add(b)?),
+        None => Ok(xs.matmul(&weight.t()?)?),
+    }
+}
+
+/// Mean and 1/σ of one row (population variance, as LayerNorm uses).
+fn moments(row: &[f32], eps: f32) -> (f32, f32) {
+    let n = row.len() as f32;
+    let mean = sum_of(row) / n;
+    let variance = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    (mean, 1.0 / (variance + eps).sqrt())
+}
+
+/// LayerNorm over the last dimension: `(x − mean) / σ · γ + β`.
+#[derive(Debug, Clone, Copy)]
+struct LayerNorm {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        beta: &CpuStorage,
+        beta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), x, x_layout)?;
+        let gamma = f32_slice(self.name(), gamma, gamma_layout)?;
+        let beta = f32_slice(self.name(), beta, beta_layout)?;
+        let (_, width) = rows_of(x_layout)?;
+        if gamma.len() != width || beta.len() != width {
+            candle_core::bail!("{}: γ, β of {}, {} for rows of {width}", self.name(), gamma.len(), beta.len())
+        }
+        let mut ys = vec![0f32; xs.len()];
+        ys.par_chunks_mut(width * BLOCK_ROWS).zip(xs.par_chunks(width * BLOCK_ROWS)).for_each(|(y_block, x_block)| {
+            for (y, x) in y_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)) {
+                let (mean, inv_std) = moments(x, self.eps);
+                for i in 0..width {
+                    y[i] = (x[i] - mean) * inv_std * gamma[i] + beta[i];
+                }
+            }
+        });
+        Ok((CpuStorage::F32(ys), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, _) = rows_of(x.layout())?;
+        // One pass makes all three: rows 0..n are ∂x, row n is ∂γ, row n+1 is ∂β.
+        let all = x.apply_op3_no_bwd(gamma, &grad.contiguous()?, &LayerNormBackward { eps: self.eps })?;
+        let dx = if x.track_op() { Some(all.narrow(0, 0, rows)?.reshape(x.shape())?) } else { None };
+        let dgamma = if gamma.track_op() { Some(all.get(rows)?) } else { None };
+        let dbeta = if beta.track_op() { Some(all.get(rows + 1)?) } else { None };
+        Ok((dx, dgamma, dbeta))
+    }
+}
+
+/// LayerNorm's backward from x, γ and ∂y: `[rows + 2, width]` holding ∂x, then ∂γ, then ∂β.
+#[derive(Debug, Clone, Copy)]
+struct LayerNormBackward {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        gamma: &CpuStorage,
+        gamma_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), x, x_layout)?;
+        let gamma = f32_slice(self.name(), gamma, gamma_layout)?;
+        let dys = f32_slice(self.name(), dy, dy_layout)?;
+        let (rows, width) = rows_of(x_layout)?;
+        if gamma.len() != width || dys.len() != xs.len() {
+            candle_core::bail!("{}: shapes differ", self.name())
+        }
+        let mut out = vec![0f32; (rows + 2) * width];
+        let (dxs, sums) = out.split_at_mut(rows * width);
+        let partials: Vec<Vec<f32>> = dxs
+            .par_chunks_mut(width * BLOCK_ROWS)
+            .zip(xs.par_chunks(width * BLOCK_ROWS))
+            .zip(dys.par_chunks(width * BLOCK_ROWS))
+            .map(|((dx_block, x_block), dy_block)| {
+                // [∂γ | ∂β] for this block's rows.
+                let mut partial = vec![0f32; 2 * width];
+                let (dgamma, dbeta) = partial.split_at_mut(width);
+                let mut x_hat = vec![0f32; width];
+                let rows = dx_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)).zip(dy_block.chunks_exact(width));
+                for ((dx, x), dy) in rows {
+                    let (mean, inv_std) = moments(x, self.eps);
+                    let (mut sum_g, mut sum_g_x_hat) = (0f32, 0f32);
+                    for i in 0..width {
+                        let h = (x[i] - mean) * inv_std;
+                        let g = dy[i] * gamma[i];
+                        x_hat[i] = h;
+                        sum_g += g;
+                        sum_g_x_hat += g * h;
+                        dgamma[i] += dy[i] * h;
+                        dbeta[i] += dy[i];
+                    }
+                    let (mean_g, mean_g_x_hat) = (sum_g / width as f32, sum_g_x_hat / width as f32);
+                    for i in 0..width {
+                        dx[i] = inv_std * (dy[i] * gamma[i] - mean_g - x_hat[i] * mean_g_x_hat);
+                    }
+                }
+                partial
+            })
+            .collect();
+        for partial in &partials {
+            for (s, p) in sums.iter_mut().zip(partial) {
+                *s += p;
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((rows + 2, width))))
+    }
+}
+
+/// LayerNorm over the last dimension; differentiable, fused on the CPU.
+pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Result<Tensor> {
+    if fused_here(xs) && fused_here(gamma) && fused_here(beta) {
+        return Ok(xs.contiguous()?.apply_op3(gamma, beta, LayerNorm { eps })?);
+    }
+    Ok(candle_nn::ops::layer_norm_slow(xs, gamma, beta, eps)?)
+}
+
+const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
+
+/// GELU, exact (erf) form; the same arithmetic as inference's kernel.
+#[derive(Debug, Clone, Copy)]
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "fused-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), storage, layout)?;
+        let mut ys = vec![0f32; xs.len()];
+        ys.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).for_each(|(ys, xs)| {
+            for (y, &x) in ys.iter_mut().zip(xs) {
+                *y = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        });
+        Ok((CpuStorage::F32(ys), layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBackward)?))
+    }
+}
+
+/// ∂x = ∂y · (Φ(x) + x·φ(x)).
+#[derive(Debug, Clone, Copy)]
+struct GeluErfBackward;
+
+impl CustomOp2 for GeluErfBackward {
+    fn name(&self) -> &'static str {
+        "fused-gelu-erf-backward"
+    }
+
+    fn cpu_fwd(&self, x: &CpuStorage, x_layout: &Layout, dy: &CpuStorage, dy_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), x, x_layout)?;
+        let dys = f32_slice(self.name(), dy, dy_layout)?;
+        if xs.len() != dys.len() {
+            candle_core::bail!("{}: shapes differ", self.name())
+        }
+        let mut dxs = vec![0f32; xs.len()];
+        dxs.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).zip(dys.par_chunks(BLOCK_VALUES)).for_each(
+            |((dxs, xs), dys)| {
+                for ((dx, &x), &dy) in dxs.iter_mut().zip(xs).zip(dys) {
+                    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+                    let pdf = FRAC_1_SQRT_2PI * exp(-0.5 * x * x);
+                    *dx = dy * (cdf + x * pdf);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(dxs), x_layout.shape().clone()))
+    }
+}
+
+/// GELU (erf); differentiable, fused on the CPU.
+pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
+    if fused_here(xs) {
+        return Ok(xs.contiguous()?.apply_op1(GeluErf)?);
+    }
+    Ok(xs.gelu_erf()?)
+}
+
+/// `softmax(scores · scale + mask)` over keys, for scores `[batch, heads, queries, keys]` and
+/// a per-key additive mask `[batch, keys]` (constant: it takes no gradient).
+#[derive(Debug, Clone)]
+struct MaskedSoftmax {
+    scale: f32,
+    mask: Arc<Vec<f32>>,
+    /// heads × queries: how many score rows share one mask row.
+    rows_per_mask: usize,
+}
+
+impl CustomOp1 for MaskedSoftmax {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let scores = f32_slice(self.name(), storage, layout)?;
+        let (rows, keys) = rows_of(layout)?;
+        if self.mask.len() * self.rows_per_mask != rows * keys {
+            candle_core::bail!("{}: mask of {} for {rows} rows of {keys}", self.name(), self.mask.len())
+        }
+        let mut probs = vec![0f32; scores.len()];
+        probs.par_chunks_mut(keys * BLOCK_ROWS).zip(scores.par_chunks(keys * BLOCK_ROWS)).enumerate().for_each(
+            |(block, (p_block, s_block))| {
+                let mut shifted = vec![0f32; keys];
+                for (i, (p, s)) in p_block.chunks_exact_mut(keys).zip(s_block.chunks_exact(keys)).enumerate() {
+                    let row = block * BLOCK_ROWS + i;
+                    let mask = &self.mask[row / self.rows_per_mask * keys..][..keys];
+                    for ((z, &s), &m) in shifted.iter_mut().zip(s).zip(mask) {
+                        *z = s * self.scale + m;
+                    }
+                    softmax_row(&shifted, p);
+                }
+            },
+        );
+        Ok((CpuStorage::F32(probs), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _scores: &Tensor, probs: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(probs.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBackward { scale: self.scale })?))
+    }
+}
+
+/// ∂s = scale · p ⊙ (∂p − Σ ∂p ⊙ p), row by row.
+#[derive(Debug, Clone, Copy)]
+struct SoftmaxBackward {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "fused-softmax-backward"
+    }
+
+    fn cpu_fwd(&self, p: &CpuStorage, p_layout: &Layout, dp: &CpuStorage, dp_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let ps = f32_slice(self.name(), p, p_layout)?;
+        let dps = f32_slice(self.name(), dp, dp_layout)?;
+        let (_, keys) = rows_of(p_layout)?;
+        if ps.len() != dps.len() {
+            candle_core::bail!("{}: shapes differ", self.name())
+        }
+        let mut ds = vec![0f32; ps.len()];
+        let width = keys * BLOCK_ROWS;
+        ds.par_chunks_mut(width).zip(ps.par_chunks(width)).zip(dps.par_chunks(width)).for_each(|((ds, ps), dps)| {
+            for ((ds, p), dp) in ds.chunks_exact_mut(keys).zip(ps.chunks_exact(keys)).zip(dps.chunks_exact(keys)) {
+                let dot: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
+                for ((d, &p), &dp) in ds.iter_mut().zip(p).zip(dp) {
+                    *d = self.scale * p * (dp - dot);
+                }
+            }
+        });
+        Ok((CpuStorage::F32(ds), p_layout.shape().clone()))
+    }
+}
+
+/// The attention's `softmax(scores · scale + score_mask)` over the last dimension, for scores
+/// `[batch, heads, queries, keys]` and `score_mask` `[batch, 1, 1, keys]`; differentiable in
+/// `scores`, fused on the CPU.
+pub fn masked_softmax(scores: &Tensor, score_mask: &Tensor, scale: f64) -> Result<Tensor> {
+    let (batch, heads, queries, keys) = scores.dims4()?;
+    if fused_here(scores) && fused_here(score_mask) && score_mask.dims() == [batch, 1, 1, keys] {
+        let mask = Arc::new(score_mask.flatten_all()?.to_vec1::<f32>()?);
+        let op = MaskedSoftmax { scale: scale as f32, mask, rows_per_mask: heads * queries };
+        return Ok(scores.contiguous()?.apply_op1(op)?);
+    }
+    Ok(candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(score_mask)?, candle_core::D::Minus1)?)
+}
+
+/// Multiplies by a fixed mask (dropout's 0 or 1/(1−p) per value); backward multiplies the
+/// gradient by the same mask.
+#[derive(Debug, Clone)]
+struct MaskMul {
+    mask: Arc<Vec<f32>>,
+}
+
+impl CustomOp1 for MaskMul {
+    fn name(&self) -> &'static str {
+        "fused-dropout"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), storage, layout)?;
+        if xs.len() != self.mask.len() {
+            candle_core::bail!("{}: mask of {} for {} values", self.name(), self.mask.len(), xs.len())
+        }
+        let mut ys = vec![0f32; xs.len()];
+        ys.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).zip(self.mask.par_chunks(BLOCK_VALUES)).for_each(
+            |((ys, xs), mask)| {
+                for ((y, &x), &m) in ys.iter_mut().zip(xs).zip(mask) {
+                    *y = x * m;
+                }
+            },
+        );
+        Ok((CpuStorage::F32(ys), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(self)?))
+    }
+}
+
+/// `xs ⊙ mask` for a dropout mask made on the host; differentiable in `xs`, fused on the CPU.
+pub(crate) fn mask_mul(xs: &Tensor, mask: Vec<f32>) -> Result<Tensor> {
+    if fused_here(xs) {
+        return Ok(xs.contiguous()?.apply_op1(MaskMul { mask: Arc::new(mask) })?);
+    }
+    let mask = Tensor::from_vec(mask, xs.dims(), xs.device())?.to_dtype(xs.dtype())?;
+    Ok(xs.mul(&mask)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    /// Uniform values in [-scale, scale), from a fixed seed.
+    fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+        let mut rng = crate::model::SplitMix64::new(seed);
+        let n = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| (rng.next_f64() as f32 * 2.0 - 1.0) * scale).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    }
+
+    /// Runs `fused` and `composed` on the same variables, checks the outputs agree and that
+    /// the gradients of Σ y ⊙ r (a fixed random r, so every output's gradient differs) agree
+    /// for every variable, each within `tolerance` of the composed op's largest gradient.
+    fn check_against_composed(
+        inputs: &[Tensor],
+        fused: impl Fn(&[Tensor]) -> Tensor,
+        composed: impl Fn(&[Tensor]) -> Tensor,
+        tolerance: f32,
+    ) {
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let (y_fused, y_composed) = (fused(&tensors), composed(&tensors));
+        let forward = max_difference(&y_fused, &y_composed);
+        assert!(forward < 1e-5, "forward differs by {forward}");
+        let weights = random(y_fused.dims(), 99, 1.0);
+        let g_fused = (y_fused * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_composed = (y_composed * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+        for (i, var) in vars.iter().enumerate() {
+            let (a, b) = (g_fused.get(var).expect("fused gradient"), g_composed.get(var).expect("composed gradient"));
+            let size = b.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap().max(1e-3);
+            let difference = max_difference(a, b) / size;
+            assert!(difference < tolerance, "gradient of input {i} differs by {difference} (relative)");
+        }
+    }
+
+    #[test]
+    fn dense_matches_the_composed_ops_and_their_gradients() {
+        let inputs = [random(&[67, 37], 1, 1.0), random(&[29, 37], 2, 0.3), random(&[29], 3, 0.5)];
+        check_against_composed(
+            &inputs,
+            |t| dense(&t[0], &t[1], Some(&t[2])).unwrap(),
+            |t| t[0].matmul(&t[1].t().unwrap()).unwrap().broadcast_add(&t[2]).unwrap(),
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn layer_norm_matches_the_composed_ops_and_their_gradients() {
+        // An offset and a spread per row, as residual streams have.
+        let x = (random(&[3, 23, 37], 4, 2.0) + 0.7).unwrap();
+        let inputs = [x, (random(&[37], 5, 0.5) + 1.0).unwrap(), random(&[37], 6, 0.2)];
+        check_against_composed(
+            &inputs,
+            |t| layer_norm(&t[0], &t[1], &t[2], 1e-12).unwrap(),
+            |t| candle_nn::ops::layer_norm_slow(&t[0], &t[1], &t[2], 1e-12).unwrap(),
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn gelu_matches_the_composed_op_and_its_gradient() {
+        check_against_composed(
+            &[random(&[5, 41, 19], 7, 5.0)],
+            |t| gelu_erf(&t[0]).unwrap(),
+            |t| t[0].gelu_erf().unwrap(),
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn masked_softmax_matches_the_composed_ops_and_its_gradient() {
+        let (batch, heads, queries, keys) = (3, 2, 7, 11);
+        // Batch row b masks its last b keys, as padding does.
+        let mask: Vec<f32> = (0..batch)
+            .flat_map(|b| (0..keys).map(move |k| if k + b >= keys { super::super::bert::MASKED_SCORE } else { 0.0 }))
+            .collect();
+        let score_mask = Tensor::from_vec(mask, (batch, 1, 1, keys), &Device::Cpu).unwrap();
+        let scale = 1.0 / 8f64.sqrt();
+        check_against_composed(
+            &[random(&[batch, heads, queries, keys], 8, 6.0)],
+            |t| masked_softmax(&t[0], &score_mask, scale).unwrap(),
+            |t| {
+                let scores = (&t[0] * scale).unwrap().broadcast_add(&score_mask).unwrap();
+                candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap()
+            },
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn mask_mul_matches_mul_and_its_gradient() {
+        let mask: Vec<f32> = (0..5 * 13).map(|i| if i % 3 == 0 { 0.0 } else { 1.25 }).collect();
+        let mask_tensor = Tensor::from_vec(mask.clone(), (5, 13), &Device::Cpu).unwrap();
+        check_against_composed(
+            &[random(&[5, 13], 9, 1.0)],
+            |t| mask_mul(&t[0], mask.clone()).unwrap(),
+            |t| t[0].mul(&mask_tensor).unwrap(),
+            1e-6,
+        );
+    }
+
+    /// The reductions are split by fixed row blocks, not by core count: one thread and three
+    /// give the same bits.
+    #[test]
+    fn gradients_are_the_same_bits_on_any_number_of_threads() {
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let x = Var::from_tensor(&random(&[301, 45], 10, 3.0)).unwrap();
+                let gamma = Var::from_tensor(&random(&[45], 11, 1.0)).unwrap();
+                let beta = Var::from_tensor(&random(&[45], 12, 1.0)).unwrap();
+                let y = layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
+                let y = dense(&y, &random(&[17, 45], 13, 0.5), Some(beta.as_tensor().narrow(0, 0, 17).unwrap().contiguous().as_ref().unwrap())).unwrap();
+                let grads = (y * random(&[301, 17], 14, 1.0)).unwrap().sum_all().unwrap().backward().unwrap();
+                [&x, &gamma, &beta].map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+}
