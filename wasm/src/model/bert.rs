@@ -54,16 +54,13 @@ impl Linear {
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        // [batch, seq, in] runs as one [batch·seq, in] matmul: a weight broadcast over the
-        // batch would make backward sum a [batch, out, in] gradient over its first dimension,
-        // which candle's CPU reduce does slowly (single-threaded, strided).
-        if xs.rank() == 3 {
-            let (b, t, d) = xs.dims3()?;
-            let ys = self.forward(&xs.reshape((b * t, d))?)?;
-            return Ok(ys.reshape((b, t, ()))?);
-        }
         match self {
             Self::Dense { weight, bias } => train_ops::dense(xs, weight, bias.as_ref()),
+            _ if xs.rank() == 3 => {
+                let (b, t, d) = xs.dims3()?;
+                let ys = self.forward(&xs.reshape((b * t, d))?)?;
+                Ok(ys.reshape((b, t, ()))?)
+            }
             Self::Packed(linear) => linear.forward(xs),
             Self::Integer(linear) => linear.forward(xs),
         }

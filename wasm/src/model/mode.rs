@@ -23,11 +23,16 @@ impl DropoutRng {
         Self { rng: Cell::new(SplitMix64::new(seed)) }
     }
 
-    fn next_f64(&self) -> f64 {
-        let mut rng = self.rng.get();
-        let x = rng.next_f64();
-        self.rng.set(rng);
-        x
+    /// `n` values, each `scale` with probability `keep` and 0 otherwise, drawn across cores
+    /// (the same values as one draw after another).
+    fn mask(&self, n: usize, keep: f64, scale: f32) -> Vec<f32> {
+        use rayon::prelude::*;
+        let start = self.rng.get();
+        let mask = (0..n as u64).into_par_iter().map(|i| if start.f64_at(i) < keep { scale } else { 0.0 }).collect();
+        let mut end = start;
+        end.skip(n as u64);
+        self.rng.set(end);
+        mask
     }
 
     /// Where the stream stands, for checkpoints that must resume to the same weights.
@@ -59,7 +64,7 @@ impl Mode<'_> {
         }
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
-        let mask: Vec<f32> = (0..xs.elem_count()).map(|_| if rng.next_f64() < keep { scale } else { 0.0 }).collect();
+        let mask = rng.mask(xs.elem_count(), keep, scale);
         super::train_ops::mask_mul(xs, mask)
     }
 }

@@ -6,6 +6,19 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SplitMix64(u64);
 
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit_f64(bits: u64) -> f64 {
+    (bits >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
 impl SplitMix64 {
     pub fn new(seed: u64) -> SplitMix64 {
         SplitMix64(seed)
@@ -17,16 +30,25 @@ impl SplitMix64 {
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA);
+        mix(self.0)
     }
 
     /// Uniform in [0, 1) with 53 bits.
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit_f64(self.next_u64())
+    }
+
+    /// What the `i`-th [`next_f64`](Self::next_f64) call from here (0-based) returns, without
+    /// moving: the state is a counter, so a long stream (a dropout mask) can be drawn across
+    /// cores, the same values as one call after another.
+    pub fn f64_at(&self, i: u64) -> f64 {
+        unit_f64(mix(self.0.wrapping_add(GOLDEN_GAMMA.wrapping_mul(i + 1))))
+    }
+
+    /// Moves past `n` values, as `n` calls would.
+    pub fn skip(&mut self, n: u64) {
+        self.0 = self.0.wrapping_add(GOLDEN_GAMMA.wrapping_mul(n));
     }
 
     /// Standard normal (Box–Muller).
@@ -54,6 +76,18 @@ impl SplitMix64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_drawn_out_of_order_are_the_stream_in_order() {
+        let start = SplitMix64::new(41);
+        let mut sequential = start;
+        let drawn: Vec<f64> = (0..100).map(|_| sequential.next_f64()).collect();
+        let indexed: Vec<f64> = (0..100).rev().map(|i| start.f64_at(i)).collect();
+        assert_eq!(drawn, indexed.into_iter().rev().collect::<Vec<_>>());
+        let mut skipped = start;
+        skipped.skip(100);
+        assert_eq!(skipped, sequential);
+    }
 
     #[test]
     fn matches_the_splitmix64_reference() {

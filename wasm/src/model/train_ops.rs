@@ -89,9 +89,10 @@ impl CustomOp1 for ColumnSums {
     }
 }
 
-/// `y = x Wᵀ + b`, x `[n, in]`, W `[out, in]`, b `[out]`. Backward: the two matmuls, with the
-/// weight's gradient made in W's own layout (composed, it came transposed and was added
-/// strided), and the bias's as column sums.
+/// `y = x Wᵀ + b`, x `[…, in]` (any leading dimensions, run as one `[rows, in]` matmul), W
+/// `[out, in]`, b `[out]`. Backward: the two matmuls, the weight's gradient made in W's own
+/// layout (composed, it came transposed and was added along strides), the bias's as column
+/// sums; no reshape nodes around it.
 #[derive(Debug, Clone, Copy)]
 struct Dense;
 
@@ -109,25 +110,29 @@ impl CustomOp3 for Dense {
         b: &CpuStorage,
         b_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (n, k) = x_layout.shape().dims2()?;
+        let (n, k) = rows_of(x_layout)?;
         let (out, w_k) = w_layout.shape().dims2()?;
         let bias = f32_slice(self.name(), b, b_layout)?;
-        if w_k != k || bias.len() != out {
+        let Some((start, _)) = x_layout.contiguous_offsets() else {
+            candle_core::bail!("{}: needs a contiguous input", self.name())
+        };
+        if w_k != k || bias.len() != out || out == 0 {
             candle_core::bail!("{}: shapes [{n}, {k}] · [{out}, {w_k}]ᵀ + [{}]", self.name(), bias.len())
         }
-        let CpuStorage::F32(mut ys) = x.matmul(w, (1, n, out, k), x_layout, &w_layout.transpose(0, 1)?)? else {
+        let rows = Layout::contiguous_with_offset((n, k), start);
+        let CpuStorage::F32(mut ys) = x.matmul(w, (1, n, out, k), &rows, &w_layout.transpose(0, 1)?)? else {
             candle_core::bail!("{}: needs f32", self.name())
         };
-        if out > 0 {
-            ys.par_chunks_mut(out * BLOCK_ROWS).for_each(|block| {
-                for row in block.chunks_exact_mut(out) {
-                    for (y, &b) in row.iter_mut().zip(bias) {
-                        *y += b;
-                    }
+        ys.par_chunks_mut(out * BLOCK_ROWS).for_each(|block| {
+            for row in block.chunks_exact_mut(out) {
+                for (y, &b) in row.iter_mut().zip(bias) {
+                    *y += b;
                 }
-            });
-        }
-        Ok((CpuStorage::F32(ys), Shape::from((n, out))))
+            }
+        });
+        let mut dims = x_layout.dims().to_vec();
+        *dims.last_mut().expect("rows_of checked the rank") = out;
+        Ok((CpuStorage::F32(ys), Shape::from(dims)))
     }
 
     fn bwd(
@@ -138,23 +143,33 @@ impl CustomOp3 for Dense {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dx = if x.track_op() { Some(grad.matmul(w)?) } else { None };
-        let dw = if w.track_op() { Some(grad.t()?.matmul(x)?) } else { None };
+        let (out, k) = w.dims2()?;
+        let grad = grad.contiguous()?.reshape(((), out))?;
+        let dx = if x.track_op() { Some(grad.matmul(w)?.reshape(x.shape())?) } else { None };
+        let dw = if w.track_op() { Some(grad.t()?.matmul(&x.reshape(((), k))?)?) } else { None };
         let db = if b.track_op() { Some(grad.apply_op1_no_bwd(&ColumnSums)?) } else { None };
         Ok((dx, dw, db))
     }
 }
 
-/// `x Wᵀ + b` for 2-D `x`; differentiable, fused on the CPU.
+/// `x Wᵀ + b` over the last dimension of `x`; differentiable, fused on the CPU.
 pub fn dense(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    match bias {
-        Some(b) if fused_here(xs) && fused_here(weight) && fused_here(b) => {
-            Ok(xs.contiguous()?.apply_op3(weight, b, Dense)?)
-        }
-        Some(b) => Ok(xs.matmul(&weight.t()?)?.broadcast_add(b)?),
-        None => Ok(xs.matmul(&weight.t()?)?),
+    if let Some(b) = bias.filter(|b| fused_here(xs) && fused_here(weight) && fused_here(b)) {
+        return Ok(xs.contiguous()?.apply_op3(weight, b, Dense)?);
     }
+    // As one 2-D matmul: a weight broadcast over a batch dimension would make backward sum
+    // a [batch, out, in] gradient over it.
+    let mut dims = xs.dims().to_vec();
+    let rows = xs.reshape(((), *dims.last().unwrap_or(&1)))?;
+    let ys = rows.matmul(&weight.t()?)?;
+    let ys = match bias {
+        Some(b) => ys.broadcast_add(b)?,
+        None => ys,
+    };
+    if let Some(last) = dims.last_mut() {
+        *last = ys.dim(1)?;
+    }
+    Ok(ys.reshape(dims)?)
 }
 
 /// Mean and 1/σ of one row (population variance, as LayerNorm uses).
@@ -540,13 +555,15 @@ mod tests {
 
     #[test]
     fn dense_matches_the_composed_ops_and_their_gradients() {
-        let inputs = [random(&[67, 37], 1, 1.0), random(&[29, 37], 2, 0.3), random(&[29], 3, 0.5)];
-        check_against_composed(
-            &inputs,
-            |t| dense(&t[0], &t[1], Some(&t[2])).unwrap(),
-            |t| t[0].matmul(&t[1].t().unwrap()).unwrap().broadcast_add(&t[2]).unwrap(),
-            1e-5,
-        );
+        for x_shape in [vec![67, 37], vec![3, 23, 37]] {
+            let inputs = [random(&x_shape, 1, 1.0), random(&[29, 37], 2, 0.3), random(&[29], 3, 0.5)];
+            check_against_composed(
+                &inputs,
+                |t| dense(&t[0], &t[1], Some(&t[2])).unwrap(),
+                |t| t[0].broadcast_matmul(&t[1].t().unwrap()).unwrap().broadcast_add(&t[2]).unwrap(),
+                1e-5,
+            );
+        }
     }
 
     #[test]
