@@ -308,6 +308,12 @@ fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
         .filter(|l| l["type"] == "step")
         .all(|l| l["learning_rate"].is_number() && l["loss"].is_number()));
     assert!(evals[11]["train_loss"].as_f64().unwrap() < 0.5 * evals[0]["train_loss"].as_f64().unwrap());
+    // Batches are grouped by length (the default), and each epoch says what that saved (the
+    // toy notes are all about one length: the unit test in train/fit.rs measures the saving).
+    let batches: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "batches").collect();
+    assert_eq!(batches.len(), 12, "one batches line per epoch");
+    let padded = |key: &str| batches.iter().map(|b| b[key].as_u64().unwrap()).sum::<u64>();
+    assert!(padded("padded_tokens") <= padded("padded_tokens_random_order"));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("respiratory"));
     // The run directory exports (its best/), with a parity report on the run's test split.

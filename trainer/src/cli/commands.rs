@@ -530,6 +530,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     c.probe_standardize |= a.probe_standardize;
     c.baseline_probe &= !a.no_baseline_probe;
+    c.group_by_length &= !a.no_group_by_length;
     c.strict |= a.strict;
     c.scrub |= a.scrub || a.scrub_names.is_some();
     c.validate()?;

@@ -138,6 +138,10 @@ pub struct TrainArgs {
     /// Micro-batches per optimiser step [default: 1].
     #[arg(long)]
     pub grad_accum: Option<usize>,
+    /// Batches of random items instead of length-grouped ones (training pads each batch to
+    /// its longest item; grouping makes batches of similar lengths, then shuffles them).
+    #[arg(long)]
+    pub no_group_by_length: bool,
     /// Peak learning rate [default: 2e-5].
     #[arg(long)]
     pub lr: Option<f64>,

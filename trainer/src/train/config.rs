@@ -170,6 +170,10 @@ pub struct TrainConfig {
     pub epochs: usize,
     pub batch_size: usize,
     pub grad_accum: usize,
+    /// Batches of similar token lengths (HF Trainer's `group_by_length`): each epoch's seeded
+    /// order is cut into mega-batches, each sorted by length, and the steps then shuffled, so
+    /// a batch pads less. Off: batches are plain random draws.
+    pub group_by_length: bool,
     pub learning_rate: f64,
     pub weight_decay: f64,
     /// Share of optimiser steps spent warming up; `warmup_steps` wins if set.
@@ -262,6 +266,7 @@ impl Default for TrainConfig {
             epochs: 4,
             batch_size: 16,
             grad_accum: 1,
+            group_by_length: true,
             learning_rate: 2e-5,
             weight_decay: 0.01,
             warmup_ratio: 0.1,

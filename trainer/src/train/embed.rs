@@ -534,6 +534,12 @@ impl Learner for Embedding<'_> {
         self.items.len()
     }
 
+    /// Random batches always: with MNRL the batch is the set of negatives, and batches of one
+    /// length would train a different task than sentence-transformers' random ones.
+    fn lengths(&self) -> Option<Vec<usize>> {
+        None
+    }
+
     fn loss(&self, model: &TrainableClassifier, batch: &[usize], mode: Mode) -> Result<Option<Tensor>> {
         if self.loss == EmbedLoss::Mnrl {
             return self.ranking_loss(model, batch, mode);

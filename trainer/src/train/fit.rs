@@ -45,6 +45,9 @@ pub trait Learner {
 
     /// Training items per epoch (windows, pairs, triplets).
     fn items(&self) -> usize;
+    /// Each item's token count, for length-grouped batches (`group_by_length`); `None` keeps
+    /// this learner's batches random whatever the config says.
+    fn lengths(&self) -> Option<Vec<usize>>;
     /// The mean loss of one micro-batch (item indices); `None` skips it (nothing to learn
     /// from, e.g. one pair and no negative).
     fn loss(&self, model: &TrainableClassifier, batch: &[usize], mode: Mode) -> Result<Option<Tensor>>;
@@ -175,9 +178,18 @@ pub fn fit<L: Learner>(
         .with_context(|| format!("opening {}", log_path.display()))?;
 
     let group = config.batch_size * config.grad_accum;
+    let lengths = if config.group_by_length { learner.lengths() } else { None };
     'epochs: while !state.finished && state.epoch <= config.epochs {
         let epoch = state.epoch;
-        let order = shuffled(n, config.seed, epoch);
+        let order = epoch_order(n, lengths.as_deref(), group, config.seed, epoch);
+        if let (Some(lengths), 0) = (&lengths, state.steps_in_epoch) {
+            // What grouping saved this epoch, against the plain random order of the same seed.
+            let random = shuffled(n, config.seed, epoch);
+            let entry = serde_json::json!({"type": "batches", "epoch": epoch, "grouped_by_length": true,
+                "padded_tokens": padded_tokens(&order, lengths, group, config.batch_size),
+                "padded_tokens_random_order": padded_tokens(&random, lengths, group, config.batch_size)});
+            writeln!(log, "{entry}")?;
+        }
         let bar = progress_bar(n, epoch, config.epochs);
         bar.set_position((state.steps_in_epoch * group).min(n) as u64);
         let started = Instant::now();
@@ -340,6 +352,43 @@ fn load_state<P: DeserializeOwned>(
     Ok(state)
 }
 
+/// Optimiser steps per mega-batch when grouping by length (HF Trainer's `megabatch_mult`).
+const MEGA_BATCH_STEPS: usize = 50;
+/// Mixed into the seed for the order of length-grouped steps, so it is not the item shuffle's.
+const STEP_SHUFFLE: u64 = 0xA5A5_5A5A_C3C3_3C3C;
+
+/// The seeded item order of an epoch, read `group` items per optimiser step: the same on every
+/// machine, so `--resume` skips into the same order. With `lengths`, grouped by length: the
+/// shuffled items cut into mega-batches of [`MEGA_BATCH_STEPS`] steps, each sorted longest
+/// first (ties keep the shuffle), its steps taken in turn, and all full steps shuffled; a short
+/// last step stays last, where the loop expects it.
+pub fn epoch_order(n: usize, lengths: Option<&[usize]>, group: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let order = shuffled(n, seed, epoch);
+    let Some(lengths) = lengths.filter(|l| l.len() == n && group > 0) else { return order };
+    let mut steps: Vec<Vec<usize>> = Vec::with_capacity(n.div_ceil(group));
+    for mega in order.chunks(group * MEGA_BATCH_STEPS) {
+        let mut mega = mega.to_vec();
+        mega.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));
+        steps.extend(mega.chunks(group).map(<[usize]>::to_vec));
+    }
+    let short_last = steps.pop_if(|last| last.len() < group);
+    SplitMix64::new(seed.wrapping_add(epoch as u64) ^ STEP_SHUFFLE).shuffle(&mut steps);
+    steps.extend(short_last);
+    steps.concat()
+}
+
+/// Padding tokens the batches of `order` carry: each micro-batch pads to its longest item.
+pub fn padded_tokens(order: &[usize], lengths: &[usize], group: usize, batch_size: usize) -> usize {
+    order
+        .chunks(group.max(1))
+        .flat_map(|step| step.chunks(batch_size.max(1)))
+        .map(|batch| {
+            let longest = batch.iter().map(|&i| lengths[i]).max().unwrap_or(0);
+            batch.iter().map(|&i| longest - lengths[i]).sum::<usize>()
+        })
+        .sum()
+}
+
 /// The seeded batch order of an epoch: the same on every machine.
 pub fn shuffled(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -375,4 +424,38 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressB
     bar.set_style(style);
     bar.set_prefix(format!("{epoch}/{epochs}"));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths as real notes have them: many short, a long tail.
+    fn lengths(n: usize) -> Vec<usize> {
+        let mut rng = SplitMix64::new(3);
+        (0..n).map(|_| 8 + (rng.next_f64().powi(3) * 120.0) as usize).collect()
+    }
+
+    #[test]
+    fn length_grouped_order_is_a_seeded_permutation_that_pads_less() {
+        let (n, group, batch) = (1_003, 16, 8);
+        let lengths = lengths(n);
+        let order = epoch_order(n, Some(&lengths), group, 42, 1);
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..n).collect::<Vec<_>>(), "every item once");
+        assert_eq!(order, epoch_order(n, Some(&lengths), group, 42, 1), "the same seed, the same order");
+        assert_ne!(order, epoch_order(n, Some(&lengths), group, 42, 2), "each epoch its own order");
+        let random = epoch_order(n, None, group, 42, 1);
+        assert_eq!(random, shuffled(n, 42, 1));
+        let (grouped, plain) = (padded_tokens(&order, &lengths, group, batch), padded_tokens(&random, &lengths, group, batch));
+        assert!(grouped * 4 < plain, "padding {grouped} grouped vs {plain} random");
+        // The short last step (1,003 = 62 × 16 + 11) stays last.
+        let last: Vec<usize> = order[n - n % group..].to_vec();
+        assert_eq!(last.len(), 11);
+        // Steps come in shuffled order, not longest first.
+        let step_longest: Vec<usize> =
+            order.chunks(group).map(|s| s.iter().map(|&i| lengths[i]).max().unwrap()).collect();
+        assert!(step_longest.windows(2).any(|w| w[0] < w[1]), "steps are shuffled");
+    }
 }

@@ -493,6 +493,10 @@ impl Learner for Classifying<'_> {
         self.items.len()
     }
 
+    fn lengths(&self) -> Option<Vec<usize>> {
+        Some(self.items.iter().map(|item| item.ids.len()).collect())
+    }
+
     fn loss(&self, model: &TrainableClassifier, batch: &[usize], mode: Mode) -> Result<Option<Tensor>> {
         let ids: Vec<&[u32]> = batch.iter().map(|&i| self.items[i].ids.as_slice()).collect();
         let truth: Vec<&NoteTruth> = batch.iter().map(|&i| &self.items[i].truth).collect();
