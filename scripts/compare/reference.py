@@ -72,6 +72,7 @@ import csv
 import json
 import math
 import os
+import resource
 import sys
 import time
 import warnings
@@ -402,7 +403,9 @@ def finetune(a, data, labels, cutter, out_dir):
                     "train_samples_per_s": round(seen / max(train_seconds, 1e-9), 3),
                     "n_test": len(data["test"]), "warmup_steps": warmup, "total_steps": total_steps,
                     "weight_decay": a.weight_decay, "class_weights": a.class_weights, "threads": a.threads,
-                    "long_notes": a.long_notes, "test_notes_multi_window": multi, "history": history}
+                    "long_notes": a.long_notes, "test_notes_multi_window": multi, "history": history,
+                    # The process's peak so far (probes and earlier seeds included).
+                    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
             out.write(json.dumps(line) + "\n")
             out.flush()
             lines.append(line)

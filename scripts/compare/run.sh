@@ -16,6 +16,8 @@
 #   FEATURES   probe features compared                            [cls,mean,pooler]
 #   THREADS    threads for each side (RAYON_NUM_THREADS / torch)  [2]
 #   SKIP_FINETUNE=1  probes only
+#   RANDOM_ORDER=0   skip Bedside's second fine-tuning run per seed with --no-group-by-length
+#                    (random batches, as PyTorch's side draws them)  [1]
 # Needs: the release CLI (built here), MiniLM (scripts/setup.sh). Results: target/compare/<set>/,
 # the table in target/compare/table.md and table.json. On 2 cores, the default run takes about
 # an hour, most of it fine-tuning.
@@ -64,11 +66,17 @@ for set in ${sets//,/ }; do
     done
     # Fine-tuning, one run per seed (the baseline probe off: it is measured above).
     if [ "${SKIP_FINETUNE:-0}" != 1 ]; then
-        rm -rf "$out"/bedside-finetune-*
+        rm -rf "$out"/bedside-finetune-* "$out"/bedside-random-*
+        orders=(finetune); if [ "${RANDOM_ORDER:-1}" = 1 ]; then orders+=(random); fi
         for seed in ${seeds//,/ }; do
-            $bin train classify "${common[@]}" --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH" \
-                --warmup-ratio "$WARMUP" --class-weights "$CLASS_WEIGHTS" --seed "$seed" --no-baseline-probe \
-                --out "$out/bedside-finetune-$seed" >/dev/null
+            for order in "${orders[@]}"; do
+                flags=(); if [ "$order" = random ]; then flags=(--no-group-by-length); fi
+                # Peak RSS (KiB) of the whole run, from GNU time.
+                /usr/bin/time -f %M -o "$out/bedside-$order-$seed.rss" \
+                    $bin train classify "${common[@]}" --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH" \
+                    --warmup-ratio "$WARMUP" --class-weights "$CLASS_WEIGHTS" --seed "$seed" --no-baseline-probe \
+                    "${flags[@]}" --out "$out/bedside-$order-$seed" >/dev/null
+            done
         done
     fi
 
@@ -94,14 +102,28 @@ for f in features:
     lines.append({"kind": "probe", "features": f, "c": report["probe"]["c"], "macro_f1": report["macro_f1"],
                   "roc_auc_macro": report["roc_auc_macro"], "accuracy": report["accuracy"],
                   "agreement_bundle_vs_sklearn": agreement})
-for run in sorted(glob.glob(f"{out}/bedside-finetune-*")):
+runs = sorted(glob.glob(f"{out}/bedside-finetune-*")) + sorted(glob.glob(f"{out}/bedside-random-*"))
+for run in [r for r in runs if os.path.isdir(r)]:
     report = json.load(open(f"{run}/report.json"))
-    # Each step line carries the run's samples/s so far (training only): the last one is the run's.
-    steps = [e for e in map(json.loads, open(f"{run}/log.jsonl")) if e.get("type") == "step"]
-    lines.append({"kind": "finetune", "seed": int(run.rsplit("-", 1)[1]), "macro_f1": report["macro_f1"],
+    log = [json.loads(l) for l in open(f"{run}/log.jsonl")]
+    # Each step line carries its epoch's samples/s so far (training only); the run's rate is
+    # the harmonic mean of each epoch's last line (epochs hold the same notes): all samples
+    # over all training time, as PyTorch's side counts it.
+    last_of_epoch = {}
+    for e in log:
+        if e.get("type") == "step":
+            last_of_epoch[e["epoch"]] = e.get("samples_per_second")
+    rates = [r for r in last_of_epoch.values() if r is not None]
+    batches = [e for e in log if e.get("type") == "batches"]
+    rss = f"{run}.rss"
+    lines.append({"kind": "finetune" if "/bedside-finetune-" in run else "finetune_random_order",
+                  "seed": int(run.rsplit("-", 1)[1]), "macro_f1": report["macro_f1"],
                   "roc_auc_macro": report["roc_auc_macro"], "accuracy": report["accuracy"],
                   "best_epoch": report.get("best_epoch"),
-                  "samples_per_s": steps[-1].get("samples_per_second") if steps else None})
+                  "samples_per_s": len(rates) / sum(1 / r for r in rates) if rates and all(rates) else None,
+                  "padded_tokens": sum(b["padded_tokens"] for b in batches) if batches else None,
+                  "padded_tokens_random_order": sum(b["padded_tokens_random_order"] for b in batches) if batches else None,
+                  "peak_rss_mb": int(open(rss).read().split()[-1]) / 1024 if os.path.exists(rss) else None})
 with open(f"{out}/bedside.jsonl", "w") as f:
     f.writelines(json.dumps(l) + "\n" for l in lines)
 PY

@@ -95,6 +95,7 @@ def finetune_side(lines, speed_key):
         "roc_auc_macro": stats(l.get("roc_auc_macro") for l in lines),
         "accuracy": stats(l.get("accuracy") for l in lines),
         "samples_per_s": stats(l.get(speed_key) for l in lines),
+        "peak_rss_mb": stats(l.get("peak_rss_mb") for l in lines),
     }
 
 
@@ -115,12 +116,14 @@ def summarize_set(name, folder):
     pytorch = read_jsonl(os.path.join(folder, "pytorch_finetune.jsonl"))
     sklearn = read_jsonl(os.path.join(folder, "sklearn_probe.jsonl"))
     b_ft = None if bedside is None else [l for l in bedside if l.get("kind") == "finetune"]
+    b_random = None if bedside is None else [l for l in bedside if l.get("kind") == "finetune_random_order"]
     b_probe = None if bedside is None else [l for l in bedside if l.get("kind") == "probe"]
     result = {"name": name, "files": {"bedside.jsonl": bedside is not None,
                                       "pytorch_finetune.jsonl": pytorch is not None,
                                       "sklearn_probe.jsonl": sklearn is not None}}
 
     result["finetune"] = {"bedside": finetune_side(b_ft or None, "samples_per_s"),
+                          "bedside_random_order": finetune_side(b_random or None, "samples_per_s"),
                           "pytorch": finetune_side(pytorch or None, "train_samples_per_s")}
 
     kinds = []
@@ -194,16 +197,21 @@ def markdown(r):
     if missing:
         out += [f"Not run (no file): {', '.join(missing)}.", ""]
     out += ["| fine-tuning | seeds | macro-F1 mean ± std | macro-F1 min–max | AUROC mean ± std | AUROC min–max "
-            "| accuracy mean | samples/s |", "|---|---|---|---|---|---|---|---|"]
-    for who, key in (("Bedside", "bedside"), ("PyTorch", "pytorch")):
-        s = r["finetune"][key]
+            "| accuracy mean | samples/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for who, key in (("Bedside (length-grouped batches)", "bedside"),
+                     ("Bedside (random batches)", "bedside_random_order"), ("PyTorch", "pytorch")):
+        s = r["finetune"].get(key)
         if s is None:
-            out.append(f"| {who} | not run | | | | | | |")
+            out.append(f"| {who} | not run | | | | | | | |")
             continue
-        acc, speed = s["accuracy"], s["samples_per_s"]
+        acc, speed, rss = s["accuracy"], s["samples_per_s"], s.get("peak_rss_mb")
         out.append(f"| {who} | {s['n_seeds']} | {mean_std(s['macro_f1'])} | {min_max(s['macro_f1'])} | "
                    f"{mean_std(s['roc_auc_macro'])} | {min_max(s['roc_auc_macro'])} | "
-                   f"{f(acc['mean']) if acc else '–'} | {f(speed['mean'], 1) if speed else '–'} |")
+                   f"{f(acc['mean']) if acc else '–'} | {f(speed['mean'], 1) if speed else '–'} | "
+                   f"{f(rss['max'], 0) if rss else '–'} |")
+    b, p = r["finetune"]["bedside"], r["finetune"]["pytorch"]
+    if b and p and b["samples_per_s"] and p["samples_per_s"]:
+        out.append(f"\nBedside / PyTorch samples/s: {b['samples_per_s']['mean'] / p['samples_per_s']['mean']:.2f}×")
     out.append("")
     out += ["| probe features | C (Bedside / sklearn) | macro-F1 Bedside | macro-F1 sklearn | Δ macro-F1 "
             "| AUROC Bedside | AUROC sklearn | Δ AUROC | agreement |", "|---|---|---|---|---|---|---|---|---|"]
