@@ -174,6 +174,18 @@ impl Projections {
         })
     }
 
+    /// The three dense layers' weights and biases stacked (Q | K | V), for training's fused
+    /// attention; `None` for packed or quantized weights or a layer without bias.
+    fn stacked_dense(&self) -> Result<Option<(Tensor, Tensor)>> {
+        let Self::Separate { query, key, value } = self else { return Ok(None) };
+        let dense = |l: &Linear| match l {
+            Linear::Dense { weight, bias: Some(bias) } => Some((weight.clone(), bias.clone())),
+            _ => None,
+        };
+        let (Some(q), Some(k), Some(v)) = (dense(query), dense(key), dense(value)) else { return Ok(None) };
+        Ok(Some((Tensor::cat(&[q.0, k.0, v.0], 0)?, Tensor::cat(&[q.1, k.1, v.1], 0)?)))
+    }
+
     /// Query, key and value, `[batch, seq, hidden]` each.
     fn forward(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         match self {
@@ -231,6 +243,18 @@ impl Attention {
                 }
             };
             return self.layer_norm.forward(&(self.output.forward(&context)? + xs)?, mode);
+        }
+        if matches!(mode, Mode::Train(_)) && train_ops::attention_runs_here(xs) {
+            if let Some((weight, bias)) = self.projections.stacked_dense()? {
+                // One QKV matmul, then the fused attention (heads read in place, one pass
+                // forward and one back); the dropout mask is drawn where the composed path draws it.
+                let qkv = train_ops::dense(xs, &weight, Some(&bias))?;
+                let dropout = mode.dropout_mask(b * self.num_heads * t * t, self.attention_dropout);
+                if let Some(context) = train_ops::attention(&qkv, score_mask, self.num_heads, dropout)? {
+                    let projected = mode.dropout(&self.output.forward(&context)?, self.hidden_dropout)?;
+                    return self.layer_norm.forward(&(projected + xs)?, mode);
+                }
+            }
         }
         let (q, k, v) = self.projections.forward(xs)?;
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);

@@ -67,6 +67,13 @@ impl Mode<'_> {
         let mask = rng.mask(xs.elem_count(), keep, scale);
         super::train_ops::mask_mul(xs, mask)
     }
+
+    /// The host mask [`Mode::dropout`] would multiply `n` values by (drawn from the same
+    /// stream); `None` in evaluation or at `p` = 0.
+    pub(crate) fn dropout_mask(&self, n: usize, p: f64) -> Option<Vec<f32>> {
+        let Mode::Train(rng) = self else { return None };
+        (p > 0.0).then(|| rng.mask(n, 1.0 - p, (1.0 / (1.0 - p)) as f32))
+    }
 }
 
 #[cfg(test)]

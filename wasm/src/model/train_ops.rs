@@ -32,6 +32,11 @@ fn fused_here(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
+/// Whether [`attention`] runs on these activations (CPU, f32, native).
+pub fn attention_runs_here(xs: &Tensor) -> bool {
+    cfg!(not(target_arch = "wasm32")) && fused_here(xs)
+}
+
 fn f32_slice<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     match (storage, layout.contiguous_offsets()) {
         (CpuStorage::F32(all), Some((start, end))) => Ok(&all[start..end]),
@@ -465,6 +470,289 @@ pub fn masked_softmax(scores: &Tensor, score_mask: &Tensor, scale: f64) -> Resul
     Ok(candle_nn::ops::softmax(&(scores * scale)?.broadcast_add(score_mask)?, candle_core::D::Minus1)?)
 }
 
+/// The fused attention: native only (it multiplies with gemm directly; wasm never trains).
+#[cfg(not(target_arch = "wasm32"))]
+mod attention {
+    use super::*;
+
+    /// `dst = lhs · rhs` for an `m×k` and a `k×n` matrix given by pointers and (row, column)
+    /// strides in elements; `dst` is row-major with rows `dst_row` apart. One thread: the callers
+    /// run many of these at once.
+    ///
+    /// Hand-written (over gemm) because the attention multiplies per-head blocks of the QKV rows
+    /// and their transposes in place; candle's matmul would need each head copied out first.
+    ///
+    /// # Safety
+    /// Every element the strides reach must lie inside the allocation behind its pointer, and
+    /// `dst`'s must not overlap the inputs.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn matmul_strided(
+        (m, k, n): (usize, usize, usize),
+        dst: *mut f32,
+        dst_row: usize,
+        lhs: *const f32,
+        (lhs_row, lhs_col): (usize, usize),
+        rhs: *const f32,
+        (rhs_row, rhs_col): (usize, usize),
+    ) {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row as isize,
+            false,
+            lhs,
+            lhs_col as isize,
+            lhs_row as isize,
+            rhs,
+            rhs_col as isize,
+            rhs_row as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+
+    /// Self-attention's core: per batch row and head, `softmax(Q Kᵀ · scale + mask)`, dropout,
+    /// times V. Input: the stacked projections `[batch, seq, 3 · hidden]` (Q | K | V, heads as
+    /// column blocks, read in place: no split or merge copies); output `[batch, seq, hidden]`.
+    /// The probabilities are kept for backward.
+    #[derive(Debug)]
+    struct Attention {
+        heads: usize,
+        scale: f32,
+        /// Additive, `[batch, keys]`.
+        mask: Arc<Vec<f32>>,
+        /// Dropout multipliers over the probabilities, `[batch, heads, queries, keys]`.
+        dropout: Option<Arc<Vec<f32>>>,
+        probs: Arc<std::sync::OnceLock<Vec<f32>>>,
+    }
+
+    /// The shapes of one attention call: batch, sequence, hidden, head width.
+    #[derive(Debug, Clone, Copy)]
+    struct AttentionShape {
+        batch: usize,
+        seq: usize,
+        hidden: usize,
+        head_dim: usize,
+    }
+
+    impl Attention {
+        fn shape(&self, layout: &Layout) -> candle_core::Result<AttentionShape> {
+            let (batch, seq, three_hidden) = layout.shape().dims3()?;
+            let hidden = three_hidden / 3;
+            if hidden * 3 != three_hidden || self.heads == 0 || hidden % self.heads != 0 || seq == 0 {
+                candle_core::bail!("fused attention: {three_hidden} columns for {} heads", self.heads)
+            }
+            if self.mask.len() != batch * seq {
+                candle_core::bail!("fused attention: mask of {} for {batch} × {seq}", self.mask.len())
+            }
+            if self.dropout.as_ref().is_some_and(|d| d.len() != batch * self.heads * seq * seq) {
+                candle_core::bail!("fused attention: dropout mask of the wrong size")
+            }
+            Ok(AttentionShape { batch, seq, hidden, head_dim: hidden / self.heads })
+        }
+    }
+
+    /// Writes per-(batch, head) blocks `[seq, head_dim]` into head `h`'s columns of `[batch, seq,
+    /// width]` rows at column `offset + h · head_dim`.
+    fn scatter_heads(blocks: &[Vec<f32>], out: &mut [f32], shape: AttentionShape, heads: usize, width: usize, offset: usize) {
+        let AttentionShape { seq, head_dim, .. } = shape;
+        for (task, block) in blocks.iter().enumerate() {
+            let (b, h) = (task / heads, task % heads);
+            for (i, row) in block.chunks_exact(head_dim).enumerate() {
+                let at = (b * seq + i) * width + offset + h * head_dim;
+                out[at..at + head_dim].copy_from_slice(row);
+            }
+        }
+    }
+
+    impl CustomOp1 for Attention {
+        fn name(&self) -> &'static str {
+            "fused-attention"
+        }
+
+        fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+            let qkv = f32_slice(self.name(), storage, layout)?;
+            let shape = self.shape(layout)?;
+            let AttentionShape { batch, seq, hidden, head_dim } = shape;
+            let width = 3 * hidden;
+            let mut probs = vec![0f32; batch * self.heads * seq * seq];
+            let contexts: Vec<Vec<f32>> = probs
+                .par_chunks_mut(seq * seq)
+                .enumerate()
+                .map(|(task, p)| {
+                    let (b, h) = (task / self.heads, task % self.heads);
+                    let q = &qkv[b * seq * width + h * head_dim..];
+                    let k = &q[hidden..];
+                    let v = &q[2 * hidden..];
+                    // SAFETY: the Q and K blocks span rows 0..seq of batch row b at row stride
+                    // `width`, columns h·head_dim.. + head_dim, inside `qkv`; `p` holds seq × seq.
+                    unsafe {
+                        matmul_strided((seq, head_dim, seq), p.as_mut_ptr(), seq, q.as_ptr(), (width, 1), k.as_ptr(), (1, width));
+                    }
+                    let mask = &self.mask[b * seq..][..seq];
+                    let mut shifted = vec![0f32; seq];
+                    for row in p.chunks_exact_mut(seq) {
+                        for ((z, &s), &m) in shifted.iter_mut().zip(row.iter()).zip(mask) {
+                            *z = s * self.scale + m;
+                        }
+                        softmax_row(&shifted, row);
+                    }
+                    let dropped: Option<Vec<f32>> = self.dropout.as_ref().map(|d| {
+                        p.iter().zip(&d[task * seq * seq..][..seq * seq]).map(|(p, d)| p * d).collect()
+                    });
+                    let weights = dropped.as_deref().unwrap_or(p);
+                    let mut context = vec![0f32; seq * head_dim];
+                    // SAFETY: `weights` is seq × seq; V's block is as Q's; `context` holds seq × head_dim.
+                    unsafe {
+                        matmul_strided((seq, seq, head_dim), context.as_mut_ptr(), head_dim, weights.as_ptr(), (seq, 1), v.as_ptr(), (width, 1));
+                    }
+                    context
+                })
+                .collect();
+            let mut out = vec![0f32; batch * seq * hidden];
+            scatter_heads(&contexts, &mut out, shape, self.heads, hidden, 0);
+            let _ = self.probs.set(probs);
+            Ok((CpuStorage::F32(out), Shape::from((batch, seq, hidden))))
+        }
+
+        fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+            let backward = AttentionBackward {
+                heads: self.heads,
+                scale: self.scale,
+                mask: self.mask.clone(),
+                dropout: self.dropout.clone(),
+                probs: self.probs.clone(),
+            };
+            Ok(Some(qkv.apply_op2_no_bwd(&grad.contiguous()?, &backward)?))
+        }
+    }
+
+    /// The attention's backward: `[batch, seq, 3 · hidden]` gradients of Q | K | V from the saved
+    /// probabilities and the output's gradient. Per head, with P the probabilities, D the dropout
+    /// multipliers and G the output gradient: ∂V = (P⊙D)ᵀ G, ∂P = (G Vᵀ) ⊙ D,
+    /// ∂S = scale · P ⊙ (∂P − rowsum(∂P ⊙ P)), ∂Q = ∂S K, ∂K = ∂Sᵀ Q.
+    #[derive(Debug)]
+    struct AttentionBackward {
+        heads: usize,
+        scale: f32,
+        mask: Arc<Vec<f32>>,
+        dropout: Option<Arc<Vec<f32>>>,
+        probs: Arc<std::sync::OnceLock<Vec<f32>>>,
+    }
+
+    impl CustomOp2 for AttentionBackward {
+        fn name(&self) -> &'static str {
+            "fused-attention-backward"
+        }
+
+        fn cpu_fwd(&self, qkv: &CpuStorage, qkv_layout: &Layout, grad: &CpuStorage, grad_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+            let qkv = f32_slice(self.name(), qkv, qkv_layout)?;
+            let grads = f32_slice(self.name(), grad, grad_layout)?;
+            let forward = Attention {
+                heads: self.heads,
+                scale: self.scale,
+                mask: self.mask.clone(),
+                dropout: self.dropout.clone(),
+                probs: self.probs.clone(),
+            };
+            let shape = forward.shape(qkv_layout)?;
+            let AttentionShape { batch, seq, hidden, head_dim } = shape;
+            let Some(probs) = self.probs.get() else { candle_core::bail!("{}: no saved forward pass", self.name()) };
+            if grads.len() != batch * seq * hidden || probs.len() != batch * self.heads * seq * seq {
+                candle_core::bail!("{}: shapes differ from the forward pass", self.name())
+            }
+            let width = 3 * hidden;
+            let blocks: Vec<[Vec<f32>; 3]> = (0..batch * self.heads)
+                .into_par_iter()
+                .map(|task| {
+                    let (b, h) = (task / self.heads, task % self.heads);
+                    let q = &qkv[b * seq * width + h * head_dim..];
+                    let (k, v) = (&q[hidden..], &q[2 * hidden..]);
+                    let g = &grads[b * seq * hidden + h * head_dim..];
+                    let p = &probs[task * seq * seq..][..seq * seq];
+                    let d = self.dropout.as_ref().map(|d| &d[task * seq * seq..][..seq * seq]);
+                    let dropped: Option<Vec<f32>> = d.map(|d| p.iter().zip(d).map(|(p, d)| p * d).collect());
+                    let weights = dropped.as_deref().unwrap_or(p);
+                    let (mut dq, mut dk, mut dv) = (vec![0f32; seq * head_dim], vec![0f32; seq * head_dim], vec![0f32; seq * head_dim]);
+                    let mut ds = vec![0f32; seq * seq];
+                    // SAFETY (all five): Q, K, V and G blocks span rows 0..seq of batch row b at
+                    // their row strides (`width`, `hidden`), head_dim columns from h·head_dim, inside
+                    // their slices; P, D and ∂S are seq × seq; ∂Q, ∂K, ∂V are seq × head_dim.
+                    unsafe {
+                        // ∂V = (P⊙D)ᵀ G
+                        matmul_strided((seq, seq, head_dim), dv.as_mut_ptr(), head_dim, weights.as_ptr(), (1, seq), g.as_ptr(), (hidden, 1));
+                        // ∂(P⊙D) = G Vᵀ
+                        matmul_strided((seq, head_dim, seq), ds.as_mut_ptr(), seq, g.as_ptr(), (hidden, 1), v.as_ptr(), (1, width));
+                    }
+                    if let Some(d) = d {
+                        for (x, &d) in ds.iter_mut().zip(d) {
+                            *x *= d;
+                        }
+                    }
+                    for (row, p) in ds.chunks_exact_mut(seq).zip(p.chunks_exact(seq)) {
+                        let dot: f32 = row.iter().zip(p).map(|(a, b)| a * b).sum();
+                        for (x, &p) in row.iter_mut().zip(p) {
+                            *x = self.scale * p * (*x - dot);
+                        }
+                    }
+                    unsafe {
+                        // ∂Q = ∂S K, ∂K = ∂Sᵀ Q
+                        matmul_strided((seq, seq, head_dim), dq.as_mut_ptr(), head_dim, ds.as_ptr(), (seq, 1), k.as_ptr(), (width, 1));
+                        matmul_strided((seq, seq, head_dim), dk.as_mut_ptr(), head_dim, ds.as_ptr(), (1, seq), q.as_ptr(), (width, 1));
+                    }
+                    [dq, dk, dv]
+                })
+                .collect();
+            let mut out = vec![0f32; batch * seq * width];
+            for part in 0..3 {
+                let of_part: Vec<Vec<f32>> = blocks.iter().map(|b| b[part].clone()).collect();
+                scatter_heads(&of_part, &mut out, shape, self.heads, width, part * hidden);
+            }
+            Ok((CpuStorage::F32(out), qkv_layout.shape().clone()))
+        }
+    }
+
+    /// Self-attention from the stacked projections `qkv` `[batch, seq, 3 · hidden]` (Q | K | V):
+    /// `softmax(Q Kᵀ · scale + score_mask)` per head, `dropout` (multipliers over the
+    /// probabilities, from [`Mode::dropout_mask`](super::mode::Mode)), times V; `[batch, seq,
+    /// hidden]`. Differentiable in `qkv`. `None` where it does not run (off the CPU, in wasm):
+    /// the caller composes candle's ops instead.
+    pub fn attention(qkv: &Tensor, score_mask: &Tensor, heads: usize, dropout: Option<Vec<f32>>) -> Result<Option<Tensor>> {
+        if !fused_here(qkv) || !fused_here(score_mask) {
+            return Ok(None);
+        }
+        let (batch, seq, three_hidden) = qkv.dims3()?;
+        if score_mask.dims() != [batch, 1, 1, seq] || heads == 0 {
+            return Ok(None);
+        }
+        let head_dim = three_hidden / 3 / heads;
+        let op = Attention {
+            heads,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            mask: Arc::new(score_mask.flatten_all()?.to_vec1::<f32>()?),
+            dropout: dropout.map(Arc::new),
+            probs: Arc::default(),
+        };
+        Ok(Some(qkv.contiguous()?.apply_op1(op)?))
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use attention::attention;
+
+/// Training never runs in wasm: the caller composes candle's ops.
+#[cfg(target_arch = "wasm32")]
+pub fn attention(_qkv: &Tensor, _score_mask: &Tensor, _heads: usize, _dropout: Option<Vec<f32>>) -> Result<Option<Tensor>> {
+    Ok(None)
+}
+
 /// Multiplies by a fixed mask (dropout's 0 or 1/(1−p) per value); backward multiplies the
 /// gradient by the same mask.
 #[derive(Debug, Clone)]
@@ -604,6 +892,35 @@ mod tests {
             |t| {
                 let scores = (&t[0] * scale).unwrap().broadcast_add(&score_mask).unwrap();
                 candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap()
+            },
+            1e-4,
+        );
+    }
+
+    #[test]
+    fn attention_matches_the_composed_ops_and_their_gradient() {
+        let (batch, seq, heads, head_dim) = (3, 11, 2, 5);
+        let hidden = heads * head_dim;
+        let mask: Vec<f32> = (0..batch)
+            .flat_map(|b| (0..seq).map(move |k| if k + b >= seq { super::super::bert::MASKED_SCORE } else { 0.0 }))
+            .collect();
+        let score_mask = Tensor::from_vec(mask, (batch, 1, 1, seq), &Device::Cpu).unwrap();
+        let dropout: Vec<f32> = (0..batch * heads * seq * seq).map(|i| if i % 7 == 3 { 0.0 } else { 1.0 / 0.9 }).collect();
+        let dropout_tensor = Tensor::from_vec(dropout.clone(), (batch, heads, seq, seq), &Device::Cpu).unwrap();
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        check_against_composed(
+            &[random(&[batch, seq, 3 * hidden], 15, 2.0)],
+            |t| attention(&t[0], &score_mask, heads, Some(dropout.clone())).unwrap().expect("runs on the CPU"),
+            |t| {
+                let part = |i: usize| {
+                    let x = t[0].narrow(2, i * hidden, hidden).unwrap();
+                    x.reshape((batch, seq, heads, head_dim)).unwrap().transpose(1, 2).unwrap().contiguous().unwrap()
+                };
+                let (q, k, v) = (part(0), part(1), part(2));
+                let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap().broadcast_add(&score_mask).unwrap();
+                let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1).unwrap();
+                let context = (probs * &dropout_tensor).unwrap().matmul(&v).unwrap();
+                context.transpose(1, 2).unwrap().reshape((batch, seq, hidden)).unwrap()
             },
             1e-4,
         );
