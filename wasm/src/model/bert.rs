@@ -91,6 +91,18 @@ impl LayerNorm {
             Mode::Eval => candle_nn::ops::layer_norm(&xs, &self.weight, &self.bias, self.eps)?,
         })
     }
+
+    /// A sublayer's end, `LayerNorm(dropout(xs) + residual)`: one fused op when training on
+    /// the CPU (the mask drawn where [`Mode::dropout`] would draw it).
+    pub fn forward_residual(&self, xs: &Tensor, residual: &Tensor, dropout: f64, mode: Mode) -> Result<Tensor> {
+        if matches!(mode, Mode::Train(_)) && train_ops::fused_here(xs) {
+            let mask = mode.dropout_mask(xs.elem_count(), dropout);
+            if let Some(ys) = train_ops::residual_layer_norm(xs, residual, mask, &self.weight, &self.bias, self.eps)? {
+                return Ok(ys);
+            }
+        }
+        self.forward(&(mode.dropout(xs, dropout)? + residual)?, mode)
+    }
 }
 
 /// Word embeddings: an f32 table, or a quantized one gathered row by row (so a q4_0
@@ -251,8 +263,8 @@ impl Attention {
                 let qkv = train_ops::dense(xs, &weight, Some(&bias))?;
                 let dropout = mode.dropout_mask(b * self.num_heads * t * t, self.attention_dropout);
                 if let Some(context) = train_ops::attention(&qkv, score_mask, self.num_heads, dropout)? {
-                    let projected = mode.dropout(&self.output.forward(&context)?, self.hidden_dropout)?;
-                    return self.layer_norm.forward(&(projected + xs)?, mode);
+                    let projected = self.output.forward(&context)?;
+                    return self.layer_norm.forward_residual(&projected, xs, self.hidden_dropout, mode);
                 }
             }
         }
@@ -267,8 +279,7 @@ impl Attention {
         };
         let probs = mode.dropout(&probs, self.attention_dropout)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        let projected = mode.dropout(&self.output.forward(&context)?, self.hidden_dropout)?;
-        self.layer_norm.forward(&(projected + xs)?, mode)
+        self.layer_norm.forward_residual(&self.output.forward(&context)?, xs, self.hidden_dropout, mode)
     }
 }
 
@@ -307,8 +318,7 @@ impl Layer {
             Activation::GeluApproximate => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };
-        let out = mode.dropout(&self.output.forward(&inner)?, self.hidden_dropout)?;
-        self.layer_norm.forward(&(out + attended)?, mode)
+        self.layer_norm.forward_residual(&self.output.forward(&inner)?, &attended, self.hidden_dropout, mode)
     }
 }
 

@@ -28,7 +28,7 @@ const BLOCK_ROWS: usize = 32;
 const BLOCK_VALUES: usize = 1 << 14;
 
 /// Whether the fused ops run these tensors: CPU and f32.
-fn fused_here(xs: &Tensor) -> bool {
+pub(crate) fn fused_here(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
@@ -185,6 +185,20 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (variance + eps).sqrt())
 }
 
+/// `(x − mean) / σ · γ + β` for each row of `width` values of `xs`.
+fn layer_norm_rows(xs: &[f32], gamma: &[f32], beta: &[f32], width: usize, eps: f32) -> Vec<f32> {
+    let mut ys = vec![0f32; xs.len()];
+    ys.par_chunks_mut(width * BLOCK_ROWS).zip(xs.par_chunks(width * BLOCK_ROWS)).for_each(|(y_block, x_block)| {
+        for (y, x) in y_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)) {
+            let (mean, inv_std) = moments(x, eps);
+            for i in 0..width {
+                y[i] = (x[i] - mean) * inv_std * gamma[i] + beta[i];
+            }
+        }
+    });
+    ys
+}
+
 /// LayerNorm over the last dimension: `(x − mean) / σ · γ + β`.
 #[derive(Debug, Clone, Copy)]
 struct LayerNorm {
@@ -212,16 +226,7 @@ impl CustomOp3 for LayerNorm {
         if gamma.len() != width || beta.len() != width {
             candle_core::bail!("{}: γ, β of {}, {} for rows of {width}", self.name(), gamma.len(), beta.len())
         }
-        let mut ys = vec![0f32; xs.len()];
-        ys.par_chunks_mut(width * BLOCK_ROWS).zip(xs.par_chunks(width * BLOCK_ROWS)).for_each(|(y_block, x_block)| {
-            for (y, x) in y_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)) {
-                let (mean, inv_std) = moments(x, self.eps);
-                for i in 0..width {
-                    y[i] = (x[i] - mean) * inv_std * gamma[i] + beta[i];
-                }
-            }
-        });
-        Ok((CpuStorage::F32(ys), x_layout.shape().clone()))
+        Ok((CpuStorage::F32(layer_norm_rows(xs, gamma, beta, width, self.eps)), x_layout.shape().clone()))
     }
 
     fn bwd(
@@ -269,45 +274,52 @@ impl CustomOp3 for LayerNormBackward {
         if gamma.len() != width || dys.len() != xs.len() {
             candle_core::bail!("{}: shapes differ", self.name())
         }
-        let mut out = vec![0f32; (rows + 2) * width];
-        let (dxs, sums) = out.split_at_mut(rows * width);
-        let partials: Vec<Vec<f32>> = dxs
-            .par_chunks_mut(width * BLOCK_ROWS)
-            .zip(xs.par_chunks(width * BLOCK_ROWS))
-            .zip(dys.par_chunks(width * BLOCK_ROWS))
-            .map(|((dx_block, x_block), dy_block)| {
-                // [∂γ | ∂β] for this block's rows.
-                let mut partial = vec![0f32; 2 * width];
-                let (dgamma, dbeta) = partial.split_at_mut(width);
-                let mut x_hat = vec![0f32; width];
-                let rows = dx_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)).zip(dy_block.chunks_exact(width));
-                for ((dx, x), dy) in rows {
-                    let (mean, inv_std) = moments(x, self.eps);
-                    let (mut sum_g, mut sum_g_x_hat) = (0f32, 0f32);
-                    for i in 0..width {
-                        let h = (x[i] - mean) * inv_std;
-                        let g = dy[i] * gamma[i];
-                        x_hat[i] = h;
-                        sum_g += g;
-                        sum_g_x_hat += g * h;
-                        dgamma[i] += dy[i] * h;
-                        dbeta[i] += dy[i];
-                    }
-                    let (mean_g, mean_g_x_hat) = (sum_g / width as f32, sum_g_x_hat / width as f32);
-                    for i in 0..width {
-                        dx[i] = inv_std * (dy[i] * gamma[i] - mean_g - x_hat[i] * mean_g_x_hat);
-                    }
-                }
-                partial
-            })
-            .collect();
-        for partial in &partials {
-            for (s, p) in sums.iter_mut().zip(partial) {
-                *s += p;
-            }
-        }
+        let out = layer_norm_backward(xs, gamma, dys, rows, width, self.eps);
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, width))))
     }
+}
+
+/// LayerNorm's backward over `rows` rows of `width`: `[rows + 2, width]` holding ∂x, then ∂γ,
+/// then ∂β (partial sums per row block, added in block order).
+fn layer_norm_backward(xs: &[f32], gamma: &[f32], dys: &[f32], rows: usize, width: usize, eps: f32) -> Vec<f32> {
+    let mut out = vec![0f32; (rows + 2) * width];
+    let (dxs, sums) = out.split_at_mut(rows * width);
+    let partials: Vec<Vec<f32>> = dxs
+        .par_chunks_mut(width * BLOCK_ROWS)
+        .zip(xs.par_chunks(width * BLOCK_ROWS))
+        .zip(dys.par_chunks(width * BLOCK_ROWS))
+        .map(|((dx_block, x_block), dy_block)| {
+            // [∂γ | ∂β] for this block's rows.
+            let mut partial = vec![0f32; 2 * width];
+            let (dgamma, dbeta) = partial.split_at_mut(width);
+            let mut x_hat = vec![0f32; width];
+            let rows = dx_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)).zip(dy_block.chunks_exact(width));
+            for ((dx, x), dy) in rows {
+                let (mean, inv_std) = moments(x, eps);
+                let (mut sum_g, mut sum_g_x_hat) = (0f32, 0f32);
+                for i in 0..width {
+                    let h = (x[i] - mean) * inv_std;
+                    let g = dy[i] * gamma[i];
+                    x_hat[i] = h;
+                    sum_g += g;
+                    sum_g_x_hat += g * h;
+                    dgamma[i] += dy[i] * h;
+                    dbeta[i] += dy[i];
+                }
+                let (mean_g, mean_g_x_hat) = (sum_g / width as f32, sum_g_x_hat / width as f32);
+                for i in 0..width {
+                    dx[i] = inv_std * (dy[i] * gamma[i] - mean_g - x_hat[i] * mean_g_x_hat);
+                }
+            }
+            partial
+        })
+        .collect();
+    for partial in &partials {
+        for (s, p) in sums.iter_mut().zip(partial) {
+            *s += p;
+        }
+    }
+    out
 }
 
 /// LayerNorm over the last dimension; differentiable, fused on the CPU.
@@ -316,6 +328,127 @@ pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f32) -> Resul
         return Ok(xs.contiguous()?.apply_op3(gamma, beta, LayerNorm { eps })?);
     }
     Ok(candle_nn::ops::layer_norm_slow(xs, gamma, beta, eps)?)
+}
+
+/// A sublayer's end: `LayerNorm(x ⊙ dropout + residual)` with γ and β stacked as `[2, width]`.
+/// One node where the composed form has three (dropout, add, LayerNorm), each a pass forward
+/// and back; the sum is kept for backward.
+#[derive(Debug)]
+struct ResidualLayerNorm {
+    eps: f32,
+    dropout: Option<Arc<Vec<f32>>>,
+    sum: Arc<std::sync::OnceLock<Vec<f32>>>,
+}
+
+impl CustomOp3 for ResidualLayerNorm {
+    fn name(&self) -> &'static str {
+        "fused-residual-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        residual: &CpuStorage,
+        residual_layout: &Layout,
+        gamma_beta: &CpuStorage,
+        gamma_beta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let xs = f32_slice(self.name(), x, x_layout)?;
+        let residuals = f32_slice(self.name(), residual, residual_layout)?;
+        let gamma_beta = f32_slice(self.name(), gamma_beta, gamma_beta_layout)?;
+        let (_, width) = rows_of(x_layout)?;
+        if residuals.len() != xs.len() || gamma_beta.len() != 2 * width || self.dropout.as_ref().is_some_and(|d| d.len() != xs.len()) {
+            candle_core::bail!("{}: shapes differ", self.name())
+        }
+        let mut sum = vec![0f32; xs.len()];
+        sum.par_chunks_mut(BLOCK_VALUES).enumerate().for_each(|(block, out)| {
+            let (at, len) = (block * BLOCK_VALUES, out.len());
+            let (x, r) = (&xs[at..at + len], &residuals[at..at + len]);
+            match &self.dropout {
+                Some(d) => {
+                    for (((s, &x), &r), &d) in out.iter_mut().zip(x).zip(r).zip(&d[at..at + len]) {
+                        *s = x * d + r;
+                    }
+                }
+                None => {
+                    for ((s, &x), &r) in out.iter_mut().zip(x).zip(r) {
+                        *s = x + r;
+                    }
+                }
+            }
+        });
+        let (gamma, beta) = gamma_beta.split_at(width);
+        let ys = layer_norm_rows(&sum, gamma, beta, width, self.eps);
+        let _ = self.sum.set(sum);
+        Ok((CpuStorage::F32(ys), x_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        gamma_beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, _) = rows_of(x.layout())?;
+        let backward = ResidualLayerNormBackward { eps: self.eps, sum: self.sum.clone() };
+        let all = grad.contiguous()?.apply_op2_no_bwd(gamma_beta, &backward)?;
+        let d_sum = all.narrow(0, 0, rows)?.reshape(x.shape())?;
+        let dx = match (&self.dropout, x.track_op()) {
+            (_, false) => None,
+            (Some(d), true) => Some(d_sum.apply_op1_no_bwd(&MaskMul { mask: d.clone() })?),
+            (None, true) => Some(d_sum.clone()),
+        };
+        let d_residual = residual.track_op().then_some(d_sum);
+        let d_gamma_beta = if gamma_beta.track_op() { Some(all.narrow(0, rows, 2)?) } else { None };
+        Ok((dx, d_residual, d_gamma_beta))
+    }
+}
+
+/// [`ResidualLayerNorm`]'s backward from ∂y and the stacked γ, β: `[rows + 2, width]`.
+#[derive(Debug)]
+struct ResidualLayerNormBackward {
+    eps: f32,
+    sum: Arc<std::sync::OnceLock<Vec<f32>>>,
+}
+
+impl CustomOp2 for ResidualLayerNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-residual-layer-norm-backward"
+    }
+
+    fn cpu_fwd(&self, dy: &CpuStorage, dy_layout: &Layout, gamma_beta: &CpuStorage, gamma_beta_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dys = f32_slice(self.name(), dy, dy_layout)?;
+        let gamma_beta = f32_slice(self.name(), gamma_beta, gamma_beta_layout)?;
+        let (rows, width) = rows_of(dy_layout)?;
+        let Some(sum) = self.sum.get() else { candle_core::bail!("{}: no saved forward pass", self.name()) };
+        if sum.len() != dys.len() || gamma_beta.len() != 2 * width {
+            candle_core::bail!("{}: shapes differ from the forward pass", self.name())
+        }
+        let out = layer_norm_backward(sum, &gamma_beta[..width], dys, rows, width, self.eps);
+        Ok((CpuStorage::F32(out), Shape::from((rows + 2, width))))
+    }
+}
+
+/// `LayerNorm(xs ⊙ dropout + residual)` (a sublayer's output, its dropout mask from
+/// [`Mode::dropout_mask`](super::mode::Mode), the sublayer's input); differentiable in all
+/// but the mask. `None` off the CPU: the caller composes candle's ops.
+pub fn residual_layer_norm(
+    xs: &Tensor,
+    residual: &Tensor,
+    dropout: Option<Vec<f32>>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f32,
+) -> Result<Option<Tensor>> {
+    if !(fused_here(xs) && fused_here(residual) && fused_here(gamma) && fused_here(beta)) || xs.dims() != residual.dims() {
+        return Ok(None);
+    }
+    let gamma_beta = Tensor::stack(&[gamma, beta], 0)?;
+    let op = ResidualLayerNorm { eps, dropout: dropout.map(Arc::new), sum: Arc::default() };
+    Ok(Some(xs.contiguous()?.apply_op3(&residual.contiguous()?, &gamma_beta, op)?))
 }
 
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
@@ -865,6 +998,34 @@ mod tests {
             |t| candle_nn::ops::layer_norm_slow(&t[0], &t[1], &t[2], 1e-12).unwrap(),
             1e-4,
         );
+    }
+
+    #[test]
+    fn residual_layer_norm_matches_the_composed_ops_and_their_gradients() {
+        let shape = [3, 23, 37];
+        let dropout: Vec<f32> = (0..3 * 23 * 37).map(|i| if i % 5 == 1 { 0.0 } else { 1.0 / 0.8 }).collect();
+        let dropout_tensor = Tensor::from_vec(dropout.clone(), &shape, &Device::Cpu).unwrap();
+        let inputs = [
+            random(&shape, 16, 2.0),
+            (random(&shape, 17, 1.0) + 0.5).unwrap(),
+            (random(&[37], 18, 0.5) + 1.0).unwrap(),
+            random(&[37], 19, 0.2),
+        ];
+        for mask in [Some(dropout), None] {
+            let composed_mask = mask.as_ref().map(|_| dropout_tensor.clone());
+            check_against_composed(
+                &inputs,
+                |t| residual_layer_norm(&t[0], &t[1], mask.clone(), &t[2], &t[3], 1e-12).unwrap().expect("runs on the CPU"),
+                |t| {
+                    let x = match &composed_mask {
+                        Some(m) => (&t[0] * m).unwrap(),
+                        None => t[0].clone(),
+                    };
+                    candle_nn::ops::layer_norm_slow(&(x + &t[1]).unwrap(), &t[2], &t[3], 1e-12).unwrap()
+                },
+                1e-4,
+            );
+        }
     }
 
     #[test]
