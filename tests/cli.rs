@@ -308,6 +308,7 @@ fn train_classify_writes_a_report_and_a_checkpoint_that_exports() {
         .filter(|l| l["type"] == "step")
         .all(|l| l["learning_rate"].is_number() && l["loss"].is_number()));
     assert!(evals[11]["train_loss"].as_f64().unwrap() < 0.5 * evals[0]["train_loss"].as_f64().unwrap());
+    assert!(lines.iter().filter(|l| l["type"] == "step").all(|l| l["threads"].as_u64().is_some_and(|t| t >= 1)));
     // Batches are grouped by length (the default), and each epoch says what that saved (the
     // toy notes are all about one length: the unit test in train/fit.rs measures the saving).
     let batches: Vec<&serde_json::Value> = lines.iter().filter(|l| l["type"] == "batches").collect();
@@ -723,4 +724,32 @@ fn a_sentinel_note_never_reaches_output_logs_or_reports() {
             assert!(!bytes.windows(7).any(|w| w == b"1234567"), "{} holds part of the sentinel", path.display());
         }
     }
+}
+
+#[test]
+fn threads_sets_the_cores_a_run_uses() {
+    let dir = temp_dir("threads");
+    let data = toy_training_csv(&dir);
+    let base = fixture("tiny-safetensors");
+    let out = dir.join("run");
+    let args = |threads: &str| {
+        ["--threads", threads, "train", "classify", "--base", base.to_str().unwrap(), "--train", data.to_str().unwrap()]
+            .into_iter()
+            .chain(["--out", out.to_str().unwrap(), "--epochs", "1", "--batch-size", "8", "--max-seq-len", "32"])
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let one = args("1");
+    ok(&one.iter().map(String::as_str).collect::<Vec<_>>());
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let threads: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["type"] == "step")
+        .map(|l| l["threads"].as_u64().unwrap())
+        .collect();
+    assert!(!threads.is_empty() && threads.iter().all(|&t| t == 1), "{threads:?}");
+    let zero = args("0");
+    let message = fails(&zero.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(message.contains("--threads"), "{message}");
 }

@@ -45,6 +45,13 @@ pub fn run(cli: Cli) -> Result<()> {
     let pin = cli.expect_checksum.as_deref().map(Pin::parse).transpose().context("--expect-checksum")?;
     // A second `run` in one process (tests) keeps the first pin; only the CLI calls this.
     let _ = PIN.set(pin);
+    if let Some(n) = cli.threads {
+        // candle sizes each matmul's parallelism from this variable when it runs; rayon's
+        // global pool (the fused training ops, AdamW, the int8 matmuls) is built once, here,
+        // before any work (a second `run` in one process keeps the first pool).
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n.into()).build_global();
+    }
     match cli.command {
         Command::Train(TrainCommand::Classify(args)) => train(TaskKind::Classify, args),
         Command::Train(TrainCommand::Binary(args)) => train(TaskKind::Binary, args),

@@ -24,6 +24,9 @@ pub struct Cli {
     /// every command that loads a bundle; a checkpoint directory is refused while it is set.
     #[arg(long, global = true, value_name = "CHECKSUM")]
     pub expect_checksum: Option<String>,
+    /// CPU threads for training and inference [default: $RAYON_NUM_THREADS, else every core].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
 }
 
 // Parsed once per process: the size of the training variant does not matter.

@@ -217,7 +217,8 @@ pub fn fit<L: Learner>(
                 bar.set_position((state.steps_in_epoch * group).min(n) as u64);
                 bar.set_message(format!("loss {train_loss:.4} lr {lr:.2e} {rate:.1}/s"));
                 let entry = serde_json::json!({"type": "step", "epoch": epoch, "step": state.step, "loss": train_loss,
-                    "learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": rate});
+                    "learning_rate": lr, "grad_norm": grad_norm, "samples_per_second": rate,
+                    "threads": rayon::current_num_threads()});
                 writeln!(log, "{entry}")?;
             }
             let every = |k: Option<usize>| stepped && k.is_some_and(|k| state.step % k == 0);
