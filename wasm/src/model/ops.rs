@@ -75,7 +75,7 @@ pub(super) fn erf(x: f32) -> f32 {
     }
 }
 
-fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
+pub(super) fn gelu_erf_slice(xs: &[f32], out: &mut [f32]) {
     for (y, &x) in out.iter_mut().zip(xs) {
         *y = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
     }

@@ -19,7 +19,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::ops::{erf, exp, softmax_row, sum_of};
+use super::ops::{erf, exp, gelu_erf_slice, softmax_row, sum_of};
 use crate::error::Result;
 
 /// Rows per parallel task (and per partial sum).
@@ -465,11 +465,7 @@ impl CustomOp1 for GeluErf {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = f32_slice(self.name(), storage, layout)?;
         let mut ys = vec![0f32; xs.len()];
-        ys.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).for_each(|(ys, xs)| {
-            for (y, &x) in ys.iter_mut().zip(xs) {
-                *y = 0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        });
+        ys.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).for_each(|(ys, xs)| gelu_erf_slice(xs, ys));
         Ok((CpuStorage::F32(ys), layout.shape().clone()))
     }
 
