@@ -753,3 +753,35 @@ fn threads_sets_the_cores_a_run_uses() {
     let message = fails(&zero.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(message.contains("--threads"), "{message}");
 }
+
+/// The CPU half of the GPU check (`scripts/gpu/check.sh`): two CPU runs of the tiny model
+/// from one seed give the same loss trajectory, and a tolerance below zero makes it fail.
+#[test]
+fn the_gpu_check_compares_loss_trajectories() {
+    let dir = temp_dir("gpu-check");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let check = |tolerance: &str| {
+        let out = dir.join(format!("check{tolerance}.json"));
+        let status = Command::new("bash")
+            .arg(repo.join("scripts/gpu/check.sh"))
+            .arg(&out)
+            .env("BEDSIDE", env!("CARGO_BIN_EXE_bedside"))
+            .env("DEVICES", "cpu,cpu")
+            .env("MODELS", "tiny")
+            .env("EPOCHS", "1")
+            .env("SKIP_BENCH", "1")
+            .env("TOLERANCE", tolerance)
+            .output()
+            .unwrap();
+        let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        (status.status.code(), result)
+    };
+    let (code, result) = check("0.01");
+    assert_eq!(code, Some(0), "{result}");
+    let tiny = &result["models"]["tiny"];
+    let losses = tiny["cpu"]["losses"].as_array().unwrap();
+    assert!(losses.len() >= 5 && losses.iter().all(|l| l.as_f64().is_some_and(f64::is_finite)), "{tiny}");
+    assert_eq!(tiny["cpu#2"]["largest_relative_difference"], 0.0, "a seed repeats a CPU run bit for bit");
+    let (code, result) = check("-1");
+    assert_eq!((code, &result["ok"]), (Some(1), &serde_json::Value::Bool(false)));
+}
