@@ -55,17 +55,13 @@ impl Mode<'_> {
     /// Zeroes each value with probability `p` and scales the rest by 1/(1-p) in training;
     /// the identity in evaluation.
     pub fn dropout(&self, xs: &Tensor, p: f64) -> Result<Tensor> {
-        let Mode::Train(rng) = self else { return Ok(xs.clone()) };
-        if p <= 0.0 {
-            return Ok(xs.clone());
-        }
-        if !matches!(xs.device(), Device::Cpu) {
+        if !matches!(xs.device(), Device::Cpu) && matches!(self, Mode::Train(_)) && p > 0.0 {
             return Ok(candle_nn::ops::dropout(xs, p as f32)?);
         }
-        let keep = 1.0 - p;
-        let scale = (1.0 / keep) as f32;
-        let mask = rng.mask(xs.elem_count(), keep, scale);
-        super::train_ops::mask_mul(xs, mask)
+        match self.dropout_mask(xs.elem_count(), p) {
+            Some(mask) => super::train_ops::mask_mul(xs, mask),
+            None => Ok(xs.clone()),
+        }
     }
 
     /// The host mask [`Mode::dropout`] would multiply `n` values by (drawn from the same

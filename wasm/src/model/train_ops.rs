@@ -136,7 +136,10 @@ impl CustomOp3 for Dense {
             }
         });
         let mut dims = x_layout.dims().to_vec();
-        *dims.last_mut().expect("rows_of checked the rank") = out;
+        match dims.last_mut() {
+            Some(last) => *last = out,
+            None => candle_core::bail!("{}: a scalar input", self.name()),
+        }
         Ok((CpuStorage::F32(ys), Shape::from(dims)))
     }
 
@@ -651,7 +654,7 @@ mod attention {
     /// times V. Input: the stacked projections `[batch, seq, 3 · hidden]` (Q | K | V, heads as
     /// column blocks, read in place: no split or merge copies); output `[batch, seq, hidden]`.
     /// The probabilities are kept for backward.
-    #[derive(Debug)]
+    #[derive(Debug, Clone)]
     struct Attention {
         heads: usize,
         scale: f32,
@@ -690,9 +693,16 @@ mod attention {
 
     /// Writes per-(batch, head) blocks `[seq, head_dim]` into head `h`'s columns of `[batch, seq,
     /// width]` rows at column `offset + h · head_dim`.
-    fn scatter_heads(blocks: &[Vec<f32>], out: &mut [f32], shape: AttentionShape, heads: usize, width: usize, offset: usize) {
+    fn scatter_heads<'a>(
+        blocks: impl IntoIterator<Item = &'a [f32]>,
+        out: &mut [f32],
+        shape: AttentionShape,
+        heads: usize,
+        width: usize,
+        offset: usize,
+    ) {
         let AttentionShape { seq, head_dim, .. } = shape;
-        for (task, block) in blocks.iter().enumerate() {
+        for (task, block) in blocks.into_iter().enumerate() {
             let (b, h) = (task / heads, task % heads);
             for (i, row) in block.chunks_exact(head_dim).enumerate() {
                 let at = (b * seq + i) * width + offset + h * head_dim;
@@ -746,20 +756,13 @@ mod attention {
                 })
                 .collect();
             let mut out = vec![0f32; batch * seq * hidden];
-            scatter_heads(&contexts, &mut out, shape, self.heads, hidden, 0);
+            scatter_heads(contexts.iter().map(Vec::as_slice), &mut out, shape, self.heads, hidden, 0);
             let _ = self.probs.set(probs);
             Ok((CpuStorage::F32(out), Shape::from((batch, seq, hidden))))
         }
 
         fn bwd(&self, qkv: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-            let backward = AttentionBackward {
-                heads: self.heads,
-                scale: self.scale,
-                mask: self.mask.clone(),
-                dropout: self.dropout.clone(),
-                probs: self.probs.clone(),
-            };
-            Ok(Some(qkv.apply_op2_no_bwd(&grad.contiguous()?, &backward)?))
+            Ok(Some(qkv.apply_op2_no_bwd(&grad.contiguous()?, &AttentionBackward(self.clone()))?))
         }
     }
 
@@ -767,14 +770,9 @@ mod attention {
     /// probabilities and the output's gradient. Per head, with P the probabilities, D the dropout
     /// multipliers and G the output gradient: ∂V = (P⊙D)ᵀ G, ∂P = (G Vᵀ) ⊙ D,
     /// ∂S = scale · P ⊙ (∂P − rowsum(∂P ⊙ P)), ∂Q = ∂S K, ∂K = ∂Sᵀ Q.
+    /// It holds the forward op: its shapes, mask, dropout and saved probabilities.
     #[derive(Debug)]
-    struct AttentionBackward {
-        heads: usize,
-        scale: f32,
-        mask: Arc<Vec<f32>>,
-        dropout: Option<Arc<Vec<f32>>>,
-        probs: Arc<std::sync::OnceLock<Vec<f32>>>,
-    }
+    struct AttentionBackward(Attention);
 
     impl CustomOp2 for AttentionBackward {
         fn name(&self) -> &'static str {
@@ -784,29 +782,23 @@ mod attention {
         fn cpu_fwd(&self, qkv: &CpuStorage, qkv_layout: &Layout, grad: &CpuStorage, grad_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
             let qkv = f32_slice(self.name(), qkv, qkv_layout)?;
             let grads = f32_slice(self.name(), grad, grad_layout)?;
-            let forward = Attention {
-                heads: self.heads,
-                scale: self.scale,
-                mask: self.mask.clone(),
-                dropout: self.dropout.clone(),
-                probs: self.probs.clone(),
-            };
+            let forward = &self.0;
             let shape = forward.shape(qkv_layout)?;
             let AttentionShape { batch, seq, hidden, head_dim } = shape;
-            let Some(probs) = self.probs.get() else { candle_core::bail!("{}: no saved forward pass", self.name()) };
-            if grads.len() != batch * seq * hidden || probs.len() != batch * self.heads * seq * seq {
+            let Some(probs) = forward.probs.get() else { candle_core::bail!("{}: no saved forward pass", self.name()) };
+            if grads.len() != batch * seq * hidden || probs.len() != batch * forward.heads * seq * seq {
                 candle_core::bail!("{}: shapes differ from the forward pass", self.name())
             }
             let width = 3 * hidden;
-            let blocks: Vec<[Vec<f32>; 3]> = (0..batch * self.heads)
+            let blocks: Vec<[Vec<f32>; 3]> = (0..batch * forward.heads)
                 .into_par_iter()
                 .map(|task| {
-                    let (b, h) = (task / self.heads, task % self.heads);
+                    let (b, h) = (task / forward.heads, task % forward.heads);
                     let q = &qkv[b * seq * width + h * head_dim..];
                     let (k, v) = (&q[hidden..], &q[2 * hidden..]);
                     let g = &grads[b * seq * hidden + h * head_dim..];
                     let p = &probs[task * seq * seq..][..seq * seq];
-                    let d = self.dropout.as_ref().map(|d| &d[task * seq * seq..][..seq * seq]);
+                    let d = forward.dropout.as_ref().map(|d| &d[task * seq * seq..][..seq * seq]);
                     let dropped: Option<Vec<f32>> = d.map(|d| p.iter().zip(d).map(|(p, d)| p * d).collect());
                     let weights = dropped.as_deref().unwrap_or(p);
                     let (mut dq, mut dk, mut dv) = (vec![0f32; seq * head_dim], vec![0f32; seq * head_dim], vec![0f32; seq * head_dim]);
@@ -828,7 +820,7 @@ mod attention {
                     for (row, p) in ds.chunks_exact_mut(seq).zip(p.chunks_exact(seq)) {
                         let dot: f32 = row.iter().zip(p).map(|(a, b)| a * b).sum();
                         for (x, &p) in row.iter_mut().zip(p) {
-                            *x = self.scale * p * (*x - dot);
+                            *x = forward.scale * p * (*x - dot);
                         }
                     }
                     unsafe {
@@ -841,8 +833,8 @@ mod attention {
                 .collect();
             let mut out = vec![0f32; batch * seq * width];
             for part in 0..3 {
-                let of_part: Vec<Vec<f32>> = blocks.iter().map(|b| b[part].clone()).collect();
-                scatter_heads(&of_part, &mut out, shape, self.heads, width, part * hidden);
+                let of_part = blocks.iter().map(|b| b[part].as_slice());
+                scatter_heads(of_part, &mut out, shape, forward.heads, width, part * hidden);
             }
             Ok((CpuStorage::F32(out), qkv_layout.shape().clone()))
         }
