@@ -29,8 +29,10 @@
 #   # there:
 #   bash scripts/bench/train_throughput.sh base cuda f32,bf16 50 .gpu/train_bench
 #
-# Bedside's trainer runs f32 only: with bf16 its bench exits with an error that the table
-# shows, and there is no ratio for that precision (nothing is faked).
+# bf16 is autocast on both sides (bf16 matmuls, f32 master weights). On the CPU Bedside emulates
+# it (candle has no CPU bf16 matmul; slower than its f32) and PyTorch runs oneDNN's bf16 kernels:
+# the CPU bf16 row measures numerics' cost, not a speed Bedside claims. A side that fails shows
+# its error in the table, with no ratio for that precision.
 set -uo pipefail
 
 DEVICE=${2:-cpu}

@@ -17,11 +17,28 @@ if [ ! -f "$CUDA_ENV" ]; then
 fi
 # shellcheck disable=SC1090
 source "$CUDA_ENV"
-cargo build --release --target-dir target/cuda -p bedside --features cuda --bin bedside --example train_bench
+# One binary for both kinds of machine: candle asks cudarc to link libcuda/cuBLAS/NVRTC at build
+# time, so such a binary does not start where there is no NVIDIA driver. Turning on cudarc's
+# run-time loading (its `dynamic-loading` code paths: dlopen on first use) and linking with
+# --as-needed drops those libraries from the binary's needs. The cfg goes through RUSTFLAGS with an
+# explicit --target so that it reaches the compiled crates and not the build scripts (cudarc's
+# build script refuses both modes at once); only cudarc reads that cfg.
+TARGET=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="${RUSTFLAGS:-} --cfg feature=\"dynamic-loading\" -C link-arg=-Wl,--as-needed" \
+    cargo build --release --target "$TARGET" --target-dir target/cuda -p bedside --features cuda \
+    --bin bedside --example train_bench
+OUT=target/cuda/$TARGET/release
+if readelf -d "$OUT/bedside" | grep -q 'libcuda\|libcublas\|libnvrtc\|libcurand'; then
+    echo "$OUT/bedside still needs the CUDA libraries at start-up:" >&2
+    readelf -d "$OUT/bedside" | grep NEEDED >&2
+    exit 1
+fi
+# Without a driver here the binary must start, train on the CPU and say why for --device auto.
+"$OUT/bedside" --version
 # What check.sh needs there (the GPU machine has no network): the binaries, the scripts, the
 # tiny fixture and MiniLM.
 mkdir -p .gpu/models/fixtures
-cp target/cuda/release/bedside target/cuda/release/examples/train_bench .gpu/
+cp "$OUT/bedside" "$OUT/examples/train_bench" .gpu/
 rm -rf .gpu/scripts .gpu/models/fixtures/tiny-safetensors .gpu/models/minilm
 cp -r scripts .gpu/
 cp -r models/fixtures/tiny-safetensors .gpu/models/fixtures/

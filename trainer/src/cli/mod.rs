@@ -178,7 +178,7 @@ pub struct TrainArgs {
     /// none, balanced, or comma-separated weights in sorted label order [default: none].
     #[arg(long)]
     pub class_weights: Option<String>,
-    /// cpu or cuda [default: cpu].
+    /// cpu, cuda, or auto (CUDA when this binary has it and the machine has a GPU, else the CPU) [default: cpu].
     #[arg(long)]
     pub device: Option<String>,
     /// f32 or bf16 [default: f32].

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use bedside_runtime::model::HeadFeatures;
+use bedside_runtime::model::{HeadFeatures, Precision};
 use serde::{Deserialize, Serialize};
 
 /// What is being trained.
@@ -353,6 +353,15 @@ impl Metric {
 }
 
 impl TrainConfig {
+    /// `precision` as the model's training steps take it.
+    pub fn matmul_precision(&self) -> Result<Precision> {
+        match self.precision.as_str() {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => bail!("precision must be f32 or bf16"),
+        }
+    }
+
     /// Reads a TOML config; unknown keys are an error naming the file.
     pub fn from_toml_file(path: &Path) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -427,7 +436,7 @@ impl TrainConfig {
             self.hard_negatives.is_none() || self.pairs_from.is_some(),
             "hard_negatives: mining needs labelled rows (pairs_from, --pairs-from)"
         );
-        ensure!(matches!(self.precision.as_str(), "f32" | "bf16"), "precision must be f32 or bf16");
+        self.matmul_precision()?;
         ensure!(!self.label_separator.is_empty(), "label_separator must not be empty");
         if let ClassWeights::Named(name) = &self.class_weights {
             ensure!(name == "none" || name == "balanced", "class_weights: use none, balanced or a list of numbers");

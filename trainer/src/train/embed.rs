@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{ModelOptions, TrainableClassifier};
 use super::config::TrainConfig;
 use super::fit::{fit, Evaluated, Learner, RunControl};
-use super::run::device;
+use super::run::{device, say_how_bf16_runs};
 use crate::data::{Dataset, DatasetError, LoadOptions, ProblemKind, RowProblem};
 use crate::durable;
 use crate::eval::embedding::{column_names, load_pairs, load_triplets, spearman, PairsOptions, TRIPLET_COLUMNS};
@@ -645,7 +645,7 @@ pub fn train_embed(
     config.validate()?;
     let loss = EmbedLoss::parse(&config.loss)?;
     let device = device(&config.device)?;
-    ensure!(config.precision == "f32", "precision {:?} is not available yet: use f32", config.precision);
+    say_how_bf16_runs(config, &device)?;
     let model_options =
         ModelOptions { dropout: config.dropout, ..ModelOptions::new(config.max_seq_len.unwrap_or(128)) };
     let model = TrainableClassifier::new(ckpt, 1, model_options, config.seed, &device)?;

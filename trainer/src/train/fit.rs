@@ -144,7 +144,7 @@ pub fn fit<L: Learner>(
     let schedule = schedule(config, n);
     let mut optimizer = AdamW::new(model.vars(), schedule.lr(0), config.weight_decay)?;
     let vars: Vec<Var> = model.vars().iter().map(|(_, v)| v.clone()).collect();
-    let rng = DropoutRng::new(config.seed);
+    let rng = DropoutRng::new(config.seed).with_precision(config.matmul_precision()?);
     let log_path = out.join("log.jsonl");
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut state = if control.resume {
@@ -449,7 +449,8 @@ mod tests {
         assert_ne!(order, epoch_order(n, Some(&lengths), group, 42, 2), "each epoch its own order");
         let random = epoch_order(n, None, group, 42, 1);
         assert_eq!(random, shuffled(n, 42, 1));
-        let (grouped, plain) = (padded_tokens(&order, &lengths, group, batch), padded_tokens(&random, &lengths, group, batch));
+        let (grouped, plain) =
+            (padded_tokens(&order, &lengths, group, batch), padded_tokens(&random, &lengths, group, batch));
         assert!(grouped * 4 < plain, "padding {grouped} grouped vs {plain} random");
         // The short last step (1,003 = 62 × 16 + 11) stays last.
         let last: Vec<usize> = order[n - n % group..].to_vec();

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use bedside_runtime::bundle::Task;
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
-use bedside_runtime::model::{HeadFeatures, Mode};
+use bedside_runtime::model::{HeadFeatures, Mode, Precision};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -451,13 +451,47 @@ pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config:
     }
 }
 
+/// `cpu`, `cuda` (an error that says why when there is none) or `auto` (CUDA when this binary
+/// has it and the machine has a driver and a GPU, else the CPU, saying why on stderr).
 pub fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" => Ok(Device::Cpu),
-        "cuda" if cfg!(feature = "cuda") => Ok(Device::new_cuda(0)?),
-        "cuda" => bail!("this bedside was built without CUDA: rebuild with `cargo build --release --features cuda`"),
-        other => bail!("unknown device {other:?}: use cpu or cuda"),
+        "cuda" => cuda_device(),
+        "auto" => Ok(cuda_device().unwrap_or_else(|why| {
+            eprintln!("bedside: training on the CPU: {why:#}");
+            Device::Cpu
+        })),
+        other => bail!("unknown device {other:?}: use cpu, cuda or auto"),
     }
+}
+
+/// bf16 runs on the CPU too, emulated (candle's CPU has no bf16 matmul): say so, since it is
+/// there to check numerics and is slower than f32.
+pub fn say_how_bf16_runs(config: &TrainConfig, device: &Device) -> Result<()> {
+    if config.matmul_precision()? == Precision::Bf16 && device.is_cpu() {
+        eprintln!(
+            "bedside: bf16 on the CPU rounds matmul operands and products to bf16 and sums in f32 \
+             (candle's CPU has no bf16 kernels): a GPU bf16 run's numerics, slower than f32"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device() -> Result<Device> {
+    bail!("this bedside was built without CUDA: rebuild with `bash scripts/gpu/build.sh`")
+}
+
+/// The CUDA build loads the driver at run time (scripts/gpu/build.sh builds cudarc that way), so
+/// the same binary starts on a machine without one. Probing first turns "no driver" into an
+/// error here instead of a panic inside cudarc at the first CUDA call.
+#[cfg(feature = "cuda")]
+fn cuda_device() -> Result<Device> {
+    const DRIVER: &[&str] = &["libcuda.so.1", "libcuda.so", "nvcuda.dll"];
+    // SAFETY: loading the NVIDIA driver runs its initialisers, which is what using CUDA means.
+    let found = DRIVER.iter().any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+    ensure!(found, "no NVIDIA driver on this machine ({} not found)", DRIVER[0]);
+    Device::new_cuda(0).map_err(|e| anyhow::anyhow!("the NVIDIA driver is here but CUDA device 0 did not open: {e}"))
 }
 
 pub fn model_options(config: &TrainConfig, task: TaskKind) -> ModelOptions {
@@ -563,7 +597,7 @@ pub fn train(
     ensure!(!data.val.is_empty(), "the validation set is empty");
     let metric = config.metric_for(task)?;
     let device = device(&config.device)?;
-    ensure!(config.precision == "f32", "precision {:?} is not available yet: use f32", config.precision);
+    say_how_bf16_runs(config, &device)?;
 
     let model = TrainableClassifier::new(ckpt, space.outputs(), model_options(config, task), config.seed, &device)?;
     let items = training_items(&model, &space, &data.train, config.long_notes_for(task))?;

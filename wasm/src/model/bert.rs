@@ -14,9 +14,9 @@ use candle_core::{DType, Tensor};
 use super::config::{Activation, BertConfig};
 use super::mode::Mode;
 use super::ops;
-use super::train_ops;
 use super::packed::dense::Dense;
 use super::packed::{PackedLinear, QuantizedLinear};
+use super::train_ops;
 use super::weights::{Weight, Weights};
 use crate::error::Result;
 use crate::pipeline::pool::{pool, Pooling};
@@ -51,6 +51,14 @@ impl Linear {
             return Ok(Self::Packed(Arc::new(PackedLinear::from_f32(&weight_name, &weight.to_f32()?, bias)?)));
         }
         Ok(Self::Dense { weight: weight.to_matmul()?, bias })
+    }
+
+    /// In a training step: [`Self::forward`], with the matmul in the step's precision.
+    pub fn forward_t(&self, xs: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self {
+            Self::Dense { weight, bias } if mode.bf16() => train_ops::dense_bf16(xs, weight, bias.as_ref()),
+            _ => self.forward(xs),
+        }
     }
 
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
@@ -199,11 +207,13 @@ impl Projections {
     }
 
     /// Query, key and value, `[batch, seq, hidden]` each.
-    fn forward(&self, xs: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn forward(&self, xs: &Tensor, mode: Mode) -> Result<(Tensor, Tensor, Tensor)> {
         match self {
-            Self::Separate { query, key, value } => Ok((query.forward(xs)?, key.forward(xs)?, value.forward(xs)?)),
+            Self::Separate { query, key, value } => {
+                Ok((query.forward_t(xs, mode)?, key.forward_t(xs, mode)?, value.forward_t(xs, mode)?))
+            }
             Self::Stacked(qkv) => {
-                let all = qkv.forward(xs)?;
+                let all = qkv.forward_t(xs, mode)?;
                 let h = all.dim(2)? / 3;
                 let part = |i: usize| all.narrow(2, i * h, h).and_then(|t| t.contiguous());
                 Ok((part(0)?, part(1)?, part(2)?))
@@ -250,13 +260,13 @@ impl Attention {
             let context = match &self.projections {
                 Projections::Stacked(qkv) => ops::attention_stacked(&qkv.forward(xs)?, score_mask, self.num_heads)?,
                 separate => {
-                    let (q, k, v) = separate.forward(xs)?;
+                    let (q, k, v) = separate.forward(xs, mode)?;
                     ops::attention(&q, &k, &v, score_mask, self.num_heads)?
                 }
             };
             return self.layer_norm.forward(&(self.output.forward(&context)? + xs)?, mode);
         }
-        if matches!(mode, Mode::Train(_)) && train_ops::attention_runs_here(xs) {
+        if matches!(mode, Mode::Train(_)) && !mode.bf16() && train_ops::attention_runs_here(xs) {
             if let Some((weight, bias)) = self.projections.stacked_dense()? {
                 // One QKV matmul, then the fused attention (heads read in place, one pass
                 // forward and one back); the dropout mask is drawn where the composed path draws it.
@@ -268,18 +278,22 @@ impl Attention {
                 }
             }
         }
-        let (q, k, v) = self.projections.forward(xs)?;
+        let (q, k, v) = self.projections.forward(xs, mode)?;
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = q.matmul(&k.t()?)?;
+        let matmul = |a: &Tensor, b: &Tensor| match mode.bf16() {
+            true => train_ops::bf16_matmul(a, b),
+            false => Ok(a.matmul(b)?),
+        };
+        let scores = matmul(&q, &k.t()?)?;
         let probs = match mode {
             // As with LayerNorm: candle's fused softmax cannot be differentiated; ours can.
             Mode::Train(_) => train_ops::masked_softmax(&scores, score_mask, scale)?,
             Mode::Eval => candle_nn::ops::softmax_last_dim(&(scores * scale)?.broadcast_add(score_mask)?)?,
         };
         let probs = mode.dropout(&probs, self.attention_dropout)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
-        self.layer_norm.forward_residual(&self.output.forward(&context)?, xs, self.hidden_dropout, mode)
+        let context = matmul(&probs, &v)?.transpose(1, 2)?.reshape((b, t, h))?;
+        self.layer_norm.forward_residual(&self.output.forward_t(&context, mode)?, xs, self.hidden_dropout, mode)
     }
 }
 
@@ -309,7 +323,7 @@ impl Layer {
 
     fn forward(&self, xs: &Tensor, score_mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let attended = self.attention.forward(xs, score_mask, mode)?;
-        let inner = self.intermediate.forward(&attended)?;
+        let inner = self.intermediate.forward_t(&attended, mode)?;
         let inner = match self.activation {
             Activation::Gelu => match mode {
                 Mode::Train(_) => train_ops::gelu_erf(&inner)?,
@@ -318,7 +332,7 @@ impl Layer {
             Activation::GeluApproximate => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };
-        self.layer_norm.forward_residual(&self.output.forward(&inner)?, &attended, self.hidden_dropout, mode)
+        self.layer_norm.forward_residual(&self.output.forward_t(&inner, mode)?, &attended, self.hidden_dropout, mode)
     }
 }
 
@@ -454,7 +468,7 @@ impl SequenceHead {
     /// `BertForSequenceClassification`.
     pub fn forward_t(&self, hidden: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let pooled = self.features(hidden, mask)?;
-        self.classifier.forward(&mode.dropout(&pooled, self.dropout)?)
+        self.classifier.forward_t(&mode.dropout(&pooled, self.dropout)?, mode)
     }
 
     /// What the classifier layer sees ([batch, hidden]). A frozen-encoder probe fits its

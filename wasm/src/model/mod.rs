@@ -13,7 +13,7 @@ pub mod weights;
 
 pub use bert::{Bert, HeadFeatures, SequenceHead};
 pub use config::{Activation, BertConfig};
-pub use mode::{DropoutRng, Mode};
+pub use mode::{DropoutRng, Mode, Precision};
 pub use random::random_weights;
 pub use rng::SplitMix64;
 pub use weights::{canonical_name, QuantizedMatmul, Weight, Weights};

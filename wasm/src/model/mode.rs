@@ -4,6 +4,9 @@
 //! counter-based generator here: the same seed and the same sequence of calls give the same
 //! masks, which is what makes a CPU training run repeatable. On CUDA the masks come from the
 //! device's own (seedable) generator: host-made masks would cost a copy per layer.
+//!
+//! A training step also carries its matmul precision: `Bf16` is PyTorch's autocast (bf16
+//! operands and products, f32 master weights, LayerNorm, softmax and loss).
 
 use std::cell::Cell;
 
@@ -12,15 +15,28 @@ use candle_core::{Device, Tensor};
 use super::rng::SplitMix64;
 use crate::error::Result;
 
-/// A seeded stream of dropout masks.
+/// The precision of a training step's matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+/// A seeded stream of dropout masks, and the precision the step's matmuls run in.
 #[derive(Debug)]
 pub struct DropoutRng {
     rng: Cell<SplitMix64>,
+    precision: Precision,
 }
 
 impl DropoutRng {
     pub fn new(seed: u64) -> Self {
-        Self { rng: Cell::new(SplitMix64::new(seed)) }
+        Self { rng: Cell::new(SplitMix64::new(seed)), precision: Precision::F32 }
+    }
+
+    pub fn with_precision(self, precision: Precision) -> Self {
+        Self { precision, ..self }
     }
 
     /// `n` values, each `scale` with probability `keep` and 0 otherwise, drawn across cores
@@ -52,6 +68,11 @@ pub enum Mode<'a> {
 }
 
 impl Mode<'_> {
+    /// Whether this step's matmuls run in bf16 (see [`super::train_ops::bf16_matmul`]).
+    pub fn bf16(&self) -> bool {
+        matches!(self, Mode::Train(rng) if rng.precision == Precision::Bf16)
+    }
+
     /// Zeroes each value with probability `p` and scales the rest by 1/(1-p) in training;
     /// the identity in evaluation.
     pub fn dropout(&self, xs: &Tensor, p: f64) -> Result<Tensor> {

@@ -165,11 +165,26 @@ pub fn dense(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
     if let Some(b) = bias.filter(|b| fused_here(xs) && fused_here(weight) && fused_here(b)) {
         return Ok(xs.contiguous()?.apply_op3(weight, b, Dense)?);
     }
+    dense_with(xs, weight, bias, |a, b| Ok(a.matmul(b)?))
+}
+
+/// [`dense`] with its matmul in bf16 ([`bf16_matmul`]); the bias is added in f32.
+pub fn dense_bf16(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    dense_with(xs, weight, bias, bf16_matmul)
+}
+
+/// `x Wᵀ + b` from composed ops, the product from `matmul`.
+fn dense_with(
+    xs: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    matmul: impl Fn(&Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
     // As one 2-D matmul: a weight broadcast over a batch dimension would make backward sum
     // a [batch, out, in] gradient over it.
     let mut dims = xs.dims().to_vec();
     let rows = xs.reshape(((), *dims.last().unwrap_or(&1)))?;
-    let ys = rows.matmul(&weight.t()?)?;
+    let ys = matmul(&rows, &weight.t()?)?;
     let ys = match bias {
         Some(b) => ys.broadcast_add(b)?,
         None => ys,
@@ -178,6 +193,22 @@ pub fn dense(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tens
         *last = ys.dim(1)?;
     }
     Ok(ys.reshape(dims)?)
+}
+
+/// `a · b` as PyTorch's bf16 autocast computes it: operands rounded to bf16, products summed
+/// in f32, the result rounded to bf16, handed on as f32 (the next LayerNorm, softmax or loss
+/// runs in f32). Differentiable: the gradients pass through the same roundings.
+pub fn bf16_matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (a, b) = (a.to_dtype(DType::BF16)?, b.to_dtype(DType::BF16)?);
+    let product = if a.device().is_cpu() {
+        // candle's CPU matmul has no bf16 kernel (gemm's is f16): the same bf16 values, summed
+        // in f32, which is what a bf16 kernel with f32 accumulation computes. Slower than f32
+        // here (two extra passes); it exists so the numerics can be checked without a GPU.
+        a.to_dtype(DType::F32)?.matmul(&b.to_dtype(DType::F32)?)?.to_dtype(DType::BF16)?
+    } else {
+        a.matmul(&b)?
+    };
+    Ok(product.to_dtype(DType::F32)?)
 }
 
 /// Mean and 1/σ of one row (population variance, as LayerNorm uses).
@@ -296,7 +327,8 @@ fn layer_norm_backward(xs: &[f32], gamma: &[f32], dys: &[f32], rows: usize, widt
             let mut partial = vec![0f32; 2 * width];
             let (dgamma, dbeta) = partial.split_at_mut(width);
             let mut x_hat = vec![0f32; width];
-            let rows = dx_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)).zip(dy_block.chunks_exact(width));
+            let rows =
+                dx_block.chunks_exact_mut(width).zip(x_block.chunks_exact(width)).zip(dy_block.chunks_exact(width));
             for ((dx, x), dy) in rows {
                 let (mean, inv_std) = moments(x, eps);
                 let (mut sum_g, mut sum_g_x_hat) = (0f32, 0f32);
@@ -361,7 +393,10 @@ impl CustomOp3 for ResidualLayerNorm {
         let residuals = f32_slice(self.name(), residual, residual_layout)?;
         let gamma_beta = f32_slice(self.name(), gamma_beta, gamma_beta_layout)?;
         let (_, width) = rows_of(x_layout)?;
-        if residuals.len() != xs.len() || gamma_beta.len() != 2 * width || self.dropout.as_ref().is_some_and(|d| d.len() != xs.len()) {
+        if residuals.len() != xs.len()
+            || gamma_beta.len() != 2 * width
+            || self.dropout.as_ref().is_some_and(|d| d.len() != xs.len())
+        {
             candle_core::bail!("{}: shapes differ", self.name())
         }
         let mut sum = vec![0f32; xs.len()];
@@ -422,7 +457,13 @@ impl CustomOp2 for ResidualLayerNormBackward {
         "fused-residual-layer-norm-backward"
     }
 
-    fn cpu_fwd(&self, dy: &CpuStorage, dy_layout: &Layout, gamma_beta: &CpuStorage, gamma_beta_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
+        gamma_beta: &CpuStorage,
+        gamma_beta_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dys = f32_slice(self.name(), dy, dy_layout)?;
         let gamma_beta = f32_slice(self.name(), gamma_beta, gamma_beta_layout)?;
         let (rows, width) = rows_of(dy_layout)?;
@@ -446,7 +487,9 @@ pub fn residual_layer_norm(
     beta: &Tensor,
     eps: f32,
 ) -> Result<Option<Tensor>> {
-    if !(fused_here(xs) && fused_here(residual) && fused_here(gamma) && fused_here(beta)) || xs.dims() != residual.dims() {
+    if !(fused_here(xs) && fused_here(residual) && fused_here(gamma) && fused_here(beta))
+        || xs.dims() != residual.dims()
+    {
         return Ok(None);
     }
     let gamma_beta = Tensor::stack(&[gamma, beta], 0)?;
@@ -486,7 +529,13 @@ impl CustomOp2 for GeluErfBackward {
         "fused-gelu-erf-backward"
     }
 
-    fn cpu_fwd(&self, x: &CpuStorage, x_layout: &Layout, dy: &CpuStorage, dy_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        dy: &CpuStorage,
+        dy_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let xs = f32_slice(self.name(), x, x_layout)?;
         let dys = f32_slice(self.name(), dy, dy_layout)?;
         if xs.len() != dys.len() {
@@ -568,7 +617,13 @@ impl CustomOp2 for SoftmaxBackward {
         "fused-softmax-backward"
     }
 
-    fn cpu_fwd(&self, p: &CpuStorage, p_layout: &Layout, dp: &CpuStorage, dp_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        p: &CpuStorage,
+        p_layout: &Layout,
+        dp: &CpuStorage,
+        dp_layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let ps = f32_slice(self.name(), p, p_layout)?;
         let dps = f32_slice(self.name(), dp, dp_layout)?;
         let (_, keys) = rows_of(p_layout)?;
@@ -733,7 +788,15 @@ mod attention {
                     // SAFETY: the Q and K blocks span rows 0..seq of batch row b at row stride
                     // `width`, columns h·head_dim.. + head_dim, inside `qkv`; `p` holds seq × seq.
                     unsafe {
-                        matmul_strided((seq, head_dim, seq), p.as_mut_ptr(), seq, q.as_ptr(), (width, 1), k.as_ptr(), (1, width));
+                        matmul_strided(
+                            (seq, head_dim, seq),
+                            p.as_mut_ptr(),
+                            seq,
+                            q.as_ptr(),
+                            (width, 1),
+                            k.as_ptr(),
+                            (1, width),
+                        );
                     }
                     let mask = &self.mask[b * seq..][..seq];
                     let mut shifted = vec![0f32; seq];
@@ -743,14 +806,23 @@ mod attention {
                         }
                         softmax_row(&shifted, row);
                     }
-                    let dropped: Option<Vec<f32>> = self.dropout.as_ref().map(|d| {
-                        p.iter().zip(&d[task * seq * seq..][..seq * seq]).map(|(p, d)| p * d).collect()
-                    });
+                    let dropped: Option<Vec<f32>> = self
+                        .dropout
+                        .as_ref()
+                        .map(|d| p.iter().zip(&d[task * seq * seq..][..seq * seq]).map(|(p, d)| p * d).collect());
                     let weights = dropped.as_deref().unwrap_or(p);
                     let mut context = vec![0f32; seq * head_dim];
                     // SAFETY: `weights` is seq × seq; V's block is as Q's; `context` holds seq × head_dim.
                     unsafe {
-                        matmul_strided((seq, seq, head_dim), context.as_mut_ptr(), head_dim, weights.as_ptr(), (seq, 1), v.as_ptr(), (width, 1));
+                        matmul_strided(
+                            (seq, seq, head_dim),
+                            context.as_mut_ptr(),
+                            head_dim,
+                            weights.as_ptr(),
+                            (seq, 1),
+                            v.as_ptr(),
+                            (width, 1),
+                        );
                     }
                     context
                 })
@@ -779,7 +851,13 @@ mod attention {
             "fused-attention-backward"
         }
 
-        fn cpu_fwd(&self, qkv: &CpuStorage, qkv_layout: &Layout, grad: &CpuStorage, grad_layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn cpu_fwd(
+            &self,
+            qkv: &CpuStorage,
+            qkv_layout: &Layout,
+            grad: &CpuStorage,
+            grad_layout: &Layout,
+        ) -> candle_core::Result<(CpuStorage, Shape)> {
             let qkv = f32_slice(self.name(), qkv, qkv_layout)?;
             let grads = f32_slice(self.name(), grad, grad_layout)?;
             let forward = &self.0;
@@ -801,16 +879,33 @@ mod attention {
                     let d = forward.dropout.as_ref().map(|d| &d[task * seq * seq..][..seq * seq]);
                     let dropped: Option<Vec<f32>> = d.map(|d| p.iter().zip(d).map(|(p, d)| p * d).collect());
                     let weights = dropped.as_deref().unwrap_or(p);
-                    let (mut dq, mut dk, mut dv) = (vec![0f32; seq * head_dim], vec![0f32; seq * head_dim], vec![0f32; seq * head_dim]);
+                    let (mut dq, mut dk, mut dv) =
+                        (vec![0f32; seq * head_dim], vec![0f32; seq * head_dim], vec![0f32; seq * head_dim]);
                     let mut ds = vec![0f32; seq * seq];
                     // SAFETY (all five): Q, K, V and G blocks span rows 0..seq of batch row b at
                     // their row strides (`width`, `hidden`), head_dim columns from h·head_dim, inside
                     // their slices; P, D and ∂S are seq × seq; ∂Q, ∂K, ∂V are seq × head_dim.
                     unsafe {
                         // ∂V = (P⊙D)ᵀ G
-                        matmul_strided((seq, seq, head_dim), dv.as_mut_ptr(), head_dim, weights.as_ptr(), (1, seq), g.as_ptr(), (hidden, 1));
+                        matmul_strided(
+                            (seq, seq, head_dim),
+                            dv.as_mut_ptr(),
+                            head_dim,
+                            weights.as_ptr(),
+                            (1, seq),
+                            g.as_ptr(),
+                            (hidden, 1),
+                        );
                         // ∂(P⊙D) = G Vᵀ
-                        matmul_strided((seq, head_dim, seq), ds.as_mut_ptr(), seq, g.as_ptr(), (hidden, 1), v.as_ptr(), (1, width));
+                        matmul_strided(
+                            (seq, head_dim, seq),
+                            ds.as_mut_ptr(),
+                            seq,
+                            g.as_ptr(),
+                            (hidden, 1),
+                            v.as_ptr(),
+                            (1, width),
+                        );
                     }
                     if let Some(d) = d {
                         for (x, &d) in ds.iter_mut().zip(d) {
@@ -825,8 +920,24 @@ mod attention {
                     }
                     unsafe {
                         // ∂Q = ∂S K, ∂K = ∂Sᵀ Q
-                        matmul_strided((seq, seq, head_dim), dq.as_mut_ptr(), head_dim, ds.as_ptr(), (seq, 1), k.as_ptr(), (width, 1));
-                        matmul_strided((seq, seq, head_dim), dk.as_mut_ptr(), head_dim, ds.as_ptr(), (1, seq), q.as_ptr(), (width, 1));
+                        matmul_strided(
+                            (seq, seq, head_dim),
+                            dq.as_mut_ptr(),
+                            head_dim,
+                            ds.as_ptr(),
+                            (seq, 1),
+                            k.as_ptr(),
+                            (width, 1),
+                        );
+                        matmul_strided(
+                            (seq, seq, head_dim),
+                            dk.as_mut_ptr(),
+                            head_dim,
+                            ds.as_ptr(),
+                            (1, seq),
+                            q.as_ptr(),
+                            (width, 1),
+                        );
                     }
                     [dq, dk, dv]
                 })
@@ -845,7 +956,12 @@ mod attention {
     /// probabilities, from [`Mode::dropout_mask`](super::mode::Mode)), times V; `[batch, seq,
     /// hidden]`. Differentiable in `qkv`. `None` where it does not run (off the CPU, in wasm):
     /// the caller composes candle's ops instead.
-    pub fn attention(qkv: &Tensor, score_mask: &Tensor, heads: usize, dropout: Option<Vec<f32>>) -> Result<Option<Tensor>> {
+    pub fn attention(
+        qkv: &Tensor,
+        score_mask: &Tensor,
+        heads: usize,
+        dropout: Option<Vec<f32>>,
+    ) -> Result<Option<Tensor>> {
         if !fused_here(qkv) || !fused_here(score_mask) {
             return Ok(None);
         }
@@ -870,7 +986,12 @@ pub use attention::attention;
 
 /// Training never runs in wasm: the caller composes candle's ops.
 #[cfg(target_arch = "wasm32")]
-pub fn attention(_qkv: &Tensor, _score_mask: &Tensor, _heads: usize, _dropout: Option<Vec<f32>>) -> Result<Option<Tensor>> {
+pub fn attention(
+    _qkv: &Tensor,
+    _score_mask: &Tensor,
+    _heads: usize,
+    _dropout: Option<Vec<f32>>,
+) -> Result<Option<Tensor>> {
     Ok(None)
 }
 
@@ -892,13 +1013,14 @@ impl CustomOp1 for MaskMul {
             candle_core::bail!("{}: mask of {} for {} values", self.name(), self.mask.len(), xs.len())
         }
         let mut ys = vec![0f32; xs.len()];
-        ys.par_chunks_mut(BLOCK_VALUES).zip(xs.par_chunks(BLOCK_VALUES)).zip(self.mask.par_chunks(BLOCK_VALUES)).for_each(
-            |((ys, xs), mask)| {
+        ys.par_chunks_mut(BLOCK_VALUES)
+            .zip(xs.par_chunks(BLOCK_VALUES))
+            .zip(self.mask.par_chunks(BLOCK_VALUES))
+            .for_each(|((ys, xs), mask)| {
                 for ((y, &x), &m) in ys.iter_mut().zip(xs).zip(mask) {
                     *y = x * m;
                 }
-            },
-        );
+            });
         Ok((CpuStorage::F32(ys), layout.shape().clone()))
     }
 
@@ -1003,7 +1125,11 @@ mod tests {
             let composed_mask = mask.as_ref().map(|_| dropout_tensor.clone());
             check_against_composed(
                 &inputs,
-                |t| residual_layer_norm(&t[0], &t[1], mask.clone(), &t[2], &t[3], 1e-12).unwrap().expect("runs on the CPU"),
+                |t| {
+                    residual_layer_norm(&t[0], &t[1], mask.clone(), &t[2], &t[3], 1e-12)
+                        .unwrap()
+                        .expect("runs on the CPU")
+                },
                 |t| {
                     let x = match &composed_mask {
                         Some(m) => (&t[0] * m).unwrap(),
@@ -1054,7 +1180,8 @@ mod tests {
             .flat_map(|b| (0..seq).map(move |k| if k + b >= seq { super::super::bert::MASKED_SCORE } else { 0.0 }))
             .collect();
         let score_mask = Tensor::from_vec(mask, (batch, 1, 1, seq), &Device::Cpu).unwrap();
-        let dropout: Vec<f32> = (0..batch * heads * seq * seq).map(|i| if i % 7 == 3 { 0.0 } else { 1.0 / 0.9 }).collect();
+        let dropout: Vec<f32> =
+            (0..batch * heads * seq * seq).map(|i| if i % 7 == 3 { 0.0 } else { 1.0 / 0.9 }).collect();
         let dropout_tensor = Tensor::from_vec(dropout.clone(), (batch, heads, seq, seq), &Device::Cpu).unwrap();
         let scale = 1.0 / (head_dim as f64).sqrt();
         check_against_composed(
@@ -1098,7 +1225,12 @@ mod tests {
                 let gamma = Var::from_tensor(&random(&[45], 11, 1.0)).unwrap();
                 let beta = Var::from_tensor(&random(&[45], 12, 1.0)).unwrap();
                 let y = layer_norm(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5).unwrap();
-                let y = dense(&y, &random(&[17, 45], 13, 0.5), Some(beta.as_tensor().narrow(0, 0, 17).unwrap().contiguous().as_ref().unwrap())).unwrap();
+                let y = dense(
+                    &y,
+                    &random(&[17, 45], 13, 0.5),
+                    Some(beta.as_tensor().narrow(0, 0, 17).unwrap().contiguous().as_ref().unwrap()),
+                )
+                .unwrap();
                 let grads = (y * random(&[301, 17], 14, 1.0)).unwrap().sum_all().unwrap().backward().unwrap();
                 [&x, &gamma, &beta].map(|v| grads.get(v).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
             })
