@@ -164,6 +164,7 @@ struct PhaseTimes {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    bedside::alloc::keep_freed_memory();
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -282,7 +283,11 @@ fn run(args: Args) -> Result<()> {
         "loss_last": last_loss,
         "setup_s": (setup_s * 100.0).round() / 100.0,
         "lib": "candle 0.11",
-        "attention": "composed matmul + softmax (no fused/flash kernel)",
+        "attention": if device.is_cpu() && precision == Precision::F32 {
+            "fused: one QKV matmul, per-head softmax(QK^T)V with its own backward (train_ops)"
+        } else {
+            "composed matmul + softmax"
+        },
         "optimizer_impl": "bedside AdamW, fused in-place pass per tensor (CPU f32; composed ops elsewhere)",
     });
     println!("{line}");

@@ -4,6 +4,7 @@
 //! A note's path on the training side: data (load, split) → scrub (runtime's
 //! `pipeline::scrub`) → tokenize/window (runtime) → train → eval (metrics, report) → export.
 
+pub mod alloc;
 pub mod data;
 pub mod durable;
 pub mod eval;

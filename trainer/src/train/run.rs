@@ -489,7 +489,7 @@ fn cuda_device() -> Result<Device> {
 fn cuda_device() -> Result<Device> {
     const DRIVER: &[&str] = &["libcuda.so.1", "libcuda.so", "nvcuda.dll"];
     // SAFETY: loading the NVIDIA driver runs its initialisers, which is what using CUDA means.
-    let found = DRIVER.iter().any(|name| unsafe { libloading::Library::new(name) }.is_ok());
+    let found = DRIVER.iter().any(|name| unsafe { libloading::Library::new(*name) }.is_ok());
     ensure!(found, "no NVIDIA driver on this machine ({} not found)", DRIVER[0]);
     Device::new_cuda(0).map_err(|e| anyhow::anyhow!("the NVIDIA driver is here but CUDA device 0 did not open: {e}"))
 }
