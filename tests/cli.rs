@@ -778,10 +778,14 @@ fn the_gpu_check_compares_loss_trajectories() {
     };
     let (code, result) = check("0.01");
     assert_eq!(code, Some(0), "{result}");
+    for precision in ["f32", "bf16"] {
+        let tiny = &result["models"]["tiny"][precision];
+        let losses = tiny["cpu"]["losses"].as_array().unwrap();
+        assert!(losses.len() >= 5 && losses.iter().all(|l| l.as_f64().is_some_and(f64::is_finite)), "{tiny}");
+        assert_eq!(tiny["cpu#2"]["largest_relative_difference"], 0.0, "a seed repeats a CPU run bit for bit");
+    }
     let tiny = &result["models"]["tiny"];
-    let losses = tiny["cpu"]["losses"].as_array().unwrap();
-    assert!(losses.len() >= 5 && losses.iter().all(|l| l.as_f64().is_some_and(f64::is_finite)), "{tiny}");
-    assert_eq!(tiny["cpu#2"]["largest_relative_difference"], 0.0, "a seed repeats a CPU run bit for bit");
+    assert_ne!(tiny["f32"]["cpu"]["losses"], tiny["bf16"]["cpu"]["losses"], "bf16 ran as f32");
     let (code, result) = check("-1");
     assert_eq!((code, &result["ok"]), (Some(1), &serde_json::Value::Bool(false)));
 }

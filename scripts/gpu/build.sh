@@ -35,10 +35,19 @@ if readelf -d "$OUT/bedside" | grep -q 'libcuda\|libcublas\|libnvrtc\|libcurand'
 fi
 # Without a driver here the binary must start, train on the CPU and say why for --device auto.
 "$OUT/bedside" --version
+# The WebGPU bench (no CUDA in it: wgpu finds the GPU through Vulkan), built as cargo bench builds it.
+WEBGPU_BENCH=$(cargo bench --no-run -p bedside-runtime --bench webgpu --message-format=json 2>/dev/null |
+    python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "webgpu" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$WEBGPU_BENCH" ] || { echo "the WebGPU bench did not build: cargo bench --no-run -p bedside-runtime --bench webgpu" >&2; exit 1; }
 # What check.sh needs there (the GPU machine has no network): the binaries, the scripts, the
 # tiny fixture and MiniLM.
 mkdir -p .gpu/models/fixtures
 cp "$OUT/bedside" "$OUT/examples/train_bench" .gpu/
+cp "$WEBGPU_BENCH" .gpu/webgpu_bench
 rm -rf .gpu/scripts .gpu/models/fixtures/tiny-safetensors .gpu/models/minilm
 cp -r scripts .gpu/
 cp -r models/fixtures/tiny-safetensors .gpu/models/fixtures/

@@ -9,8 +9,8 @@
 //! tokenizer is the same code on both backends): median of `BENCH_RUNS` runs after one
 //! warm-up (default 3; 1 on a software adapter, which also skips 512 × 8 unless
 //! `BENCH_ALL=1`: lavapipe needs minutes for it). Prints a Markdown table, the adapter, and writes
-//! target/bench/webgpu.json. On a machine without a GPU wgpu picks Mesa's lavapipe, a
-//! CPU implementation of Vulkan: those numbers say the path works, not that it is fast.
+//! target/bench/webgpu.json (or `BENCH_JSON`). On a machine without a GPU wgpu picks Mesa's
+//! lavapipe, a CPU implementation of Vulkan: those numbers say the path works, not that it is fast.
 
 use std::time::Instant;
 
@@ -162,8 +162,14 @@ fn main() -> Result<()> {
             r.cosine
         );
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
-    std::fs::create_dir_all(&dir)?;
+    // BENCH_JSON: where the JSON goes when the binary runs away from this checkout (scripts/gpu/check.sh).
+    let out = match std::env::var_os("BENCH_JSON") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench/webgpu.json"),
+    };
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let json = serde_json::json!({
         "adapter": ctx.adapter,
         "runs": runs,
@@ -173,7 +179,7 @@ fn main() -> Result<()> {
             "speedup": r.cpu_ms / r.gpu_ms, "min_cosine": r.cosine,
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(dir.join("webgpu.json"), serde_json::to_string_pretty(&json)? + "\n")?;
+    std::fs::write(&out, serde_json::to_string_pretty(&json)? + "\n")?;
     for r in &rows {
         if r.cosine < 0.999 {
             bail!("{} {}×{}: WebGPU and CPU embeddings disagree (cosine {})", r.model, r.tokens, r.batch, r.cosine);

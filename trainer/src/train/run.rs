@@ -929,3 +929,18 @@ fn write_split(dir: &Path, name: &str, data: &Dataset, separator: &str) -> Resul
     durable::write_file_atomic(&path, text.as_bytes())?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[cfg(not(feature = "cuda"))]
+    fn auto_trains_on_the_cpu_and_cuda_says_why_it_cannot() {
+        assert!(device("auto").unwrap().is_cpu());
+        assert!(device("cpu").unwrap().is_cpu());
+        let why = device("cuda").unwrap_err().to_string();
+        assert!(why.contains("built without CUDA"), "{why}");
+        assert!(device("tpu").unwrap_err().to_string().contains("cpu, cuda or auto"));
+    }
+}

@@ -266,6 +266,8 @@ impl Attention {
             };
             return self.layer_norm.forward(&(self.output.forward(&context)? + xs)?, mode);
         }
+        // The fused attention is f32; a bf16 step takes the composed path, whose two matmuls
+        // take the step's precision.
         if matches!(mode, Mode::Train(_)) && !mode.bf16() && train_ops::attention_runs_here(xs) {
             if let Some((weight, bias)) = self.projections.stacked_dense()? {
                 // One QKV matmul, then the fused attention (heads read in place, one pass
@@ -281,9 +283,12 @@ impl Attention {
         let (q, k, v) = self.projections.forward(xs, mode)?;
         let (q, k, v) = (self.split_heads(&q)?, self.split_heads(&k)?, self.split_heads(&v)?);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let matmul = |a: &Tensor, b: &Tensor| match mode.bf16() {
-            true => train_ops::bf16_matmul(a, b),
-            false => Ok(a.matmul(b)?),
+        let matmul = |a: &Tensor, b: &Tensor| {
+            if mode.bf16() {
+                train_ops::bf16_matmul(a, b)
+            } else {
+                Ok(a.matmul(b)?)
+            }
         };
         let scores = matmul(&q, &k.t()?)?;
         let probs = match mode {
