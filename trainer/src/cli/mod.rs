@@ -181,7 +181,7 @@ pub struct TrainArgs {
     /// cpu, cuda, or auto (CUDA when this binary has it and the machine has a GPU, else the CPU) [default: cpu].
     #[arg(long)]
     pub device: Option<String>,
-    /// f32 or bf16 [default: f32].
+    /// f32 or bf16: matmuls in bf16 as PyTorch autocast, f32 master weights (CUDA; emulated and slower on the CPU) [default: f32].
     #[arg(long)]
     pub precision: Option<String>,
     /// Evaluate every N optimiser steps [default: once per epoch].
