@@ -11,7 +11,8 @@
 # and prints the .wasm sizes. Needs: rustup target wasm32-unknown-unknown, wasm-bindgen-cli
 # at the same version as the wasm-bindgen crate (scripts/setup.sh installs both).
 # BEDSIDE_WASM_SIMD=0 builds the first flavour without SIMD (to measure the difference).
-# WASM_OPT: a wasm-opt binary (default node_modules/.bin/wasm-opt, from `npm install binaryen`).
+# WASM_OPT: a wasm-opt binary (default tests/browser/node_modules/.bin/wasm-opt: npm binaryen,
+# pinned in tests/browser/package.json, installed by scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,7 +36,7 @@ cmp -s www/pkg/bedside_runtime.js "$web_relaxed/bedside_runtime.js" ||
 cp "$web_relaxed/bedside_runtime_bg.wasm" www/pkg/bedside_runtime_relaxed_bg.wasm
 
 # wasm-opt (npm binaryen) shrinks the browser builds when it is installed.
-opt=${WASM_OPT:-node_modules/.bin/wasm-opt}
+opt=${WASM_OPT:-tests/browser/node_modules/.bin/wasm-opt}
 if [ -x "$opt" ]; then
   features=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext --enable-mutable-globals)
   for f in bedside_runtime_bg bedside_runtime_relaxed_bg; do

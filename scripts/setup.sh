@@ -34,9 +34,13 @@ if ! command -v chromium >/dev/null || ! dpkg -s mesa-vulkan-drivers >/dev/null 
   $as_root apt-get update -qq
   $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver mesa-vulkan-drivers >/dev/null
 fi
+# tests/browser's npm packages: playwright-core, and binaryen, whose wasm-opt build-wasm.sh runs
+# (without it a fresh machine's web builds are ~30 % larger than the README's).
 want_pw=$(node -p "require('./tests/browser/package.json').devDependencies['playwright-core']")
 have_pw=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
-if [ "$have_pw" != "$want_pw" ]; then
+want_opt=$(node -p "require('./tests/browser/package.json').devDependencies['binaryen']")
+have_opt=$(node -p "require('./tests/browser/node_modules/binaryen/package.json').version" 2>/dev/null || true)
+if [ "$have_pw" != "$want_pw" ] || [ "$have_opt" != "$want_opt" ]; then
   (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "setup done: wasm32 target, wasm-bindgen $want, nightly, cargo-fuzz $want_fuzz, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw"
+echo "setup done: wasm32 target, wasm-bindgen $want, nightly, cargo-fuzz $want_fuzz, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw, binaryen $want_opt"
