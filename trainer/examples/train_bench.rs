@@ -179,11 +179,7 @@ fn run(args: Args) -> Result<()> {
     ensure!(args.seq >= 2 && args.seq <= 512, "--seq must be in 2..=512 (max_position_embeddings)");
     ensure!(args.batch >= 1 && args.steps >= 1, "--batch and --steps must be at least 1");
     let device = bedside::train::run::device(&args.device)?;
-    let precision = match args.precision.as_str() {
-        "f32" => Precision::F32,
-        "bf16" => Precision::Bf16,
-        other => bail!("--precision {other:?}: use f32 or bf16"),
-    };
+    let precision = Precision::from_name(&args.precision).context("--precision: use f32 or bf16")?;
 
     let setup = Instant::now();
     let dir = tempfile::tempdir().context("creating a temporary checkpoint directory")?;

@@ -355,11 +355,7 @@ impl Metric {
 impl TrainConfig {
     /// `precision` as the model's training steps take it.
     pub fn matmul_precision(&self) -> Result<Precision> {
-        match self.precision.as_str() {
-            "f32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            _ => bail!("precision must be f32 or bf16"),
-        }
+        Precision::from_name(&self.precision).context("precision must be f32 or bf16")
     }
 
     /// Reads a TOML config; unknown keys are an error naming the file.

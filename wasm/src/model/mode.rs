@@ -23,6 +23,17 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// `f32` or `bf16`, as the CLI and run configs spell it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Self::F32),
+            "bf16" => Some(Self::Bf16),
+            _ => None,
+        }
+    }
+}
+
 /// A seeded stream of dropout masks, and the precision the step's matmuls run in.
 #[derive(Debug)]
 pub struct DropoutRng {
