@@ -6,7 +6,7 @@
 //   load:  per side and dtype, a fresh profile: cold load, then the page reloaded (second load: wasm and
 //          model from the browser's caches, as an app would have them).
 // usage: node run_browser.mjs OUT_JSON   (env: BENCH_TMP, PASSES, CASES=a_b1_22tok,…, PAIRS_ONLY=f32,q8_0,…,
-//        SKIP_LOAD=1, PKG_DIR)
+//        SKIP_LOAD=1, PKG_DIR; CPU_INFO_ONLY=1: print the CPU line and its JSON, and exit)
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,6 +14,22 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+// The CPU and the x86 SIMD flags its wasm engine can use (summarize.py prints the same beside its tables).
+const SIMD_FLAGS = ['avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni'];
+function cpuInfo() {
+  let text = '';
+  try { text = fs.readFileSync('/proc/cpuinfo', 'utf8'); } catch { /* not Linux */ }
+  const field = (name) => text.split('\n').find((l) => l.split(':')[0].trim() === name)?.split(':').slice(1).join(':').trim();
+  const have = new Set((field('flags') || '').split(/\s+/));
+  return { model: field('model name') || os.cpus()[0]?.model || null, simd_flags: SIMD_FLAGS.filter((f) => have.has(f)) };
+}
+const cpu = cpuInfo();
+const cpuLine = `CPU: ${cpu.model}; SIMD flags: ${cpu.simd_flags.join(' ') || 'none of ' + SIMD_FLAGS.join(', ')}`;
+if (process.env.CPU_INFO_ONLY === '1') {
+  console.log(cpuLine);
+  console.log(JSON.stringify({ cpu }));
+  process.exit(0);
+}
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..', '..');
 const TMP = process.env.BENCH_TMP || '/tmp/bedside-bench';
@@ -84,7 +100,8 @@ const PAIRS = [{ key: 'f32', quant: 'f32', tjsDtype: 'fp32' }, { key: 'q8_0', qu
   { key: 'q8_0-simd128', quant: 'q8_0', tjsDtype: 'q8', wasmBuild: 'simd128' }]
   .filter((p) => !process.env.PAIRS_ONLY || process.env.PAIRS_ONLY.split(',').includes(p.key));
 const REPS = { a_b1_22tok: 15, b_b1_128tok: 11, c_b8_128tok: 7, d_b1_512tok: 7 };
-const result = { chromium_args: ARGS, passes: [], loads: [] };
+const result = { chromium_args: ARGS, cpu, passes: [], loads: [] };
+console.log(cpuLine);
 const outFile = process.argv[2];
 
 // speed: one browser for every pass
@@ -114,6 +131,7 @@ await browser.close();
 
 // load: a fresh profile per side and dtype; cold, then reloaded
 if (process.env.SKIP_LOAD !== '1') {
+  console.log(cpuLine);
   for (const cfg of [{ side: 'bedside', quant: 'f32' }, { side: 'bedside', quant: 'q8_0' },
     { side: 'transformers.js', dtype: 'fp32' }, { side: 'transformers.js', dtype: 'q8' }]) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bedside-bench-chromium-'));

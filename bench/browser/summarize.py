@@ -30,6 +30,30 @@ def min_cosine(vectors, ref):
     return round(float((a * b).sum(1).min()), 6)
 
 
+# The x86 SIMD flags the wasm engine can lower wasm SIMD (and relaxed SIMD's dot products) to.
+SIMD_FLAGS = ["avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni"]
+
+
+def cpu_info(cpuinfo="/proc/cpuinfo"):
+    """{"model": the first "model name", "simd_flags": those of SIMD_FLAGS the first "flags" line has}."""
+    model, flags = None, []
+    try:
+        for line in open(cpuinfo):
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                have = set(value.split())
+                flags = [f for f in SIMD_FLAGS if f in have]
+    except OSError:
+        pass
+    return {"model": model, "simd_flags": flags}
+
+
+def cpu_line(cpu):
+    return f"CPU: {cpu['model']}; SIMD flags: {' '.join(cpu['simd_flags']) or 'none of ' + ', '.join(SIMD_FLAGS)}"
+
+
 def size(path):
     return os.path.getsize(path) if os.path.exists(path) else None
 
@@ -88,8 +112,8 @@ def main(raw_path, native_dir, out_dir, model_dir):
     details["loads"] = [{k: v for k, v in l.items() if k != "console"} for l in raw.get("loads", [])]
     details["native"] = native
     last = raw["passes"][-1].get("f32", {})
-    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t")
-    details["machine"] = {"cpu": cpu, "cores": os.cpu_count(), "date": datetime.date.today().isoformat(),
+    cpu = cpu_info()
+    details["machine"] = {"cpu": cpu["model"], "cpu_simd_flags": cpu["simd_flags"], "cores": os.cpu_count(), "date": datetime.date.today().isoformat(),
                           "chromium": raw.get("chromium_version"), "user_agent": last.get("userAgent"),
                           "transformers.js": last.get("transformers_version"), "onnxruntime-web": last.get("ort_versions"),
                           "cross_origin_isolated": last.get("crossOriginIsolated"),
@@ -100,12 +124,15 @@ def main(raw_path, native_dir, out_dir, model_dir):
                                         text=True).stdout.strip() + " (+ working tree)"
     except OSError:
         pass
+    for r in rows:
+        r["cpu"], r["cpu_simd_flags"] = cpu["model"], cpu["simd_flags"]
     json.dump(rows, open(os.path.join(out_dir, "browser.json"), "w"), indent=1)
     json.dump(details, open(os.path.join(out_dir, "browser-details.json"), "w"), indent=1)
 
     m = details["machine"]
     print(f"\n{m['date']}, {m['cpu']} ({m['cores']} cores), Chromium {m['chromium']}, 1 thread, "
-          f"median of {details['passes']} passes; ms per sentence\n")
+          f"median of {details['passes']} passes; ms per sentence")
+    print(cpu_line(cpu) + "\n")
     print("| case | Bedside | Bedside wasm ms | transformers.js | transformers.js ms | ratio | Bedside min cos "
           "| onnxruntime native ms | Bedside wasm / ort native | `bedside embed` native ms |")
     print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
