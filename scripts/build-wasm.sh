@@ -44,6 +44,49 @@ if [ -x "$opt" ]; then
     mv www/pkg/$f.opt.wasm www/pkg/$f.wasm
   done
 fi
+
+# The threaded builds (www/pkg/threads/: glue, simd128 and relaxed-simd .wasm, rayon's worker
+# script): rayon's pool on Web Workers over a shared memory, for cross-origin isolated pages. Wasm
+# threads need std rebuilt with atomics, which only nightly does (`-Z build-std`; scripts/setup.sh
+# installs rust-src). The memory is shared and imported (wasm-bindgen creates it), up to 4 GiB,
+# and the TLS symbols wasm-bindgen needs to give each worker its own thread-locals are exported.
+# BEDSIDE_WASM_THREADS=0 skips them (the widget then runs one thread everywhere).
+if [ "${BEDSIDE_WASM_THREADS:-1}" != 0 ]; then
+  link=""
+  for arg in --shared-memory --import-memory --max-memory=4294967296 \
+    --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base; do
+    link="$link -C link-arg=$arg"
+  done
+  threads_out=www/pkg/threads
+  rm -rf "$threads_out" target/threads/web-simd128 target/threads/web-relaxed
+  for flavour in simd128 relaxed; do
+    target_features=+atomics,+bulk-memory,+mutable-globals,+simd128
+    [ $flavour = relaxed ] && target_features=$target_features,+relaxed-simd
+    dir=target/threads/$flavour
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="-C target-feature=$target_features$link" \
+      rustup run nightly cargo build -q -p bedside-runtime --features threads --target wasm32-unknown-unknown \
+      --profile wasm --target-dir "$dir" -Z build-std=panic_abort,std
+    wasm-bindgen --target web --out-dir "target/threads/web-$flavour" "$dir/wasm32-unknown-unknown/wasm/bedside_runtime.wasm"
+  done
+  cmp -s target/threads/web-simd128/bedside_runtime.js target/threads/web-relaxed/bedside_runtime.js ||
+    { echo "build-wasm: the two threaded builds need different JS glue" >&2; exit 1; }
+  cp -r target/threads/web-simd128 "$threads_out"
+  cp target/threads/web-relaxed/bedside_runtime_bg.wasm "$threads_out/bedside_runtime_relaxed_bg.wasm"
+  # wasm-bindgen-rayon's worker script finds the glue as `import('../../..')`, the package a
+  # bundler resolves; a plain page (no bundler) needs the file itself. Its own `no-bundler` mode
+  # would start workers from blob: URLs, which the page's CSP refuses.
+  helper=$(find "$threads_out/snippets" -name workerHelpers.js)
+  grep -q "import('../../..')" "$helper" ||
+    { echo "build-wasm: wasm-bindgen-rayon's worker script changed; check how it imports the glue" >&2; exit 1; }
+  sed -i "s#import('../../..')#import('../../../bedside_runtime.js')#" "$helper"
+  if [ -x "$opt" ]; then
+    for f in bedside_runtime_bg bedside_runtime_relaxed_bg; do
+      "$opt" -O3 --enable-simd --enable-relaxed-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
+        --enable-sign-ext --enable-mutable-globals --enable-threads "$threads_out/$f.wasm" -o "$threads_out/$f.opt.wasm"
+      mv "$threads_out/$f.opt.wasm" "$threads_out/$f.wasm"
+    done
+  fi
+fi
 size() { stat -c %s "$1"; }
 for f in bedside_runtime_bg bedside_runtime_relaxed_bg; do
   printf 'wasm size %s: raw %s bytes; web build %s bytes (gzip %s)%s\n' "$f" \
@@ -51,3 +94,8 @@ for f in bedside_runtime_bg bedside_runtime_relaxed_bg; do
     "$(gzip -9c www/pkg/$f.wasm | wc -c)" \
     "$([ -x "$opt" ] && echo ', after wasm-opt -O3' || echo ', wasm-opt not installed')"
 done
+if [ -d www/pkg/threads ]; then
+  for f in bedside_runtime_bg bedside_runtime_relaxed_bg; do
+    printf 'wasm size threads/%s: web build %s bytes (gzip %s)\n' "$f" "$(size www/pkg/threads/$f.wasm)" "$(gzip -9c www/pkg/threads/$f.wasm | wc -c)"
+  done
+fi

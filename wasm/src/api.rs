@@ -30,6 +30,12 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// How many threads a forward pass runs on: the pool's size in the threaded build, else 1.
+#[wasm_bindgen(js_name = threadCount)]
+pub fn thread_count() -> usize {
+    rayon::current_num_threads()
+}
+
 /// A loaded model.
 #[wasm_bindgen]
 pub struct Bedside {

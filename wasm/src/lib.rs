@@ -23,3 +23,9 @@ pub use bundle::{Manifest, Quantization, Task};
 pub use error::{Error, Result};
 pub use gpu::Backend;
 pub use runtime::{Chunk, LabelScores, Model, Prediction};
+
+/// The threaded browser build's `initThreadPool(n)`: n Web Workers share this module's memory
+/// and run rayon's pool, over which the matmuls and attention split their work
+/// (www/widget/worker.js calls it on a cross-origin isolated page).
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;

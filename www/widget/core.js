@@ -5,6 +5,7 @@
 // kept in the Cache API so the next visit loads without downloading.
 
 export { parseDocuments, parseCsv, resultsCsv, topChunk, byteToCharIndex } from './docs.js';
+import { threadsFor } from './wasm-build.js';
 
 /** Cache Storage bucket for downloaded bundles. */
 export const CACHE_NAME = 'bedside-bundles-v1';
@@ -85,6 +86,8 @@ export class BedsideModel {
     this.backendDetail = info.backendDetail ?? null;
     /** The wasm build the worker runs: "relaxed-simd" (Chrome/Edge) or "simd128". */
     this.wasmBuild = info.wasmBuild ?? null;
+    /** CPU threads the wasm backend runs on (1 unless the page is cross-origin isolated). */
+    this.threads = info.threads ?? 1;
     /** The bundle's checksum ("sha256:…"), recomputed by the runtime at load and equal to the stored one. */
     this.checksum = info.checksum;
     /** `general.name` of the bundle. */
@@ -176,12 +179,13 @@ export const similarity = (a, b) => needModel().similarity(a, b);
  * Loads a bundle in a new worker and makes it the current model.
  * @param {string|URL|Blob|ArrayBuffer|Uint8Array} source a URL (same origin), a File/Blob,
  *   bytes, or a key from `cachedBundles()` ("cache:…")
- * @param {{backend?: 'auto'|'webgpu'|'cpu'|'wasm', onProgress?: Function, cache?: boolean, cacheKey?: string, integrity?: string}} options
+ * @param {{backend?: 'auto'|'webgpu'|'cpu'|'wasm', onProgress?: Function, cache?: boolean, cacheKey?: string, integrity?: string, threads?: 'auto'|number}} options
  *   `integrity` pins the bundle ("sha256-<base64>" as Subresource Integrity writes it, or the
  *   "sha256:<hex>" that `bedside export` prints): any other bundle is refused with code
  *   `integrity_mismatch`, whether it came from the network, the cache or a file.
  */
-export async function load(source, { backend = 'auto', onProgress, cache = true, cacheKey, integrity } = {}) {
+export async function load(source, { backend = 'auto', onProgress, cache = true, cacheKey, integrity, threads = 'auto' } = {}) {
+  threadsFor(threads); // refuses a bad count before any download
   const started = performance.now();
   const { bytes, from, save } = await readSource(source, { onProgress, cache, cacheKey });
   const readMs = performance.now() - started;
@@ -191,7 +195,7 @@ export async function load(source, { backend = 'auto', onProgress, cache = true,
     onProgress?.({ phase: 'load', loaded: size, total: size, progress: 100 });
     client = new WorkerClient();
     const buffer = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes.buffer : bytes.slice().buffer;
-    info = await client.call('load', { bytes: buffer, backend, integrity }, { transfer: [buffer] });
+    info = await client.call('load', { bytes: buffer, backend, integrity, threads }, { transfer: [buffer] });
   } catch (e) {
     client?.terminate();
     // A downloaded or cached copy that is refused is dropped, so the next try downloads again.
@@ -201,7 +205,7 @@ export async function load(source, { backend = 'auto', onProgress, cache = true,
   }
   await save?.();
   const model = new BedsideModel(client, {
-    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, backendDetail: info.backendDetail, wasmBuild: info.wasmBuild, checksum: info.provenance.checksum,
+    manifest: info.manifest, backend: info.backend, backendNote: info.backendNote, backendDetail: info.backendDetail, wasmBuild: info.wasmBuild, threads: info.threads, checksum: info.provenance.checksum,
     name: info.provenance.name || info.manifest.base_model, nameVerified: info.provenance.coverage === 'all_metadata_and_tensors',
     formatVersion: info.provenance.format_version, size, source: from,
     timings: { readMs, loadMs: info.ms },

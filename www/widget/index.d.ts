@@ -94,6 +94,10 @@ export interface LoadOptions {
   /** Pins the bundle: "sha256-<base64>" (Subresource Integrity's form) or "sha256:<hex>" (what
    * `bedside export` prints). Any other bundle is refused (code `integrity_mismatch`). */
   integrity?: string;
+  /** CPU threads for the wasm backend: "auto" (every core up to 4) or a count. More than one
+   * needs a cross-origin isolated page (COOP/COEP headers, as `bedside serve` sends); elsewhere
+   * the model runs on one thread. Threads change speed only, never a result. Default "auto". */
+  threads?: 'auto' | number;
 }
 
 export declare class BedsideModel {
@@ -105,6 +109,8 @@ export declare class BedsideModel {
   readonly backendDetail: string | null;
   /** The wasm build the worker runs: relaxed SIMD (Chrome/Edge 114+) or plain SIMD. */
   readonly wasmBuild: 'relaxed-simd' | 'simd128' | null;
+  /** CPU threads the wasm backend runs on (1 unless the page is cross-origin isolated). */
+  readonly threads: number;
   /** "sha256:…", recomputed by the runtime at load and equal to the one stored in the bundle. */
   readonly checksum: string;
   /** `general.name` of the bundle (its base model when empty). */

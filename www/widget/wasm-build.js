@@ -2,7 +2,8 @@
 //   'relaxed-simd'  Chrome/Edge 114+: q8_0/q4_0 matmuls on relaxed SIMD's 8-bit dot product,
 //                   about twice the int8 throughput (q8_0 activations keep 7 bits instead of 8)
 //   'simd128'       every other browser with WebAssembly SIMD
-// Both share one JS glue (pkg/bedside_runtime.js); only the .wasm file differs.
+// Both share one JS glue (pkg/bedside_runtime.js); only the .wasm file differs. Each also comes
+// threaded (pkg/threads/, its own glue) for cross-origin isolated pages: see `threadsFor`.
 
 const v128 = (byte) => [0xfd, 0x0c, ...new Array(16).fill(byte & 0xff)];
 // f() = lane 0 of i32x4.relaxed_dot_i8x16_i7x16_add_s(splat(-3), splat(5), 0) = 4 · (-3 · 5).
@@ -28,9 +29,33 @@ export function bestWasmBuild() {
   }
 }
 
-/** The URL of `build`'s .wasm file, next to the glue. (Literal `new URL(…, import.meta.url)`
- *  calls, so that bundlers such as Vite find and emit both files.) */
-export function wasmUrl(build) {
+/** How many threads to run on: `wanted` ('auto', or a count) where the page can share memory
+ *  with workers (cross-origin isolated), else 1. 'auto' is every core up to 4, as onnxruntime-web
+ *  caps its own. */
+export function threadsFor(wanted = 'auto') {
+  const cores = self.navigator?.hardwareConcurrency || 1;
+  const count = wanted === 'auto' ? Math.min(4, cores) : Math.floor(Number(wanted));
+  if (!Number.isFinite(count) || count < 1) {
+    throw Object.assign(new Error("threads must be 'auto' or a whole number of at least 1"), { name: 'BedsideError', code: 'bad_threads' });
+  }
+  return count > 1 && canShareMemory() ? count : 1;
+}
+
+/** Whether this context may share a wasm memory with workers: a cross-origin isolated page
+ *  (COOP + COEP headers, as `bedside serve` sends) that has SharedArrayBuffer. */
+export function canShareMemory() {
+  return self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+}
+
+/** The URL of `build`'s .wasm file, next to its glue (the threaded builds in pkg/threads/).
+ *  (Literal `new URL(…, import.meta.url)` calls, so that bundlers such as Vite find and emit
+ *  every file.) */
+export function wasmUrl(build, { threaded = false } = {}) {
+  if (threaded) {
+    return build === 'relaxed-simd'
+      ? new URL('../pkg/threads/bedside_runtime_relaxed_bg.wasm', import.meta.url)
+      : new URL('../pkg/threads/bedside_runtime_bg.wasm', import.meta.url);
+  }
   return build === 'relaxed-simd'
     ? new URL('../pkg/bedside_runtime_relaxed_bg.wasm', import.meta.url)
     : new URL('../pkg/bedside_runtime_bg.wasm', import.meta.url);

@@ -6,11 +6,15 @@
 // Runtime API: when the wasm build has `Bedside.create(bytes, backend)` (the WebGPU build)
 // it is used with `embedAsync`/`classifyAsync`; otherwise the synchronous CPU API
 // `Bedside.load`/`embed`/`classify`.
-import init, { Bedside, BedsideIndex } from '../pkg/bedside_runtime.js';
-import { bestWasmBuild, wasmUrl } from './wasm-build.js';
+import { bestWasmBuild, threadsFor, wasmUrl } from './wasm-build.js';
 
+// The runtime's glue module, fixed by the first load: the threaded build (rayon's pool on
+// `threads` workers) or the single-threaded one. `Bedside`/`BedsideIndex` are its classes.
 let ready = null;
+let Bedside = null;
+let BedsideIndex = null;
 const wasmBuild = bestWasmBuild();
+let threads = 1;
 let model = null;
 let backend = 'cpu';
 let index = null;
@@ -30,6 +34,23 @@ async function embedTexts(texts) {
   return typeof model.embedAsync === 'function' ? await model.embedAsync(texts) : model.embed(texts);
 }
 
+// Instantiates the runtime. Threads need a cross-origin isolated page (SharedArrayBuffer); the
+// threaded and single-threaded builds compute the same bits, so the choice changes only speed.
+async function startRuntime(threadsWanted) {
+  threads = threadsFor(threadsWanted);
+  if (threads > 1) {
+    const glue = await import('../pkg/threads/bedside_runtime.js');
+    await glue.default({ module_or_path: wasmUrl(wasmBuild, { threaded: true }) });
+    await glue.initThreadPool(threads);
+    threads = glue.threadCount(); // rayon's own count: the pool really started
+    ({ Bedside, BedsideIndex } = glue);
+  } else {
+    const glue = await import('../pkg/bedside_runtime.js');
+    await glue.default({ module_or_path: wasmUrl(wasmBuild) });
+    ({ Bedside, BedsideIndex } = glue);
+  }
+}
+
 function requireModel() {
   if (!model) throw Object.assign(new Error('no model loaded'), { name: 'BedsideError', code: 'no_model' });
 }
@@ -44,8 +65,8 @@ function checkCancelled() {
 const BATCH = 8;
 
 const ops = {
-  async load({ bytes, backend: wanted = 'auto', integrity = null }) {
-    ready ??= init({ module_or_path: wasmUrl(wasmBuild) });
+  async load({ bytes, backend: wanted = 'auto', integrity = null, threads: threadsWanted = 'auto' }) {
+    ready ??= startRuntime(threadsWanted);
     await ready;
     index?.free();
     index = null;
@@ -67,7 +88,7 @@ const ops = {
       : !hasAsyncApi() && wanted === 'webgpu' ? 'This version of the page has no GPU support, so the model runs on the CPU.' : null;
     const backendDetail = typeof model.backendDetail === 'string' ? model.backendDetail : null;
     return {
-      manifest: model.manifest(), provenance: model.provenance(), backend, backendNote, backendDetail, wasmBuild,
+      manifest: model.manifest(), provenance: model.provenance(), backend, backendNote, backendDetail, wasmBuild, threads,
       ms: performance.now() - started,
     };
   },

@@ -164,65 +164,79 @@ struct Rows {
 }
 
 fn attention_rows(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], heads: usize) -> Result<Tensor> {
-    let Rows { batch, seq, hidden, stride } = shape;
+    use rayon::prelude::*;
+    let Rows { batch, seq, hidden, .. } = shape;
     let head_dim = hidden / heads;
+    // One task per (sequence, head): with several rayon threads (natively, or the threaded wasm
+    // build) the heads run side by side. Each head's sums are the same whoever computes them.
+    let tasks: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |head| (b, head))).collect();
+    let per_head: Vec<Vec<f32>> =
+        tasks.par_iter().map(|&(b, head)| attention_head(q, k, v, shape, &mask[b * seq..(b + 1) * seq], head_dim, b, head)).collect();
+    let mut context = vec![0f32; batch * seq * hidden];
+    for (&(b, head), out) in tasks.iter().zip(&per_head) {
+        for (i, row) in out.chunks_exact(head_dim).enumerate() {
+            context[(b * seq + i) * hidden + head * head_dim..][..head_dim].copy_from_slice(row);
+        }
+    }
+    Ok(Tensor::from_vec(context, (batch, seq, hidden), &candle_core::Device::Cpu)?)
+}
+
+/// Sequence `b`'s context for one head, `[seq][head_dim]`.
+#[allow(clippy::too_many_arguments)] // the head's coordinates in the stacked q, k, v
+fn attention_head(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], head_dim: usize, b: usize, head: usize) -> Vec<f32> {
+    let Rows { seq, stride, .. } = shape;
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
-    // Per head: keys transposed in tiles of 8, [padded seq / 8][head_dim][8], so a score tile
-    // reads one contiguous run (a [head_dim][padded seq] layout strode a whole row per step, out
-    // of L1 at 512 tokens); values as [seq][padded head_dim]. Padding is zeros.
+    // Keys transposed in tiles of 8, [padded seq / 8][head_dim][8], so a score tile reads one
+    // contiguous run (a [head_dim][padded seq] layout strode a whole row per step, out of L1 at
+    // 512 tokens); values as [seq][padded head_dim]. Padding is zeros.
     let padded_seq = seq.div_ceil(TILE) * TILE;
     let padded_dim = head_dim.div_ceil(TILE) * TILE;
     let mut keys_t = vec![0f32; head_dim * padded_seq];
     let mut values = vec![0f32; seq * padded_dim];
-    let mut context = vec![0f32; batch * seq * hidden];
+    let mut context = vec![0f32; seq * head_dim];
     let mut scores = vec![0f32; QUERIES * padded_seq];
-    // Rows past the last query of a head keep older values: their sums are never stored.
+    // Rows past the last query keep older values: their sums are never stored.
     let mut probs = vec![0f32; QUERIES * seq];
     // Query rows transposed, [head_dim][QUERIES]; rows past the last query keep older values,
     // which only reach sums that are never stored.
     let mut query = [[0f32; QUERIES]; MAX_HEAD_DIM];
-    for b in 0..batch {
-        let row = |i: usize, head: usize| (b * seq + i) * stride + head * head_dim;
-        let out_row = |i: usize, head: usize| (b * seq + i) * hidden + head * head_dim;
-        for head in 0..heads {
-            for j in 0..seq {
-                let tile = &mut keys_t[(j / TILE) * head_dim * TILE..];
-                for (x, &value) in k[row(j, head)..][..head_dim].iter().enumerate() {
-                    tile[x * TILE + j % TILE] = value;
-                }
-                values[j * padded_dim..][..head_dim].copy_from_slice(&v[row(j, head)..][..head_dim]);
+    let row = |i: usize| (b * seq + i) * stride + head * head_dim;
+    for j in 0..seq {
+        let tile = &mut keys_t[(j / TILE) * head_dim * TILE..];
+        for (x, &value) in k[row(j)..][..head_dim].iter().enumerate() {
+            tile[x * TILE + j % TILE] = value;
+        }
+        values[j * padded_dim..][..head_dim].copy_from_slice(&v[row(j)..][..head_dim]);
+    }
+    for first in (0..seq).step_by(QUERIES) {
+        let rows = (seq - first).min(QUERIES);
+        for r in 0..rows {
+            for (x, &value) in q[row(first + r)..][..head_dim].iter().enumerate() {
+                query[x][r] = value;
             }
-            for first in (0..seq).step_by(QUERIES) {
-                let rows = (seq - first).min(QUERIES);
-                for r in 0..rows {
-                    for (x, &value) in q[row(first + r, head)..][..head_dim].iter().enumerate() {
-                        query[x][r] = value;
-                    }
-                }
-                for tile in (0..padded_seq).step_by(TILE) {
-                    let acc = score_tile(&query[..head_dim], &keys_t[tile * head_dim..], TILE);
-                    for (r, a) in acc.iter().enumerate() {
-                        scores[r * padded_seq + tile..][..TILE].copy_from_slice(a);
-                    }
-                }
-                for r in 0..rows {
-                    let raw = &mut scores[r * padded_seq..r * padded_seq + seq];
-                    for (s, m) in raw.iter_mut().zip(&mask[b * seq..(b + 1) * seq]) {
-                        *s = *s * scale + m;
-                    }
-                    softmax_row(raw, &mut probs[r * seq..(r + 1) * seq]);
-                }
-                for d0 in (0..padded_dim).step_by(TILE) {
-                    let acc = weighted_sum_tile(&probs, seq, &values[d0..], padded_dim);
-                    let width = (head_dim - d0).min(TILE);
-                    for (r, a) in acc.iter().enumerate().take(rows) {
-                        context[out_row(first + r, head) + d0..][..width].copy_from_slice(&a[..width]);
-                    }
-                }
+        }
+        for tile in (0..padded_seq).step_by(TILE) {
+            let acc = score_tile(&query[..head_dim], &keys_t[tile * head_dim..], TILE);
+            for (r, a) in acc.iter().enumerate() {
+                scores[r * padded_seq + tile..][..TILE].copy_from_slice(a);
+            }
+        }
+        for r in 0..rows {
+            let raw = &mut scores[r * padded_seq..r * padded_seq + seq];
+            for (s, m) in raw.iter_mut().zip(mask) {
+                *s = *s * scale + m;
+            }
+            softmax_row(raw, &mut probs[r * seq..(r + 1) * seq]);
+        }
+        for d0 in (0..padded_dim).step_by(TILE) {
+            let acc = weighted_sum_tile(&probs, seq, &values[d0..], padded_dim);
+            let width = (head_dim - d0).min(TILE);
+            for (r, a) in acc.iter().enumerate().take(rows) {
+                context[(first + r) * head_dim + d0..][..width].copy_from_slice(&a[..width]);
             }
         }
     }
-    Ok(Tensor::from_vec(context, (batch, seq, hidden), &candle_core::Device::Cpu)?)
+    context
 }
 
 /// Query rows per tile, and keys (scores) or head dimensions (context) per tile: 4 × 8
@@ -467,6 +481,12 @@ mod tests {
             let stacked =
                 attention_stacked(&qkv, &mask, heads).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(stacked, got, "{batch}×{seq}×{hidden}/{heads}: stacked");
+            // Heads split over threads (as in the threaded wasm build): the same bits.
+            for threads in [2, 3] {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                let threaded = pool.install(|| attention(&q, &k, &v, &mask, heads).unwrap());
+                assert_eq!(threaded.flatten_all().unwrap().to_vec1::<f32>().unwrap(), got, "{threads} threads");
+            }
         }
     }
 

@@ -23,6 +23,8 @@
 //!     activations have 7 bits instead of 8 (see that module). Other builds run its portable
 //!     kernel, so that native code can reproduce that browser build's numbers.
 
+use std::ops::Range;
+
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Layout as TensorLayout, Shape, Tensor};
 use half::f16;
@@ -277,18 +279,45 @@ impl<L: Layout> PackedLinear<L> {
     }
 
     /// The product of `rows` activation rows, written into `out` (`[rows, out_dim]`).
+    ///
+    /// With several rayon threads (natively, or the threaded wasm build) each takes a share of
+    /// the output's panels: a short note's product is bound by reading the weights, and this way
+    /// each thread reads only its share of them (split by rows, every thread read all of them).
+    /// Each output's sum is the same whichever thread computes it, so threads change no bits.
     fn run(&self, xs: &[f32], rows: usize, out: &mut [f32]) {
         use rayon::prelude::*;
         let x = L::prepare(&self.weight, xs);
-        // Row ranges per rayon thread (a multiple of ROWS): each row's sums are the same whoever
-        // computes them, so the split changes no bits. In wasm without threads this is one range.
-        let per_task = rows.div_ceil(rayon::current_num_threads().max(1)).div_ceil(ROWS).max(1) * ROWS;
-        out.par_chunks_mut(per_task * self.out_dim).enumerate().for_each(|(task, out)| {
-            self.run_rows(&x, task * per_task, out.len() / self.out_dim, out);
-        });
+        let panels = self.out_dim.div_ceil(PANEL);
+        let threads = rayon::current_num_threads().clamp(1, panels);
+        if threads == 1 {
+            self.run_rows(&x, rows, 0..panels, out);
+            return;
+        }
+        let per_task = panels.div_ceil(threads);
+        let shares: Vec<Range<usize>> = (0..panels).step_by(per_task).map(|p| p..(p + per_task).min(panels)).collect();
+        let parts: Vec<Vec<f32>> = shares
+            .par_iter()
+            .map(|share| {
+                let mut part = vec![0f32; rows * self.width_of(share)];
+                self.run_rows(&x, rows, share.clone(), &mut part);
+                part
+            })
+            .collect();
+        for (share, part) in shares.iter().zip(&parts) {
+            let (col, width) = (share.start * PANEL, self.width_of(share));
+            for (r, dst) in out.chunks_exact_mut(self.out_dim).enumerate() {
+                dst[col..col + width].copy_from_slice(&part[r * width..(r + 1) * width]);
+            }
+        }
     }
 
-    /// Rows `first .. first + rows` of the product into `out` (`[rows, out_dim]`), bias added.
+    /// Output columns in `panels`.
+    fn width_of(&self, panels: &Range<usize>) -> usize {
+        (panels.end * PANEL).min(self.out_dim) - panels.start * PANEL
+    }
+
+    /// The product's columns in `panels`, for all `rows`, into `out` (`[rows, width]`, the width
+    /// of those panels), bias added.
     ///
     /// Panels go in groups of about [`GROUP_BYTES`]: each row tile runs over the whole group
     /// before the next tile. The first tile streams the group's weights from memory in one long
@@ -297,20 +326,20 @@ impl<L: Layout> PackedLinear<L> {
     /// stream: a 22-token note's f32 matmuls took ~25 % longer in wasm when the weights (42 MB)
     /// did not fit in the last-level cache. Each output's sum is the same in any order of
     /// tiles, so this changes no bits.
-    fn run_rows(&self, x: &L::Rows<'_>, first: usize, rows: usize, out: &mut [f32]) {
-        let panels = self.out_dim.div_ceil(PANEL);
+    fn run_rows(&self, x: &L::Rows<'_>, rows: usize, panels: Range<usize>, out: &mut [f32]) {
+        let (col0, width) = (panels.start * PANEL, self.width_of(&panels));
         let group = (GROUP_BYTES / (self.in_dim * PANEL * L::WEIGHT_BYTES).max(1)).max(1);
-        for group_start in (0..panels).step_by(group) {
-            let group_end = (group_start + group).min(panels);
+        for group_start in panels.clone().step_by(group) {
+            let group_end = (group_start + group).min(panels.end);
             let mut row = 0;
             while row < rows {
                 let take = (rows - row).min(ROWS);
                 for panel in group_start..group_end {
                     let cols = (self.out_dim - panel * PANEL).min(PANEL);
                     let mut tile = [[0f32; PANEL]; ROWS];
-                    L::panel(&self.weight, self.in_dim, panel, x, first + row, take, &mut tile);
+                    L::panel(&self.weight, self.in_dim, panel, x, row, take, &mut tile);
                     for (r, tile_row) in tile.iter().enumerate().take(take) {
-                        let dst = &mut out[(row + r) * self.out_dim + panel * PANEL..][..cols];
+                        let dst = &mut out[(row + r) * width + panel * PANEL - col0..][..cols];
                         if let Ok(whole) = <&mut [f32; PANEL]>::try_from(&mut *dst) {
                             // A fixed-size copy: two vector moves, where a sized-at-run-time one is a call.
                             *whole = *tile_row;
@@ -323,8 +352,8 @@ impl<L: Layout> PackedLinear<L> {
             }
         }
         if let Some(bias) = &self.bias {
-            for out_row in out.chunks_exact_mut(self.out_dim) {
-                for (y, b) in out_row.iter_mut().zip(bias) {
+            for out_row in out.chunks_exact_mut(width) {
+                for (y, b) in out_row.iter_mut().zip(&bias[col0..col0 + width]) {
                     *y += b;
                 }
             }
@@ -460,6 +489,45 @@ pub(crate) mod tests {
     }
 
     /// Stacked weights give each part's outputs side by side, bit for bit; mixed formats do not stack.
+    /// The threaded wasm build splits each product's panels over rayon's threads: every layout
+    /// must give the same bits on any number of threads, for short and long inputs.
+    #[test]
+    fn threads_change_no_bits() {
+        let mut seed = 21;
+        let (out_dim, in_dim) = (70, 96);
+        let w: Vec<f32> = (0..out_dim * in_dim).map(|_| lcg(&mut seed)).collect();
+        let bias: Vec<f32> = (0..out_dim).map(|_| lcg(&mut seed)).collect();
+        let wt = Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu).unwrap();
+        let q8 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
+        let linears: [(&str, Box<dyn Fn(&Tensor) -> Tensor + Sync>); 3] = [
+            ("f32", Box::new({
+                let l = PackedLinear::from_f32("w", &wt, Some(bias.clone())).unwrap();
+                move |x| l.forward(x).unwrap()
+            })),
+            ("q8_0 pairs", Box::new({
+                let l = PackedLinear::<pairs::Pairs>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
+                move |x| x.apply_op1_no_bwd(&l).unwrap()
+            })),
+            ("q8_0 quads", Box::new({
+                let l = PackedLinear::<quads::Quads>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
+                move |x| x.apply_op1_no_bwd(&l).unwrap()
+            })),
+        ];
+        for rows in [1, 7, 130] {
+            let x: Vec<f32> = (0..rows * in_dim).map(|_| lcg(&mut seed) * 3.0).collect();
+            let xt = Tensor::from_vec(x, (rows, in_dim), &Device::Cpu).unwrap();
+            for (name, forward) in &linears {
+                let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+                let want = one.install(|| forward(&xt)).to_vec2::<f32>().unwrap();
+                for threads in [2, 3, 16] {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+                    let got = pool.install(|| forward(&xt)).to_vec2::<f32>().unwrap();
+                    assert_eq!(got, want, "{name}, {rows} rows, {threads} threads");
+                }
+            }
+        }
+    }
+
     #[test]
     fn stacked_weights_match_the_parts() {
         let mut seed = 9;
