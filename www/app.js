@@ -155,7 +155,9 @@ function showModel(m) {
   document.body.dataset.backend = m.backend;
   // Which wasm build the worker runs: relaxed SIMD (Chrome/Edge) or plain SIMD.
   document.body.dataset.wasmBuild = m.wasmBuild ?? '';
-  badge.title = m.backend === 'webgpu' ? '' : `wasm build: ${m.wasmBuild}`;
+  // CPU threads: several on a cross-origin isolated page (as `bedside serve` makes it), else one.
+  document.body.dataset.threads = String(m.threads ?? 1);
+  badge.title = m.backend === 'webgpu' ? '' : `wasm build: ${m.wasmBuild}, ${m.threads === 1 ? 'one thread' : `${m.threads} threads`}`;
 }
 
 async function refreshCacheStatus() {
