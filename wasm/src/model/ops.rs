@@ -341,9 +341,11 @@ impl CustomOp1 for GeluErf {
         let (CpuStorage::F32(all), Some((start, end))) = (storage, layout.contiguous_offsets()) else {
             candle_core::bail!("{}: needs contiguous f32", self.name())
         };
+        use rayon::prelude::*;
         let xs = &all[start..end];
         let mut out = vec![0f32; xs.len()];
-        gelu_erf_slice(xs, &mut out);
+        // Element by element: chunks over rayon's threads give the same bits.
+        out.par_chunks_mut(GELU_CHUNK).zip(xs.par_chunks(GELU_CHUNK)).for_each(|(out, xs)| gelu_erf_slice(xs, out));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -353,6 +355,9 @@ fn runs_here(xs: &Tensor) -> bool {
 }
 
 /// GELU with the exact (erf) form, for inference. Off the CPU, candle's op.
+/// Values per GELU task: big enough that a task outweighs handing it to a thread.
+const GELU_CHUNK: usize = 16 * 1024;
+
 pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
     if runs_here(xs) {
         return Ok(xs.contiguous()?.apply_op1_no_bwd(&GeluErf)?);
