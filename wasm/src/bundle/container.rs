@@ -8,9 +8,9 @@
 use std::io::Cursor;
 use std::sync::Arc;
 
-use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::quantized::gguf_file::{self, Value};
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::k_quants::{BlockQ4_0, BlockQ8_0, GgmlType};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::Device;
 use sha2::{Digest, Sha256};
 
@@ -296,10 +296,43 @@ pub fn read_pinned(bytes: &[u8], pin: Option<&Pin>) -> Result<Bundle> {
         let mut aligned = vec![0u64; raw.len().div_ceil(8)];
         bytemuck::cast_slice_mut::<u64, u8>(&mut aligned)[..raw.len()].copy_from_slice(raw);
         let data = &bytemuck::cast_slice::<u64, u8>(&aligned)[..raw.len()];
-        let tensor = qtensor_from_ggml(t.dtype, data, t.dims.clone(), &Device::Cpu)?;
+        let tensor = qtensor_from_bytes(t.dtype, data, t.dims.clone())?;
         weights.insert(t.name.clone(), Weight::Quantized(Arc::new(tensor)));
     }
     Ok(Bundle { manifest, tokenizer_json: tokenizer_json.to_string(), weights, checksum: computed, name, coverage })
+}
+
+/// A CPU `QTensor` from a tensor's bytes, for the four dtypes a bundle holds (`gguf::dtype`
+/// admits no other). As candle's `ggml_file::qtensor_from_ggml`, whose match over every GGML
+/// dtype puts all of k_quants' block types (their quantizers and dot products, ~70 KB) into the
+/// wasm build.
+fn qtensor_from_bytes(dtype: GgmlDType, data: &[u8], dims: Vec<usize>) -> Result<QTensor> {
+    fn blocks<T: GgmlType + Send + Sync + 'static>(data: &[u8], dims: Vec<usize>) -> Result<QTensor> {
+        let elems = dims.iter().product::<usize>();
+        if elems % T::BLCK_SIZE != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "the number of elements {elems} is not divisible by the block size {}",
+                T::BLCK_SIZE
+            ))
+            .into());
+        }
+        let n = elems / T::BLCK_SIZE;
+        let size = n * std::mem::size_of::<T>();
+        if data.len() < size || data.as_ptr().align_offset(std::mem::align_of::<T>()) != 0 {
+            return Err(candle_core::Error::Msg(format!("{} bytes, {size} needed (aligned)", data.len())).into());
+        }
+        // SAFETY: `data` holds `n` values of `T` (length and alignment checked above); `T` is a
+        // plain `repr(C)` value (f32, f16, or a block of f16 and bytes) valid for any bytes.
+        let values = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<T>(), n) };
+        Ok(QTensor::new(QStorage::Cpu(Box::new(values.to_vec())), dims)?)
+    }
+    match dtype {
+        GgmlDType::F32 => blocks::<f32>(data, dims),
+        GgmlDType::F16 => blocks::<half::f16>(data, dims),
+        GgmlDType::Q4_0 => blocks::<BlockQ4_0>(data, dims),
+        GgmlDType::Q8_0 => blocks::<BlockQ8_0>(data, dims),
+        other => Err(Error::BadBundle(format!("tensor dtype {other:?} is not one a bundle holds"))),
+    }
 }
 
 /// Recomputes a bundle's checksum and stores it in place (same length, so nothing moves).

@@ -8,3 +8,6 @@ pub mod pool;
 pub mod scrub;
 pub mod tokenize;
 pub mod window;
+// The wasm build's tokenizer; natively only its test (against `tokenizers`) runs it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) mod wordpiece;

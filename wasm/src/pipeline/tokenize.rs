@@ -2,9 +2,15 @@
 //!
 //! Wraps the `tokenizers` crate with the tokenizer JSON stored in the bundle, so native and
 //! browser builds split text identically. Special tokens are not added here: windowing adds
-//! [CLS]/[SEP] around each window.
+//! [CLS]/[SEP] around each window. The wasm build encodes BERT WordPiece tokenizers with
+//! [`super::wordpiece`] instead (the same ids and offsets, without the crate's 1.7 MB).
 
 use tokenizers::Tokenizer;
+
+#[cfg(not(target_arch = "wasm32"))]
+type Inner = Tokenizer;
+#[cfg(target_arch = "wasm32")]
+type Inner = super::wordpiece::WordPiece;
 
 use crate::error::{Error, Result};
 
@@ -54,7 +60,7 @@ pub struct SpecialIds {
 
 #[derive(Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: Inner,
     special: SpecialIds,
 }
 
@@ -73,12 +79,18 @@ impl TextTokenizer {
         serde_json::from_str::<serde::de::IgnoredAny>(json).map_err(|e| {
             Error::Tokenizer(format!("tokenizer JSON is not valid JSON (line {}, column {})", e.line(), e.column()))
         })?;
-        let mut inner = Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
-        // The runtime windows and pads itself; a tokenizer.json that truncates (MiniLM's
-        // truncates at 128) would silently drop the rest of a long note.
-        inner.with_truncation(None).map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
-        inner.with_padding(None);
+        #[cfg(target_arch = "wasm32")]
+        let inner = Inner::from_json(json)?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let inner = {
+            let mut inner = Tokenizer::from_bytes(json.as_bytes())
+                .map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
+            // The runtime windows and pads itself; a tokenizer.json that truncates (MiniLM's
+            // truncates at 128) would silently drop the rest of a long note.
+            inner.with_truncation(None).map_err(|e| Error::Tokenizer(format!("cannot disable truncation: {e}")))?;
+            inner.with_padding(None);
+            inner
+        };
         let id = |token: &str| {
             inner
                 .token_to_id(token)
@@ -93,12 +105,22 @@ impl TextTokenizer {
     }
 
     pub fn vocab_size(&self) -> usize {
+        #[cfg(target_arch = "wasm32")]
+        return self.inner.vocab_size();
+        #[cfg(not(target_arch = "wasm32"))]
         self.inner.get_vocab_size(true)
     }
 
     /// [`check_tokenizer_fits`] for this tokenizer: every id it makes has an embedding row.
     pub fn check_fits(&self, vocab_size: usize, source: &str) -> Result<()> {
-        check_tokenizer_fits(&self.inner, vocab_size, source)
+        #[cfg(target_arch = "wasm32")]
+        let span = self.inner.id_span();
+        #[cfg(not(target_arch = "wasm32"))]
+        let span = tokenizer_id_span(&self.inner);
+        if span > vocab_size as u64 {
+            return Err(Error::TokenizerVocab { what: source.to_string(), max_id: (span - 1) as u32, vocab_size });
+        }
+        Ok(())
     }
 
     /// Tokenizes `text` without special tokens. `index` names the text in errors.
@@ -106,8 +128,16 @@ impl TextTokenizer {
         if text.trim().is_empty() {
             return Err(Error::EmptyText { index });
         }
-        let encoding = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
-        let tokens = Tokens { ids: encoding.get_ids().to_vec(), offsets: encoding.get_offsets().to_vec() };
+        #[cfg(target_arch = "wasm32")]
+        let tokens = {
+            let (ids, offsets) = self.inner.encode(text)?;
+            Tokens { ids, offsets }
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let tokens = {
+            let encoding = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+            Tokens { ids: encoding.get_ids().to_vec(), offsets: encoding.get_offsets().to_vec() }
+        };
         if tokens.is_empty() {
             // Only control or other characters the normalizer removes.
             return Err(Error::EmptyText { index });
