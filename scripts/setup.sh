@@ -27,20 +27,21 @@ if [ "$have_fuzz" != "$want_fuzz" ]; then
   cargo install -q --locked cargo-fuzz --version "$want_fuzz"
 fi
 
-# Browser tests (tests/browser/): Debian's Chromium, which playwright-core drives (it never
-# downloads a browser), and the Vulkan software driver for WebGPU on the CPU.
-if ! command -v chromium >/dev/null || ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
+# Browser tests (tests/browser/): Debian's Chromium, which playwright-core drives, and Debian's
+# Firefox ESR, which puppeteer-core drives over WebDriver BiDi (neither library downloads a
+# browser), and the Vulkan software driver for WebGPU on the CPU.
+if ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null || ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
   as_root=""; [ "$(id -u)" -eq 0 ] || as_root=sudo
   $as_root apt-get update -qq
-  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver mesa-vulkan-drivers >/dev/null
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver firefox-esr mesa-vulkan-drivers >/dev/null
 fi
-# tests/browser's npm packages: playwright-core, and binaryen, whose wasm-opt build-wasm.sh runs
-# (without it a fresh machine's web builds are ~30 % larger than the README's).
-want_pw=$(node -p "require('./tests/browser/package.json').devDependencies['playwright-core']")
-have_pw=$(node -p "require('./tests/browser/node_modules/playwright-core/package.json').version" 2>/dev/null || true)
-want_opt=$(node -p "require('./tests/browser/package.json').devDependencies['binaryen']")
-have_opt=$(node -p "require('./tests/browser/node_modules/binaryen/package.json').version" 2>/dev/null || true)
-if [ "$have_pw" != "$want_pw" ] || [ "$have_opt" != "$want_opt" ]; then
-  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+# tests/browser's npm packages: playwright-core, puppeteer-core, and binaryen, whose wasm-opt
+# build-wasm.sh runs (without it a fresh machine's web builds are ~30 % larger than the README's).
+npm_version() { node -p "require('./tests/browser/node_modules/$1/package.json').version" 2>/dev/null || true; }
+npm_wanted() { node -p "require('./tests/browser/package.json').devDependencies['$1']"; }
+want_pw=$(npm_wanted playwright-core); want_pp=$(npm_wanted puppeteer-core); want_opt=$(npm_wanted binaryen)
+if [ "$(npm_version playwright-core)" != "$want_pw" ] || [ "$(npm_version puppeteer-core)" != "$want_pp" ] \
+  || [ "$(npm_version binaryen)" != "$want_opt" ]; then
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
-echo "setup done: wasm32 target, wasm-bindgen $want, nightly, cargo-fuzz $want_fuzz, MiniLM at $(bash models/minilm.sh), chromium, playwright-core $want_pw, binaryen $want_opt"
+echo "setup done: wasm32 target, wasm-bindgen $want, nightly, cargo-fuzz $want_fuzz, MiniLM at $(bash models/minilm.sh), chromium, $(firefox-esr --version 2>/dev/null | sed 's/^Mozilla Firefox/firefox-esr/'), playwright-core $want_pw, puppeteer-core $want_pp, binaryen $want_opt"

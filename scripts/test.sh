@@ -17,8 +17,8 @@ if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --workspace
 bash scripts/build-wasm.sh
 node --test tests/wasm/
-# The page and the widget in headless Chromium against the native CLI (screenshots in
-# target/browser-screenshots/); the widget test installs vite from the npm registry.
+# The page and the widget in headless Chromium and Firefox against the native CLI (screenshots
+# in target/browser-screenshots/); the widget test installs vite from the npm registry.
 node --test tests/browser/
 # Fuzz smoke: every untrusted-input reader (fuzz/) for a few seconds each from its seeds,
 # without a sanitizer (the ASAN build of candle and wgpu is too slow for CI). Longer runs:

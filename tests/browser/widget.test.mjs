@@ -1,7 +1,8 @@
 // The npm widget as a user gets it: `npm pack` www/, install the tarball with Vite into a
 // fresh project, build it, serve dist/ from a plain static server (no special headers), and
-// check in Chromium that <bedside-classifier>, <bedside-search> and the API give the native
-// CLI's numbers. Then the same package from a plain <script type="module">, no bundler.
+// check in Chromium and in Firefox that <bedside-classifier>, <bedside-search> and the API give
+// the native CLI's numbers (of the wasm build each browser runs). Then the same package from a
+// plain <script type="module">, no bundler. The project is built once for both browsers.
 // Needs the npm registry (vite). Run: node --test tests/browser/
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,9 +10,8 @@ import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  BROWSER_MATMUL, MAX_ABS_DIFF, assertRelaxedBuild, assertSameClassification, classifierBundle, cli, launch, nativeClassify, root,
-  screenshot,
-  staticServer, watchPage, workDir,
+  BROWSERS, MAX_ABS_DIFF, assertSameClassification, assertWasmBuild, browserNames, classifierBundle, cli, matmulFor, nativeClassify,
+  openBrowser, root, screenshot, staticServer, watchPage, workDir,
 } from './helpers.mjs';
 
 const VITE = 'vite@8.3.8';
@@ -37,7 +37,7 @@ const API_NOTE = 'HbA1c 9.4% on metformin; polyuria and thirst.';
 const DOCS = { a: 'Acute myocardial infarction of inferior wall', b: 'Community-acquired pneumonia treated with antibiotics',
   c: 'Type 2 diabetes mellitus with hyperglycaemia' };
 const QUERY = 'lung infection';
-let bundle, browser;
+let bundle;
 
 function npm(args, cwd) {
   return execFileSync('npm', [...args, '--no-audit', '--no-fund', '--loglevel=error'], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -66,7 +66,9 @@ async function useApi() {
 useApi().catch((e) => { window.results.api = { error: String(e) }; });
 `;
 
-async function check(url, name) {
+async function check(browser, url, name) {
+  const { wasmBuild, webgpu } = BROWSERS[browser.name];
+  const matmul = matmulFor(wasmBuild);
   const page = await browser.newPage();
   const problems = watchPage(page);
   await page.goto(url);
@@ -80,20 +82,21 @@ async function check(url, name) {
 
   assert.equal(results.api.error, undefined, results.api.error);
   assert.deepEqual(results.events.filter((e) => e.name === 'bedside-error'), []);
-  const [fromElement, fromApi] = nativeClassify(bundle, [NOTE, API_NOTE]);
+  const [fromElement, fromApi] = nativeClassify(bundle, [NOTE, API_NOTE], matmul);
   assertSameClassification(assert, results.events.find((e) => e.name === 'bedside-result').detail.result, fromElement, 'element');
   assertSameClassification(assert, results.api.classification, fromApi, 'api');
-  assertRelaxedBuild(assert, results.api.wasmBuild);
-  const [native] = JSON.parse(cli('embed', '--model', bundle, ...BROWSER_MATMUL, '--json', 'chest pain'));
+  assertWasmBuild(assert, browser.name, results.api.wasmBuild);
+  const [native] = JSON.parse(cli('embed', '--model', bundle, ...matmul, '--json', 'chest pain'));
   const worst = Math.max(...native.map((x, i) => Math.abs(x - results.api.embedding[i])));
   assert.ok(worst <= MAX_ABS_DIFF, `embedding differs by ${worst}`);
   assert.equal(results.api.checksum, JSON.parse(cli('inspect', bundle)).checksum);
-  assert.ok(['cpu', 'webgpu'].includes(results.api.backend));
+  // "auto": WebGPU where the browser has it, else the CPU (Firefox on Linux has none).
+  assert.ok((webgpu ? ['cpu', 'webgpu'] : ['cpu']).includes(results.api.backend), `backend ${results.api.backend}`);
 
   const hits = results.events.find((e) => e.name === 'bedside-results').detail.hits;
   const corpus = join(work, 'docs.jsonl');
   writeFileSync(corpus, Object.entries(DOCS).map(([id, text]) => JSON.stringify({ id, text })).join('\n'));
-  const want = JSON.parse(cli('search', '--model', bundle, ...BROWSER_MATMUL, '--corpus', corpus, '--query', QUERY, '-k', '3', '--json'));
+  const want = JSON.parse(cli('search', '--model', bundle, ...matmul, '--corpus', corpus, '--query', QUERY, '-k', '3', '--json'));
   assert.deepEqual(hits.map((h) => h.id), want.map((h) => h.id));
   hits.forEach((h, i) => assert.ok(Math.abs(h.score - want[i].score) <= MAX_ABS_DIFF));
   assert.deepEqual(problems, []);
@@ -117,21 +120,6 @@ describe('the npm widget', () => {
 <body>${ELEMENTS.replaceAll('MODEL', './public/model.gguf')}
 <script type="module">const MODEL_URL = './public/model.gguf';\n${SCRIPT('./node_modules/bedside-widget/widget/index.js')}</script></body></html>\n`);
     execFileSync(join(app, 'node_modules/.bin/vite'), ['build', '--logLevel', 'warn'], { cwd: app, stdio: ['ignore', 'pipe', 'pipe'] });
-    browser = await launch();
-  });
-
-  after(async () => {
-    await browser?.close();
-  });
-
-  test('works in a fresh Vite project (npm pack → npm install → vite build)', async () => {
-    const site = await staticServer(join(app, 'dist'));
-    try {
-      await check(`${site.url}/`, 'widget-vite');
-      assert.ok(site.requests.some((r) => r.url.endsWith('.wasm')), 'the wasm came from the built assets');
-    } finally {
-      await site.stop();
-    }
   });
 
   test('its TypeScript types check (tsc --strict)', () => {
@@ -140,12 +128,32 @@ describe('the npm widget', () => {
       '--target', 'es2022', '--lib', 'es2022,dom', 'check.ts'], { cwd: app, encoding: 'utf8' });
   });
 
-  test('works from a plain <script type="module"> without a bundler', async () => {
-    const site = await staticServer(app);
-    try {
-      await check(`${site.url}/plain.html`, 'widget-plain');
-    } finally {
-      await site.stop();
-    }
-  });
+  for (const name of browserNames) {
+    describe(`in ${name}`, () => {
+      let browser;
+      /** Screenshot names: Chromium's as before, Firefox's with a suffix. */
+      const shot = (base) => (name === 'chromium' ? base : `${base}-${name}`);
+      before(async () => { browser = await openBrowser(name); });
+      after(async () => { await browser?.close(); });
+
+      test('works in a fresh Vite project (npm pack → npm install → vite build)', async () => {
+        const site = await staticServer(join(app, 'dist'));
+        try {
+          await check(browser, `${site.url}/`, shot('widget-vite'));
+          assert.ok(site.requests.some((r) => r.url.endsWith('.wasm')), 'the wasm came from the built assets');
+        } finally {
+          await site.stop();
+        }
+      });
+
+      test('works from a plain <script type="module"> without a bundler', async () => {
+        const site = await staticServer(app);
+        try {
+          await check(browser, `${site.url}/plain.html`, shot('widget-plain'));
+        } finally {
+          await site.stop();
+        }
+      });
+    });
+  }
 });
