@@ -20,6 +20,9 @@ bash models/minilm.sh >/dev/null
 
 # Fuzzing (scripts/fuzz.sh, and its smoke in scripts/test.sh): nightly and cargo-fuzz.
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+# The threaded wasm builds (scripts/build-wasm.sh) rebuild std with atomics on nightly.
+rustup component add rust-src --toolchain nightly >/dev/null 2>&1
+rustup target add wasm32-unknown-unknown --toolchain nightly >/dev/null 2>&1
 want_fuzz=0.13.2
 have_fuzz=$(cargo fuzz --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have_fuzz" != "$want_fuzz" ]; then

@@ -23,21 +23,25 @@ before(() => {
   bundles = { q8_0: classifierBundle(work), f32 };
 });
 
-/** Loads /model.gguf with each thread count in `counts` and runs the same texts through each. */
+/** Loads /model.gguf with each thread count in `counts` and runs the same texts through each
+ *  (one page call per count, each model's worker ended after it). */
 async function runWith(page, counts, classify) {
-  return page.evaluate(async ({ counts, sentences, longNote, classify }) => {
-    const { load } = await import('/widget/core.js');
-    const out = { isolated: self.crossOriginIsolated, runs: [] };
-    for (const threads of counts) {
+  const out = { isolated: await page.evaluate(() => self.crossOriginIsolated), runs: [] };
+  for (const threads of counts) {
+    out.runs.push(await page.evaluate(async ({ threads, sentences, longNote, classify }) => {
+      const { load } = await import('/widget/core.js');
       const model = await load('/model.gguf', { backend: 'cpu', cache: false, threads });
-      const started = performance.now();
-      const vectors = (await model.embed(sentences)).map((v) => Array.from(v));
-      const classified = classify ? [await model.classify(sentences[0]), await model.classify(longNote)] : null;
-      out.runs.push({ asked: threads, threads: model.threads, wasmBuild: model.wasmBuild, vectors, classified, ms: performance.now() - started });
-      model.dispose?.();
-    }
-    return out;
-  }, { counts, sentences: SENTENCES, longNote: LONG_NOTE, classify });
+      try {
+        const started = performance.now();
+        const vectors = (await model.embed(sentences)).map((v) => Array.from(v));
+        const classified = classify ? [await model.classify(sentences[0]), await model.classify(longNote)] : null;
+        return { asked: threads, threads: model.threads, wasmBuild: model.wasmBuild, vectors, classified, ms: performance.now() - started };
+      } finally {
+        model.dispose();
+      }
+    }, { threads, sentences: SENTENCES, longNote: LONG_NOTE, classify }));
+  }
+  return out;
 }
 
 for (const name of browserNames) {
@@ -46,7 +50,28 @@ for (const name of browserNames) {
     before(async () => { browser = await openBrowser(name); });
     after(async () => { await browser?.close(); });
 
-    for (const quant of ['q8_0', 'f32']) {
+    // Firefox's 'auto' is one thread (www/widget/wasm-build.js: a threaded load hung there in 4 of
+    // about 60 tries), so the threaded build's bits are checked in Chromium.
+    if (name === 'firefox') {
+      test("'auto' runs one thread on an isolated page, as wasm-build.js says for Firefox", { timeout: 300_000 }, async () => {
+        const server = await serve({ model: bundles.q8_0, rootDir: join(root, 'www') });
+        try {
+          const page = await browser.newPage();
+          const problems = watchPage(page);
+          await page.goto(`${server.url}/`);
+          const got = await runWith(page, ['auto'], true);
+          await page.close();
+          assert.deepEqual(problems, []);
+          assert.equal(got.isolated, true);
+          assert.equal(got.runs[0].threads, 1);
+          assert.equal(got.runs[0].classified.length, 2);
+        } finally {
+          server.stop();
+        }
+      });
+    }
+
+    for (const quant of name === 'firefox' ? [] : ['q8_0', 'f32']) {
       test(`the threaded build gives the single-threaded build's bits (${quant})`, { timeout: 300_000 }, async (t) => {
         const server = await serve({ model: bundles[quant], rootDir: join(root, 'www') });
         try {
@@ -99,9 +124,10 @@ for (const name of browserNames) {
 
         const page2 = await browser.newPage();
         await page2.goto(`${isolated.url}/`);
-        const threaded = await runWith(page2, [2], true);
+        // Firefox: 'auto', one thread (see above); Chromium: two.
+        const threaded = await runWith(page2, [name === 'firefox' ? 'auto' : 2], true);
         await page2.close();
-        assert.equal(threaded.runs[0].threads, 2);
+        assert.equal(threaded.runs[0].threads, name === 'firefox' ? 1 : 2);
         assert.deepEqual(plain.runs[0].vectors, threaded.runs[0].vectors);
         assert.deepEqual(plain.runs[0].classified.map(({ ms, ...r }) => r), threaded.runs[0].classified.map(({ ms, ...r }) => r));
       } finally {
