@@ -121,10 +121,16 @@ const result = { chromium_args: ARGS, cpu, cross_origin_isolated_server: true, p
 console.log(cpuLine);
 const outFile = process.argv[2];
 
-// One configuration on an open page: window.speed (1 thread) or window.speedThreads.
+// One configuration on an open page: window.speed (1 thread) or window.speedThreads. A page that does
+// not answer within PAGE_TIMEOUT_S (default 900) is recorded as an error (a threaded load can hang in
+// Firefox, as the widget's notes say) and the run goes on.
+const PAGE_TIMEOUT_MS = 1000 * Number(process.env.PAGE_TIMEOUT_S || 900);
+const withTimeout = (promise, what) => Promise.race([promise, new Promise((_, fail) =>
+  setTimeout(() => fail(new Error(`${what}: no answer in ${PAGE_TIMEOUT_MS / 1000} s`)), PAGE_TIMEOUT_MS).unref())]);
 async function timePair(page, pair) {
   const cfg = { ...pair, warmup: 2, reps: REPS, cases: process.env.CASES ? process.env.CASES.split(',') : undefined };
-  return pair.threads ? page.evaluate((c) => window.speedThreads(c), cfg) : page.evaluate((c) => window.speed(c), cfg);
+  return withTimeout(pair.threads ? page.evaluate((c) => window.speedThreads(c), cfg)
+    : page.evaluate((c) => window.speed(c), cfg), pair.key);
 }
 
 // speed, Chromium: one browser for every pass
@@ -185,7 +191,7 @@ if (BROWSERS.includes('firefox')) {
           console.log(`  [${tag}] ${pair.key}: ${String(e).slice(0, 500)}`);
         }
         runs[pair.key].console = consoleLines;
-        await ctx.close();
+        await withTimeout(ctx.close(), 'closing the context').catch((e) => console.log(`  [${tag}] ${e.message}`));
       }
       result.firefox.passes.push(runs);
       fs.writeFileSync(outFile, JSON.stringify(result));
