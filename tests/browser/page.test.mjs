@@ -205,23 +205,28 @@ for (const name of browserNames) {
     });
   });
 
+  // A fresh browser and page on `bedside serve` with the classifier, for the describe it is called in.
+  function openPageOnServer() {
+    before(async () => {
+      browser = await openBrowser(name);
+      page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
+      problems = watchPage(page);
+      server = await serve({ model: classifier });
+    });
+
+    after(async () => {
+      await browser?.close();
+      server?.stop();
+    });
+  }
+
   // The WebGPU build of the runtime (issue P4) runs on SwiftShader in headless Chromium: the
   // page's backend switch, badge, classify and search go through the async API there. Firefox
   // (Linux ESR) has no WebGPU: there the switch must fall back to the CPU, say why, and still give
   // the CLI's numbers.
   if (webgpu) {
     describe(`the page on WebGPU in ${name}`, { skip: !hasWebgpuBuild && 'www/pkg has no WebGPU backend (Bedside.create)' }, () => {
-      before(async () => {
-        browser = await openBrowser(name);
-        page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-        problems = watchPage(page);
-        server = await serve({ model: classifier });
-      });
-
-      after(async () => {
-        await browser?.close();
-        server?.stop();
-      });
+      openPageOnServer();
 
       test('backend "webgpu": the badge says so, classify and search agree with the CLI', async () => {
         await page.goto(`${server.url}/`);
@@ -267,17 +272,7 @@ for (const name of browserNames) {
     });
   } else {
     describe(`the page without WebGPU in ${name}`, () => {
-      before(async () => {
-        browser = await openBrowser(name);
-        page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
-        problems = watchPage(page);
-        server = await serve({ model: classifier });
-      });
-
-      after(async () => {
-        await browser?.close();
-        server?.stop();
-      });
+      openPageOnServer();
 
       test('"auto" runs on the CPU; asking for WebGPU is refused visibly and the CPU model keeps running', async () => {
         await page.goto(`${server.url}/`);
