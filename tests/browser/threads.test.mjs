@@ -100,6 +100,26 @@ for (const name of browserNames) {
       });
     }
 
+    test('an isolated site without the threaded build runs one thread', { timeout: 300_000 }, async () => {
+      // As a host that deployed only pkg/*.wasm (or built with BEDSIDE_WASM_THREADS=0) serves it.
+      const { cpSync, rmSync } = await import('node:fs');
+      const site = join(work, `no-threads-${name}`);
+      cpSync(join(root, 'www'), site, { recursive: true });
+      rmSync(join(site, 'pkg/threads'), { recursive: true, force: true });
+      const server = await serve({ model: bundles.q8_0, rootDir: site });
+      try {
+        const page = await browser.newPage();
+        await page.goto(`${server.url}/`);
+        const got = await runWith(page, [2], false);
+        await page.close();
+        assert.equal(got.isolated, true);
+        assert.equal(got.runs[0].threads, 1, 'asked for 2: one thread without the threaded build');
+        assert.equal(got.runs[0].vectors.length, SENTENCES.length);
+      } finally {
+        server.stop();
+      }
+    });
+
     test('a page that is not cross-origin isolated runs one thread, with the same answers', { timeout: 300_000 }, async () => {
       // A plain static server (no COOP/COEP): no SharedArrayBuffer, so no threaded build.
       const { cpSync, mkdirSync } = await import('node:fs');

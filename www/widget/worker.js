@@ -39,16 +39,21 @@ async function embedTexts(texts) {
 async function startRuntime(threadsWanted) {
   threads = threadsFor(threadsWanted);
   if (threads > 1) {
-    const glue = await import('../pkg/threads/bedside_runtime.js');
-    await glue.default({ module_or_path: wasmUrl(wasmBuild, { threaded: true }) });
-    await glue.initThreadPool(threads);
-    threads = glue.threadCount(); // rayon's own count: the pool really started
-    ({ Bedside, BedsideIndex } = glue);
-  } else {
-    const glue = await import('../pkg/bedside_runtime.js');
-    await glue.default({ module_or_path: wasmUrl(wasmBuild) });
-    ({ Bedside, BedsideIndex } = glue);
+    try {
+      const glue = await import('../pkg/threads/bedside_runtime.js');
+      await glue.default({ module_or_path: wasmUrl(wasmBuild, { threaded: true }) });
+      await glue.initThreadPool(threads);
+      threads = glue.threadCount(); // rayon's own count: the pool really started
+      ({ Bedside, BedsideIndex } = glue);
+      return;
+    } catch {
+      // No threaded build deployed (BEDSIDE_WASM_THREADS=0), or workers refused: one thread.
+      threads = 1;
+    }
   }
+  const glue = await import('../pkg/bedside_runtime.js');
+  await glue.default({ module_or_path: wasmUrl(wasmBuild) });
+  ({ Bedside, BedsideIndex } = glue);
 }
 
 function requireModel() {
