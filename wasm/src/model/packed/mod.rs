@@ -488,7 +488,6 @@ pub(crate) mod tests {
         assert!(a.iter().any(|&v| v != 0.0));
     }
 
-    /// Stacked weights give each part's outputs side by side, bit for bit; mixed formats do not stack.
     /// The threaded wasm build splits each product's panels over rayon's threads: every layout
     /// must give the same bits on any number of threads, for short and long inputs.
     #[test]
@@ -528,6 +527,7 @@ pub(crate) mod tests {
         }
     }
 
+    /// Stacked weights give each part's outputs side by side, bit for bit; mixed formats do not stack.
     #[test]
     fn stacked_weights_match_the_parts() {
         let mut seed = 9;
