@@ -26,7 +26,11 @@ pub fn tokenizer_id_span(tokenizer: &Tokenizer) -> u64 {
 /// `vocab_size` rows; a larger id would index past the table. `source` names the tokenizer
 /// (a file or bundle) in the error.
 pub fn check_tokenizer_fits(tokenizer: &Tokenizer, vocab_size: usize, source: &str) -> Result<()> {
-    let span = tokenizer_id_span(tokenizer);
+    check_id_span(tokenizer_id_span(tokenizer), vocab_size, source)
+}
+
+/// Ids below `span` must each have an embedding row (`vocab_size` of them).
+fn check_id_span(span: u64, vocab_size: usize, source: &str) -> Result<()> {
     if span > vocab_size as u64 {
         return Err(Error::TokenizerVocab { what: source.to_string(), max_id: (span - 1) as u32, vocab_size });
     }
@@ -117,10 +121,7 @@ impl TextTokenizer {
         let span = self.inner.id_span();
         #[cfg(not(target_arch = "wasm32"))]
         let span = tokenizer_id_span(&self.inner);
-        if span > vocab_size as u64 {
-            return Err(Error::TokenizerVocab { what: source.to_string(), max_id: (span - 1) as u32, vocab_size });
-        }
-        Ok(())
+        check_id_span(span, vocab_size, source)
     }
 
     /// Tokenizes `text` without special tokens. `index` names the text in errors.
