@@ -288,7 +288,8 @@ impl<L: Layout> PackedLinear<L> {
         use rayon::prelude::*;
         let x = L::prepare(&self.weight, xs);
         let panels = self.out_dim.div_ceil(PANEL);
-        let threads = rayon::current_num_threads().clamp(1, panels);
+        // Not `clamp(1, panels)`: that panics for a weight with no rows.
+        let threads = rayon::current_num_threads().min(panels).max(1);
         if threads == 1 {
             self.run_rows(&x, rows, 0..panels, out);
             return;
