@@ -3,6 +3,9 @@
 //! `crate::runtime::Model` calls them in that order.
 
 pub mod aggregate;
+// The wasm build's byte-level BPE tokenizer (RoBERTa, GPT-2); natively only its tests run it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) mod bpe;
 pub mod encode;
 pub mod pool;
 pub mod scrub;
