@@ -152,6 +152,7 @@ fn a_saved_checkpoint_reloads_to_the_same_logits() {
         decision_threshold: 0.5,
         min_confidence: 0.0,
         head_features: HeadFeatures::Pooler,
+        entity_aggregation: Default::default(),
     };
     bedside::train::run::save_checkpoint(&model, &ckpt, &serving, &dir).unwrap();
     let reloaded = Checkpoint::from_dir(&dir).unwrap();

@@ -1,6 +1,7 @@
 //! `Model`: the public face of the runtime. Bytes (or a checkpoint directory) in;
 //! embeddings and predictions out. Calls the pipeline steps in order:
-//! tokenize → window → encode → pool / head → aggregate.
+//! tokenize → window → encode → pool / head → aggregate (sequence heads) or entities (token
+//! heads) → redact (de-identification).
 
 use candle_core::{Tensor, D};
 use serde::ser::SerializeMap;
@@ -12,7 +13,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
-use crate::model::{Bert, QuantizedMatmul, SequenceHead, Weights};
+use crate::model::{Bert, Head, QuantizedMatmul, SequenceHead, TokenHead, Weights};
+use crate::pipeline::entities::{self, central_window, Entity, EntityAggregation, ScoredToken};
+use crate::pipeline::redact::{redact, Redacted};
+use crate::pipeline::scrub::Scrubber;
 use crate::pipeline::encode::encode;
 use crate::pipeline::pool::{normalize, pool};
 use crate::pipeline::tokenize::TextTokenizer;
@@ -90,7 +94,7 @@ pub struct Model {
     manifest: Manifest,
     tokenizer: TextTokenizer,
     bert: Bert,
-    head: Option<SequenceHead>,
+    head: Option<Head>,
     window: WindowSpec,
     /// The WebGPU copy of the encoder, while it is in use. The CPU one above stays: it is
     /// where a lost device or a failed allocation falls back to.
@@ -206,7 +210,11 @@ impl Model {
                 let detail = format!("only a software adapter ({}), slower than the CPU path", ctx.adapter.name);
                 return Err((SOFTWARE_GPU, Error::Gpu(detail)));
             }
-            let head = model.head.as_ref().map(|h| (h.num_outputs(), h.head_features()));
+            // A token head runs on the CPU over the GPU's hidden states: one small matmul.
+            let head = match &model.head {
+                Some(Head::Sequence(h)) => Some((h.num_outputs(), h.head_features())),
+                _ => None,
+            };
             GpuBert::load(ctx, weights, &model.manifest.config, head).await.map_err(|e| (GPU_TOO_SMALL, e))
         };
         match started.await {
@@ -235,7 +243,13 @@ impl Model {
         let bert = Bert::load(weights, &manifest.config)?;
         let head = match manifest.task {
             Task::Embedding => None,
-            _ => Some(SequenceHead::load(weights, &manifest.config, manifest.head_outputs, manifest.head_features)?),
+            Task::TokenClassification => Some(Head::Token(TokenHead::load(weights, &manifest.config, manifest.head_outputs)?)),
+            _ => Some(Head::Sequence(SequenceHead::load(
+                weights,
+                &manifest.config,
+                manifest.head_outputs,
+                manifest.head_features,
+            )?)),
         };
         // A bundle holds exactly the tensors its model reads (export writes `used_names`):
         // anything else is payload the checksum would vouch for but nothing checks.
@@ -401,11 +415,13 @@ impl Model {
 
     /// [`Model::classify`] on whichever backend the model runs on.
     pub async fn classify_async(&self, text: &str) -> Result<Prediction> {
-        let head = self.head.as_ref().ok_or(Error::WrongTask {
-            task: self.manifest.task.as_str().to_string(),
-            operation: "classify",
-            needs: "a classification, binary or multilabel bundle",
-        })?;
+        let Some(Head::Sequence(head)) = &self.head else {
+            return Err(Error::WrongTask {
+                task: self.manifest.task.as_str().to_string(),
+                operation: "classify",
+                needs: "a classification, binary or multilabel bundle",
+            });
+        };
         let tokens = self.tokenizer.tokenize(text, 0)?;
         let windows = window::split(&tokens, self.window, self.tokenizer.special_ids());
         let mut window_probs = Vec::with_capacity(windows.len());
@@ -421,6 +437,108 @@ impl Model {
             window_probs.extend(self.probabilities(&logits)?);
         }
         Ok(self.decide(&windows, window_probs))
+    }
+
+    /// The token head, or the error a caller of `operation` gets from another model.
+    fn token_head(&self, operation: &'static str) -> Result<&TokenHead> {
+        match &self.head {
+            Some(Head::Token(head)) => Ok(head),
+            _ => Err(Error::WrongTask {
+                task: self.manifest.task.as_str().to_string(),
+                operation,
+                needs: "a token-classification bundle",
+            }),
+        }
+    }
+
+    /// Token logits of a batch of windows: [window][position][label], specials included.
+    async fn window_token_logits(&self, head: &TokenHead, batch: &[&[u32]]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let hidden = match self.on_gpu(batch, GpuOutput::Hidden).await? {
+            Some(flat) => {
+                let seq = batch.iter().map(|w| w.len()).max().unwrap_or(0);
+                Tensor::from_vec(flat, (batch.len(), seq, self.manifest.config.hidden_size), &candle_core::Device::Cpu)?
+            }
+            None => encode(&self.bert, batch, self.tokenizer.special_ids().pad)?.hidden,
+        };
+        Ok(head.forward(&hidden)?.to_vec3::<f32>()?)
+    }
+
+    /// The logits of the first window of `text` (as a short text is, the whole of it), one
+    /// row per position, [CLS]/`<s>` and [SEP]/`</s>` rows included: what transformers'
+    /// `AutoModelForTokenClassification` returns for `tokenizer(text)`.
+    pub async fn token_logits_async(&self, text: &str) -> Result<Vec<Vec<f32>>> {
+        let head = self.token_head("token_logits")?;
+        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let window = window::truncate(&tokens, self.window, self.tokenizer.special_ids());
+        let mut rows = self.window_token_logits(head, &[window.ids.as_slice()]).await?;
+        let mut rows = rows.pop().unwrap_or_default();
+        rows.truncate(window.ids.len());
+        Ok(rows)
+    }
+
+    pub fn token_logits(&self, text: &str) -> Result<Vec<Vec<f32>>> {
+        block_on(self.token_logits_async(text))
+    }
+
+    /// The entities of a note of any length, by the bundle's aggregation (`simple` unless
+    /// the trainer chose another): label, UTF-8 byte span into `text`, score.
+    pub fn tag(&self, text: &str) -> Result<Vec<Entity>> {
+        block_on(self.tag_async(text, None))
+    }
+
+    /// [`Model::tag`] with an aggregation strategy (`None`: the bundle's), on whichever
+    /// backend the model runs on. Windows overlap by the bundle's stride; each token takes
+    /// its label probabilities from the window where it is most central.
+    pub async fn tag_async(&self, text: &str, aggregation: Option<EntityAggregation>) -> Result<Vec<Entity>> {
+        let head = self.token_head("tag")?;
+        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let windows = window::split(&tokens, self.window, self.tokenizer.special_ids());
+        let mut logits = Vec::with_capacity(windows.len());
+        for batch in windows.chunks(WINDOW_BATCH) {
+            let ids: Vec<&[u32]> = batch.iter().map(|w| w.ids.as_slice()).collect();
+            logits.extend(self.window_token_logits(head, &ids).await?);
+        }
+        let chosen = central_window(&windows, tokens.len());
+        let scored: Vec<ScoredToken> = (0..tokens.len())
+            .map(|t| {
+                let w = &windows[chosen[t]];
+                // Position 0 of a window is [CLS].
+                let row = &logits[chosen[t]][1 + t - w.first_token];
+                let (start, end) = tokens.offsets[t];
+                ScoredToken {
+                    start,
+                    end,
+                    is_subword: self.tokenizer.is_subword(tokens.ids[t], text, start, end),
+                    probabilities: softmax(row),
+                }
+            })
+            .collect();
+        let strategy = aggregation.unwrap_or(self.manifest.entity_aggregation);
+        Ok(entities::entities(&scored, &self.manifest.labels, strategy, &["O".to_string()]))
+    }
+
+    /// De-identifies a note: every entity the model finds (and with `rules`, every span the
+    /// pattern scrubber finds) replaced by `[LABEL]`; counts per label, never the removed text.
+    pub fn deid(&self, text: &str, rules: Option<&Scrubber>) -> Result<Redacted> {
+        block_on(self.deid_async(text, rules))
+    }
+
+    pub async fn deid_async(&self, text: &str, rules: Option<&Scrubber>) -> Result<Redacted> {
+        let mut spans: Vec<(usize, usize, String)> = if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            self.tag_async(text, None).await?.into_iter().map(|e| (e.start, e.end, e.label)).collect()
+        };
+        if let Some(scrubber) = rules {
+            let scrubbed = scrubber.scrub(text);
+            spans.extend(
+                scrubbed
+                    .replacements
+                    .iter()
+                    .map(|r| (r.original_start, r.original_end, r.kind.as_str().to_ascii_uppercase())),
+            );
+        }
+        Ok(redact(text, spans))
     }
 
     /// Logits [windows, outputs] → one probability per label for each window.
@@ -496,4 +614,12 @@ impl Model {
             chunks,
         }
     }
+}
+
+/// Softmax of one logit row, as transformers' pipeline computes it (max subtracted first).
+fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
 }

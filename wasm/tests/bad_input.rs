@@ -110,12 +110,12 @@ fn unsupported_architecture() {
     copy_fixture("tiny-safetensors", &dir);
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let config = config
-        .replace("\"BertModel\"", "\"RobertaModel\"")
-        .replace("\"model_type\": \"bert\"", "\"model_type\": \"roberta\"");
+        .replace("\"BertModel\"", "\"DistilBertModel\"")
+        .replace("\"model_type\": \"bert\"", "\"model_type\": \"distilbert\"");
     std::fs::write(dir.join("config.json"), config).unwrap();
     let err = Model::from_checkpoint_dir(&dir).unwrap_err();
     assert_eq!(err.code(), "unsupported_architecture");
-    assert!(err.to_string().contains("RobertaModel"), "{err}");
+    assert!(err.to_string().contains("DistilBertModel"), "{err}");
 }
 
 #[test]

@@ -448,6 +448,7 @@ pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config:
         decision_threshold: config.decision_threshold as f32,
         min_confidence: config.min_confidence.unwrap_or(0.0) as f32,
         head_features: model.head_features(),
+        entity_aggregation: Default::default(),
     }
 }
 

@@ -443,6 +443,7 @@ mod tests {
             max_seq_len: 16,
             stride: 2,
             aggregation: crate::pipeline::aggregate::Aggregation::Mean,
+            entity_aggregation: Default::default(),
             decision_threshold: 0.5,
             min_confidence: 0.0,
             base_model: "tiny".into(),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::{BertConfig, HeadFeatures};
 use crate::pipeline::aggregate::Aggregation;
+use crate::pipeline::entities::EntityAggregation;
 use crate::pipeline::pool::Pooling;
 
 /// The bundle layout this runtime writes.
@@ -29,6 +30,9 @@ pub enum Task {
     Binary,
     /// Any number of labels at once (sigmoid per label).
     Multilabel,
+    /// A label per token (softmax), grouped into entities: NER, de-identification.
+    #[serde(rename = "token-classification")]
+    TokenClassification,
 }
 
 impl Task {
@@ -38,6 +42,7 @@ impl Task {
             Task::Classification => "classification",
             Task::Binary => "binary",
             Task::Multilabel => "multilabel",
+            Task::TokenClassification => "token-classification",
         }
     }
 }
@@ -50,7 +55,10 @@ impl std::str::FromStr for Task {
             "classification" => Ok(Task::Classification),
             "binary" => Ok(Task::Binary),
             "multilabel" => Ok(Task::Multilabel),
-            other => Err(format!("unknown task {other:?}: use embedding, classification, binary or multilabel")),
+            "token-classification" | "token_classification" | "ner" => Ok(Task::TokenClassification),
+            other => Err(format!(
+                "unknown task {other:?}: use embedding, classification, binary, multilabel or token-classification"
+            )),
         }
     }
 }
@@ -125,6 +133,10 @@ pub struct Manifest {
     /// Tokens shared by consecutive windows of a long note.
     pub stride: usize,
     pub aggregation: Aggregation,
+    /// Token classification: how token labels become entities (transformers'
+    /// `aggregation_strategy`). Absent before the task existed.
+    #[serde(default)]
+    pub entity_aggregation: EntityAggregation,
     /// Binary / multi-label: probability at or above which an output is positive.
     pub decision_threshold: f32,
     /// A prediction whose probability is below this is flagged `uncertain` (0 = never).
@@ -152,12 +164,14 @@ impl Manifest {
         check_version(self.format_version)?;
         self.config.validate()?;
         self.aggregation.validate()?;
-        if self.max_seq_len > self.config.max_position_embeddings {
+        if self.max_seq_len > self.config.max_positions() {
             return Err(Error::manifest(
                 "max_seq_len",
                 format!(
-                    "{} exceeds the model's max_position_embeddings {}",
-                    self.max_seq_len, self.config.max_position_embeddings
+                    "{} exceeds the model's {} positions (max_position_embeddings {})",
+                    self.max_seq_len,
+                    self.config.max_positions(),
+                    self.config.max_position_embeddings
                 ),
             ));
         }
@@ -174,6 +188,7 @@ impl Manifest {
             Task::Classification => n >= 2 && self.head_outputs == n,
             Task::Binary => n == 2 && (self.head_outputs == 1 || self.head_outputs == 2),
             Task::Multilabel => n >= 1 && self.head_outputs == n,
+            Task::TokenClassification => n >= 1 && self.head_outputs == n,
         };
         if !outputs_ok {
             return Err(Error::manifest(

@@ -18,6 +18,7 @@ use crate::bundle::{Manifest, Quantization, SpecialTokens, Task, FORMAT_VERSION}
 use crate::error::{Error, Result};
 use crate::model::{BertConfig, HeadFeatures, Weights};
 use crate::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
+use crate::pipeline::entities::EntityAggregation;
 use crate::pipeline::pool::Pooling;
 use crate::pipeline::tokenize::check_tokenizer_fits;
 
@@ -62,6 +63,9 @@ pub struct ServingSettings {
     /// What the classifier reads (absent: `pooler`, what runs before the field existed meant).
     #[serde(default)]
     pub head_features: HeadFeatures,
+    /// Token classification: how token labels become entities.
+    #[serde(default)]
+    pub entity_aggregation: EntityAggregation,
 }
 
 impl ServingSettings {
@@ -75,6 +79,7 @@ impl ServingSettings {
             decision_threshold: self.decision_threshold,
             min_confidence: self.min_confidence,
             head_features: self.head_features,
+            entity_aggregation: self.entity_aggregation,
             ..manifest
         }
     }
@@ -193,11 +198,14 @@ impl Checkpoint {
         })
     }
 
-    /// The manifest this checkpoint gets by default: a classifier if it has a `classifier`
-    /// head, else an embedding model; windows as long as the model allows (sentence-
-    /// transformers' limit if it sets one).
+    /// The manifest this checkpoint gets by default: a token classifier if config.json
+    /// names a `…ForTokenClassification`, else a classifier if it has a classifier head, else
+    /// an embedding model; windows as long as the model allows (sentence-transformers' limit
+    /// if it sets one).
     pub fn default_manifest(&self, quantization: Quantization) -> Result<Manifest> {
-        let head_outputs = match self.weights.get_any("classifier.weight") {
+        let token_head = self.config.is_token_classifier();
+        let output_layer = if token_head { "classifier" } else { self.config.architecture().sequence_head_names().1 };
+        let head_outputs = match self.weights.get_any(&format!("{output_layer}.weight")) {
             Ok(w) => w.dims().first().copied().unwrap_or(0),
             Err(_) => 0,
         };
@@ -207,6 +215,7 @@ impl Checkpoint {
         };
         let task = match (head_outputs, self.config.problem_type.as_deref()) {
             (0, _) => Task::Embedding,
+            _ if token_head => Task::TokenClassification,
             (_, Some("multi_label_classification")) => Task::Multilabel,
             (1, _) => Task::Binary,
             _ => Task::Classification,
@@ -216,7 +225,7 @@ impl Checkpoint {
         } else {
             labels
         };
-        let max_seq_len = self.max_seq_length.unwrap_or(512).min(self.config.max_position_embeddings);
+        let max_seq_len = self.max_seq_length.unwrap_or(512).min(self.config.max_positions());
         let aggregation = match task {
             Task::Binary | Task::Multilabel => Aggregation::Clinicalbert { c: CLINICALBERT_DEFAULT_C },
             _ => Aggregation::Mean,
@@ -235,6 +244,7 @@ impl Checkpoint {
                 // An eighth of a window: enough context across a cut, little repeated work.
                 stride: max_seq_len / 8,
                 aggregation,
+                entity_aggregation: EntityAggregation::default(),
                 decision_threshold: 0.5,
                 min_confidence: 0.0,
                 base_model: self.config.name_or_path.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {

@@ -110,14 +110,14 @@ impl GpuBert {
         head_spec: Option<(usize, HeadFeatures)>,
     ) -> Result<Self> {
         c.validate()?;
-        if c.head_dim() > MAX_HEAD_DIM || c.max_position_embeddings > MAX_SEQ {
+        if c.head_dim() > MAX_HEAD_DIM || c.max_positions() > MAX_SEQ {
             return Err(Error::Gpu(format!(
                 "head size {} / {} positions exceed the kernels' {MAX_HEAD_DIM} / {MAX_SEQ}",
                 c.head_dim(),
-                c.max_position_embeddings
+                c.max_positions()
             )));
         }
-        let kernels = Kernels::new(&ctx, c.max_position_embeddings).await?;
+        let kernels = Kernels::new(&ctx, c.max_positions()).await?;
         let ctx2 = ctx.clone();
         let parts = ctx.scoped("uploading the weights", move || Self::upload(&ctx2, w, c, head_spec)).await??;
         let (word_embeddings, position_embeddings, token_type_row, embedding_norm, layers, head) = parts;
@@ -179,8 +179,10 @@ impl GpuBert {
         let word = w.get("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
         let word_embeddings = ctx.upload_matrix("word_embeddings", &[("embeddings.word_embeddings.weight", word)])?;
         let positions = f32s(w, "embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?;
+        // From RoBERTa's first position on (see `Bert`'s embeddings): position i is row i.
+        let positions = &positions[c.position_offset() * h..];
         let token_types = f32s(w, "embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
-        let position_embeddings = ctx.upload_f32("position_embeddings", &positions)?;
+        let position_embeddings = ctx.upload_f32("position_embeddings", positions)?;
         let token_type_row = ctx.upload_f32("token_type_embeddings", &token_types[..h])?;
         let embedding_norm = norm("embeddings.LayerNorm")?;
 
@@ -197,16 +199,17 @@ impl GpuBert {
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
+        let (pooler_name, output_name) = c.architecture().sequence_head_names();
         let head = match head {
             None => None,
             Some((n, features)) => Some(GpuHead {
                 features,
-                pooler: if features == HeadFeatures::Pooler && w.contains("pooler.dense.weight") {
-                    Some(linear(&["pooler.dense".to_string()], h, h)?)
+                pooler: if features == HeadFeatures::Pooler && w.contains(&format!("{pooler_name}.weight")) {
+                    Some(linear(&[pooler_name.to_string()], h, h)?)
                 } else {
                     None
                 },
-                classifier: linear(&["classifier".to_string()], n, h)?,
+                classifier: linear(&[output_name.to_string()], n, h)?,
             }),
         };
         Ok((word_embeddings, position_embeddings, token_type_row, embedding_norm, layers, head))
@@ -279,10 +282,10 @@ impl GpuBert {
             return Ok(Vec::new());
         }
         let c = &self.config;
-        if seq_len > c.max_position_embeddings {
+        if seq_len > c.max_positions() {
             return Err(Error::Window(format!(
                 "a window of {seq_len} tokens is longer than the model's {} positions",
-                c.max_position_embeddings
+                c.max_positions()
             )));
         }
         if output == GpuOutput::Logits && self.head.is_none() {

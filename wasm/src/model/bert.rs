@@ -1,4 +1,5 @@
-//! The BERT encoder: Bedside's one model definition.
+//! The BERT encoder: Bedside's one model definition (RoBERTa and XLM-RoBERTa are the same
+//! graph: their position ids and head names come from [`Architecture`]).
 //!
 //! Follows Hugging Face `modeling_bert.py` (BertEmbeddings → BertLayer × N; each layer is
 //! self-attention + output projection + LayerNorm, then intermediate + GELU + output +
@@ -11,7 +12,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
-use super::config::{Activation, BertConfig};
+use super::config::{Activation, Architecture, BertConfig};
 use super::mode::Mode;
 use super::ops;
 use super::packed::dense::Dense;
@@ -140,7 +141,11 @@ impl Embeddings {
         let token_types = w.get_f32("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
         Ok(Self {
             word_embeddings,
-            position_embeddings: w.get_f32("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?,
+            // RoBERTa's first token reads row `padding_idx + 1`: keep the rows from there, so
+            // position `i` is row `i` of this table for every architecture.
+            position_embeddings: w
+                .get_f32("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?
+                .narrow(0, c.position_offset(), c.max_positions())?,
             token_type_row: token_types.get(0)?,
             layer_norm: LayerNorm::load(w, "embeddings.LayerNorm", h, c.layer_norm_eps)?,
         })
@@ -427,7 +432,9 @@ impl std::str::FromStr for HeadFeatures {
     }
 }
 
-/// Sequence-classification head: the [`HeadFeatures`] it reads, then `classifier`.
+/// Sequence-classification head: the [`HeadFeatures`] it reads, then the output layer.
+/// BERT: `pooler.dense` + tanh on [CLS], then `classifier`; RoBERTa: `classifier.dense` +
+/// tanh on `<s>`, then `classifier.out_proj` (names from [`Architecture::sequence_head_names`]).
 #[derive(Debug, Clone)]
 pub struct SequenceHead {
     /// Loaded only when the features go through it.
@@ -436,22 +443,26 @@ pub struct SequenceHead {
     num_outputs: usize,
     features: HeadFeatures,
     dropout: f64,
+    /// RoBERTa's head also drops out the `<s>` state before its dense layer.
+    dropout_before_pooler: bool,
 }
 
 impl SequenceHead {
     pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize, features: HeadFeatures) -> Result<Self> {
         let h = config.hidden_size;
-        let pooler = if features == HeadFeatures::Pooler && w.contains("pooler.dense.weight") {
-            Some(Linear::load(w, "pooler.dense", h, h)?)
+        let (pooler_name, output_name) = config.architecture().sequence_head_names();
+        let pooler = if features == HeadFeatures::Pooler && w.contains(&format!("{pooler_name}.weight")) {
+            Some(Linear::load(w, pooler_name, h, h)?)
         } else {
             None
         };
         Ok(Self {
             pooler,
-            classifier: Linear::load(w, "classifier", num_outputs, h)?,
+            classifier: Linear::load(w, output_name, num_outputs, h)?,
             num_outputs,
             features,
             dropout: config.hidden_dropout_prob,
+            dropout_before_pooler: config.architecture() == Architecture::Roberta,
         })
     }
 
@@ -472,17 +483,75 @@ impl SequenceHead {
     /// [`SequenceHead::forward`] with dropout before the classifier in training, as in
     /// `BertForSequenceClassification`.
     pub fn forward_t(&self, hidden: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
-        let pooled = self.features(hidden, mask)?;
+        let pooled = self.features_t(hidden, mask, mode)?;
         self.classifier.forward_t(&mode.dropout(&pooled, self.dropout)?, mode)
     }
 
     /// What the classifier layer sees ([batch, hidden]). A frozen-encoder probe fits its
     /// logistic regression on these, so its weights drop in as this head's classifier.
     pub fn features(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.features_t(hidden, mask, Mode::Eval)
+    }
+
+    fn features_t(&self, hidden: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
         let pooled = pool(hidden, mask, self.features.pooling())?.contiguous()?;
         match &self.pooler {
-            Some(p) => Ok(p.forward(&pooled)?.tanh()?),
+            Some(p) => {
+                let pooled = if self.dropout_before_pooler { mode.dropout(&pooled, self.dropout)? } else { pooled };
+                Ok(p.forward(&pooled)?.tanh()?)
+            }
             None => Ok(pooled),
         }
+    }
+}
+
+/// The head on top of the encoder: one vector per window (sequence classification) or one
+/// per token (token classification).
+#[derive(Debug, Clone)]
+pub enum Head {
+    Sequence(SequenceHead),
+    Token(TokenHead),
+}
+
+impl Head {
+    pub fn num_outputs(&self) -> usize {
+        match self {
+            Head::Sequence(h) => h.num_outputs(),
+            Head::Token(h) => h.num_outputs(),
+        }
+    }
+}
+
+/// Token-classification head (`BertForTokenClassification`, `RobertaForTokenClassification`):
+/// `classifier` on every token state, dropout before it in training.
+#[derive(Debug, Clone)]
+pub struct TokenHead {
+    classifier: Linear,
+    num_outputs: usize,
+    dropout: f64,
+}
+
+impl TokenHead {
+    pub fn load(w: &Weights, config: &BertConfig, num_outputs: usize) -> Result<Self> {
+        Ok(Self {
+            classifier: Linear::load(w, "classifier", num_outputs, config.hidden_size)?,
+            num_outputs,
+            dropout: config.hidden_dropout_prob,
+        })
+    }
+
+    pub fn num_outputs(&self) -> usize {
+        self.num_outputs
+    }
+
+    /// hidden: [batch, seq, hidden] → logits [batch, seq, num_outputs].
+    pub fn forward(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.forward_t(hidden, Mode::Eval)
+    }
+
+    pub fn forward_t(&self, hidden: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (batch, seq, h) = hidden.dims3()?;
+        let flat = mode.dropout(&hidden.reshape((batch * seq, h))?, self.dropout)?;
+        Ok(self.classifier.forward_t(&flat, mode)?.reshape((batch, seq, self.num_outputs))?)
     }
 }

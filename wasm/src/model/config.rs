@@ -1,7 +1,9 @@
 //! `BertConfig`: the encoder's hyper-parameters, read from a Hugging Face `config.json`
 //! and stored verbatim (as JSON) in the bundle's manifest.
 //!
-//! Mirrors `transformers.BertConfig`; `Default` is bert-base-uncased.
+//! Mirrors `transformers.BertConfig`; `Default` is bert-base-uncased. RoBERTa and
+//! XLM-RoBERTa configs have the same fields and graph; their [`Architecture`] (from
+//! `model_type`) says where they differ: position ids and head names.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,7 +72,53 @@ impl Default for BertConfig {
     }
 }
 
-/// Architectures whose encoder is a plain BERT with the tensor names we read.
+/// The encoder families Bedside runs: one graph (`model/bert.rs`), two ways of numbering
+/// positions and naming the sequence head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    Bert,
+    /// RoBERTa and XLM-RoBERTa (`model_type` "roberta" / "xlm-roberta").
+    Roberta,
+}
+
+impl Architecture {
+    /// From config.json's `model_type` (an empty one, in old BERT configs, means BERT).
+    pub fn from_model_type(model_type: &str) -> Option<Self> {
+        match model_type {
+            "" | "bert" => Some(Architecture::Bert),
+            "roberta" | "xlm-roberta" => Some(Architecture::Roberta),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::Roberta => "roberta",
+        }
+    }
+
+    /// The prefix `…ForSequenceClassification`/`…ForTokenClassification` put before the
+    /// encoder's names.
+    pub fn weight_prefix(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert.",
+            Architecture::Roberta => "roberta.",
+        }
+    }
+
+    /// Names of a sequence head's layers: the dense+tanh layer before the output (BERT's
+    /// pooler; RoBERTa's `classifier.dense`, on the `<s>` state) and the output layer.
+    pub fn sequence_head_names(self) -> (&'static str, &'static str) {
+        match self {
+            Architecture::Bert => ("pooler.dense", "classifier"),
+            Architecture::Roberta => ("classifier.dense", "classifier.out_proj"),
+        }
+    }
+}
+
+/// Architectures whose encoder is a plain BERT or RoBERTa with the tensor names we read.
 const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "BertModel",
     "BertForSequenceClassification",
@@ -81,6 +129,14 @@ const SUPPORTED_ARCHITECTURES: &[&str] = &[
     "BertForQuestionAnswering",
     "BertForNextSentencePrediction",
     "BertLMHeadModel",
+    "RobertaModel",
+    "RobertaForSequenceClassification",
+    "RobertaForTokenClassification",
+    "RobertaForMaskedLM",
+    "XLMRobertaModel",
+    "XLMRobertaForSequenceClassification",
+    "XLMRobertaForTokenClassification",
+    "XLMRobertaForMaskedLM",
 ];
 
 impl BertConfig {
@@ -99,7 +155,7 @@ impl BertConfig {
             .unwrap_or_default();
         let arch_ok =
             architectures.is_empty() || architectures.iter().any(|a| SUPPORTED_ARCHITECTURES.contains(&a.as_str()));
-        if !(model_type.is_empty() || model_type == "bert") || !arch_ok {
+        if Architecture::from_model_type(&model_type).is_none() || !arch_ok {
             return Err(Error::UnsupportedArchitecture { found: architectures.join(", "), model_type });
         }
         let config: BertConfig = serde_json::from_value(raw)
@@ -124,6 +180,15 @@ impl BertConfig {
                 return Err(Error::config(field, "must be positive"));
             }
         }
+        if Architecture::from_model_type(self.model_type.as_deref().unwrap_or("")).is_none() {
+            return Err(Error::config("model_type", "must be bert, roberta or xlm-roberta"));
+        }
+        if self.max_positions() == 0 {
+            return Err(Error::config(
+                "max_position_embeddings",
+                format!("{} rows leave no position after RoBERTa's offset {}", self.max_position_embeddings, self.position_offset()),
+            ));
+        }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::config(
                 "num_attention_heads",
@@ -140,6 +205,30 @@ impl BertConfig {
             ));
         }
         Ok(())
+    }
+
+    pub fn architecture(&self) -> Architecture {
+        // `validate`/`from_json` refused any other model_type.
+        Architecture::from_model_type(self.model_type.as_deref().unwrap_or("")).unwrap_or(Architecture::Bert)
+    }
+
+    /// Row of the position table the first token reads. RoBERTa numbers positions from
+    /// `padding_idx + 1` (its padding takes row `padding_idx`); BERT from 0.
+    pub fn position_offset(&self) -> usize {
+        match self.architecture() {
+            Architecture::Bert => 0,
+            Architecture::Roberta => self.pad_token_id + 1,
+        }
+    }
+
+    /// The longest window the position table allows: 512 for roberta-base's 514 rows.
+    pub fn max_positions(&self) -> usize {
+        self.max_position_embeddings.saturating_sub(self.position_offset())
+    }
+
+    /// Whether a checkpoint names itself a token classifier (`…ForTokenClassification`).
+    pub fn is_token_classifier(&self) -> bool {
+        self.architectures.iter().any(|a| a.ends_with("ForTokenClassification"))
     }
 
     pub fn head_dim(&self) -> usize {
@@ -178,6 +267,24 @@ mod tests {
         .unwrap();
         assert_eq!(c.hidden_act, Activation::GeluApproximate);
         assert_eq!(c.labels().unwrap(), vec!["a", "b", "c", "k"]);
+    }
+
+    #[test]
+    fn roberta_numbers_positions_after_padding() {
+        let c = BertConfig::from_json(
+            r#"{"model_type":"roberta","architectures":["RobertaForTokenClassification"],"pad_token_id":1,
+               "max_position_embeddings":514,"type_vocab_size":1}"#,
+            "config.json",
+        )
+        .unwrap();
+        assert_eq!(c.architecture(), Architecture::Roberta);
+        assert_eq!((c.position_offset(), c.max_positions()), (2, 512));
+        assert!(c.is_token_classifier());
+        let bert = BertConfig::from_json(r#"{"architectures":["BertModel"]}"#, "c.json").unwrap();
+        assert_eq!((bert.architecture(), bert.position_offset(), bert.max_positions()), (Architecture::Bert, 0, 512));
+        let err = BertConfig::from_json(r#"{"model_type":"roberta","pad_token_id":1,"max_position_embeddings":2}"#, "c.json")
+            .unwrap_err();
+        assert_eq!(err.code(), "config");
     }
 
     #[test]

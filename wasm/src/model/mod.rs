@@ -11,8 +11,8 @@ mod simd;
 pub mod train_ops;
 pub mod weights;
 
-pub use bert::{Bert, HeadFeatures, SequenceHead};
-pub use config::{Activation, BertConfig};
+pub use bert::{Bert, Head, HeadFeatures, SequenceHead, TokenHead};
+pub use config::{Activation, Architecture, BertConfig};
 pub use mode::{DropoutRng, Mode, Precision};
 pub use random::random_weights;
 pub use rng::SplitMix64;

@@ -3,7 +3,8 @@
 //! Canonical names are the Hugging Face `BertModel` names without any wrapper prefix
 //! (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
 //! `pooler.dense.weight`, `classifier.weight`). Checkpoints saved from
-//! `BertForSequenceClassification` (`bert.` prefix), sentence-transformers (`0.auto_model.`),
+//! `BertForSequenceClassification` (`bert.` prefix), RoBERTa's heads (`roberta.`),
+//! sentence-transformers (`0.auto_model.`),
 //! and old TF conversions (`LayerNorm.gamma`/`beta`) are mapped onto them by [`canonical_name`].
 //! The loader, the bundle writer and the model all speak these names.
 
@@ -16,7 +17,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::error::{Error, Result};
 
 /// Wrapper prefixes that different heads and libraries put in front of the encoder's names.
-const WRAPPER_PREFIXES: &[&str] = &["bert.", "0.auto_model.", "auto_model.", "model."];
+const WRAPPER_PREFIXES: &[&str] = &["bert.", "roberta.", "0.auto_model.", "auto_model.", "model."];
 
 /// Maps a checkpoint tensor name onto Bedside's canonical name.
 pub fn canonical_name(name: &str) -> String {

@@ -3,15 +3,17 @@
 //! Wraps the `tokenizers` crate with the tokenizer JSON stored in the bundle, so native and
 //! browser builds split text identically. Special tokens are not added here: windowing adds
 //! [CLS]/[SEP] around each window. The wasm build encodes BERT WordPiece tokenizers with
-//! [`super::wordpiece`] instead (the same ids and offsets, without the crate's 1.7 MB).
+//! [`super::wordpiece`] and byte-level BPE ones (RoBERTa, GPT-2) with [`super::bpe`] instead
+//! (the same ids and offsets, without the crate's 1.7 MB): [`BrowserTokenizer`].
 
 use tokenizers::Tokenizer;
 
 #[cfg(not(target_arch = "wasm32"))]
 type Inner = Tokenizer;
 #[cfg(target_arch = "wasm32")]
-type Inner = super::wordpiece::WordPiece;
+type Inner = BrowserTokenizer;
 
+use super::subword::SubwordRule;
 use crate::error::{Error, Result};
 
 /// Rows of an embedding table a tokenizer can index: its largest token id, added tokens
@@ -66,6 +68,7 @@ pub struct SpecialIds {
 pub struct TextTokenizer {
     inner: Inner,
     special: SpecialIds,
+    subword: SubwordRule,
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -101,7 +104,14 @@ impl TextTokenizer {
                 .ok_or_else(|| Error::Tokenizer(format!("special token {token:?} is not in the vocabulary")))
         };
         let special = SpecialIds { cls: id(cls)?, sep: id(sep)?, pad: id(pad)? };
-        Ok(Self { inner, special })
+        let subword = subword_rule(&inner);
+        Ok(Self { inner, special, subword })
+    }
+
+    /// Whether token `id`, covering `text[start..end]`, continues the previous token's word
+    /// (transformers' rule; see [`SubwordRule`]).
+    pub fn is_subword(&self, id: u32, text: &str, start: usize, end: usize) -> bool {
+        self.subword.is_subword(id, text, start, end)
     }
 
     pub fn special_ids(&self) -> SpecialIds {
@@ -144,6 +154,119 @@ impl TextTokenizer {
             return Err(Error::EmptyText { index });
         }
         Ok(tokens)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn subword_rule(tokenizer: &Tokenizer) -> SubwordRule {
+    use tokenizers::models::ModelWrapper;
+    let (prefix, unk) = match tokenizer.get_model() {
+        ModelWrapper::WordPiece(wp) => (Some(wp.continuing_subword_prefix.clone()), Some(wp.unk_token.clone())),
+        ModelWrapper::BPE(bpe) => (bpe.continuing_subword_prefix.clone(), bpe.unk_token.clone()),
+        _ => (None, None),
+    };
+    let vocab = tokenizer.get_vocab(true);
+    let unk = unk.and_then(|u| tokenizer.token_to_id(&u));
+    SubwordRule::new(vocab.iter().map(|(t, &id)| (t.as_str(), id)), prefix.is_some_and(|p| !p.is_empty()), unk)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn subword_rule(inner: &Inner) -> SubwordRule {
+    inner.subword_rule()
+}
+
+/// The wasm build's tokenizer, picked by the tokenizer JSON's `model.type`: "BPE" (or a
+/// model with `merges`) is read as a byte-level BPE, anything else as BERT WordPiece (each
+/// refuses what it does not read). Natively only tests build it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+#[derive(Debug, Clone)]
+pub(crate) enum BrowserTokenizer {
+    /// With each id's vocabulary string (added tokens first), for [`Self::id_to_token`].
+    WordPiece(super::wordpiece::WordPiece, std::collections::HashMap<u32, String>),
+    ByteLevelBpe(super::bpe::ByteLevelBpe),
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+impl BrowserTokenizer {
+    pub fn from_json(json: &str) -> Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Head {
+            model: Model,
+            #[serde(default)]
+            added_tokens: Vec<Added>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Model {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+            merges: Option<serde::de::IgnoredAny>,
+            #[serde(default)]
+            vocab: std::collections::HashMap<String, u32>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Added {
+            id: u32,
+            content: String,
+        }
+        let head: Head =
+            serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
+        if head.model.kind.as_deref() == Some("BPE") || (head.model.kind.is_none() && head.model.merges.is_some()) {
+            return Ok(Self::ByteLevelBpe(super::bpe::ByteLevelBpe::from_json(json)?));
+        }
+        let model = super::wordpiece::WordPiece::from_json(json)?;
+        // WordPiece's ids: the model's, then an added token's own where the model lacks it.
+        let mut tokens: std::collections::HashMap<u32, String> =
+            head.model.vocab.iter().map(|(t, &id)| (id, t.clone())).collect();
+        for t in head.added_tokens.into_iter().filter(|t| !t.content.is_empty()) {
+            let id = head.model.vocab.get(&t.content).copied().unwrap_or(t.id);
+            tokens.insert(id, t.content);
+        }
+        Ok(Self::WordPiece(model, tokens))
+    }
+
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        match self {
+            Self::WordPiece(m, _) => m.token_to_id(token),
+            Self::ByteLevelBpe(m) => m.token_to_id(token),
+        }
+    }
+
+    /// The vocabulary string of token `id` (as `Tokenizer::id_to_token`: byte-level BPE
+    /// strings are in GPT-2's byte-to-char form, `Ġ` for a space).
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        match self {
+            Self::WordPiece(_, tokens) => tokens.get(&id).map(String::as_str),
+            Self::ByteLevelBpe(m) => m.id_to_token(id),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Self::WordPiece(m, _) => m.vocab_size(),
+            Self::ByteLevelBpe(m) => m.vocab_size(),
+        }
+    }
+
+    pub fn id_span(&self) -> u64 {
+        match self {
+            Self::WordPiece(m, _) => m.id_span(),
+            Self::ByteLevelBpe(m) => m.id_span(),
+        }
+    }
+
+    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+        match self {
+            Self::WordPiece(m, _) => m.encode(text),
+            Self::ByteLevelBpe(m) => m.encode(text),
+        }
+    }
+
+    /// transformers' subword rule: WordPiece marks continuations; byte-level BPE does not.
+    pub fn subword_rule(&self) -> SubwordRule {
+        match self {
+            Self::WordPiece(m, _) => m.subword_rule(),
+            Self::ByteLevelBpe(m) => SubwordRule::new(std::iter::empty(), false, m.unk_id()),
+        }
     }
 }
 

@@ -153,6 +153,12 @@ impl WordPiece {
         })
     }
 
+    /// transformers' subword rule for this tokenizer: WordPiece marks continuations.
+    pub fn subword_rule(&self) -> super::subword::SubwordRule {
+        let unk = self.vocab.get(&self.unk).copied();
+        super::subword::SubwordRule::new(self.vocab.iter().map(|(t, &id)| (t.as_str(), id)), !self.prefix.is_empty(), unk)
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.vocab.get(token).copied()
     }
