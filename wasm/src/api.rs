@@ -9,6 +9,9 @@ use crate::bundle::Pin;
 use crate::error::Error;
 use crate::gpu::Backend;
 use crate::model::QuantizedMatmul;
+use crate::pipeline::entities::{Entity, EntityAggregation};
+use crate::pipeline::redact::Redacted;
+use crate::pipeline::scrub::{PhiKind, ScrubOptions, Scrubber};
 use crate::runtime::Model;
 
 fn js_error(err: Error) -> JsValue {
@@ -137,6 +140,35 @@ impl Bedside {
         })
     }
 
+    /// As `tag`, on any backend: a Promise of the entities.
+    #[wasm_bindgen(js_name = tagAsync)]
+    pub fn tag_async(&self, text: String, aggregation: Option<String>) -> js_sys::Promise {
+        let model = self.model.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let aggregation = parse_aggregation(aggregation.as_deref()).map_err(js_error)?;
+            let entities = model.tag_async(&text, aggregation).await.map_err(js_error)?;
+            to_js(&JsEntities::new(&text, &entities))
+        })
+    }
+
+    /// As `deid`, on any backend: a Promise of the redacted note.
+    #[wasm_bindgen(js_name = deidAsync)]
+    pub fn deid_async(&self, text: String, rules: JsValue) -> js_sys::Promise {
+        let model = self.model.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let scrubber = parse_rules(rules)?;
+            let redacted = model.deid_async(&text, scrubber.as_ref()).await.map_err(js_error)?;
+            to_js(&JsRedacted::new(&text, redacted))
+        })
+    }
+
+    /// The bundle's task: "embedding", "classification", "binary", "multilabel" or
+    /// "token-classification".
+    #[wasm_bindgen(getter)]
+    pub fn task(&self) -> String {
+        self.model.manifest().task.as_str().to_string()
+    }
+
     /// The bundle's manifest (task, labels, pooling, window, thresholds, config …).
     pub fn manifest(&self) -> Result<JsValue, JsValue> {
         to_js(self.model.manifest())
@@ -154,6 +186,32 @@ impl Bedside {
     pub fn classify(&self, text: &str) -> Result<JsValue, JsValue> {
         let prediction = self.model.classify(text).map_err(js_error)?;
         to_js(&prediction)
+    }
+
+    /// The entities of a note (token-classification bundles): `[{label, start, end, score,
+    /// start_char, end_char}]` in note order. `start`/`end` are UTF-8 byte offsets into the
+    /// note, as everywhere in this API; `start_char`/`end_char` are the same span in UTF-16
+    /// code units (JS string indices: `text.slice(e.start_char, e.end_char)`). `aggregation`
+    /// is transformers' `aggregation_strategy` ("none", "simple", "first", "average", "max";
+    /// default: the bundle's `entity_aggregation`). Other bundles: code `wrong_task`.
+    pub fn tag(&self, text: &str, aggregation: Option<String>) -> Result<JsValue, JsValue> {
+        let aggregation = parse_aggregation(aggregation.as_deref()).map_err(js_error)?;
+        let entities = crate::runtime::block_on(self.model.tag_async(text, aggregation)).map_err(js_error)?;
+        to_js(&JsEntities::new(text, &entities))
+    }
+
+    /// De-identifies a note (token-classification bundles): `{text, redactions, counts}`, every
+    /// entity replaced by `[LABEL]`. `rules` adds the pattern scrubber's spans (labelled DATE,
+    /// PHONE, FAX, EMAIL, URL, MRN, AGE_OVER_89, NAME): `true` for all its patterns, or
+    /// `{kinds?: ["date", "phone", …], names?: ["Jane Doe", …]}`; `undefined`/`null`/`false`:
+    /// the model alone. Redactions carry byte offsets into the note (`start`, `end`) and into
+    /// the redacted text (`redacted_start`, `redacted_end`), and the same in UTF-16 code units
+    /// (`start_char`, `end_char`, `redacted_start_char`, `redacted_end_char`). `counts`: spans
+    /// replaced per label. The removed text is in no field.
+    pub fn deid(&self, text: &str, rules: JsValue) -> Result<JsValue, JsValue> {
+        let scrubber = parse_rules(rules)?;
+        let redacted = crate::runtime::block_on(self.model.deid_async(text, scrubber.as_ref())).map_err(js_error)?;
+        to_js(&JsRedacted::new(text, redacted))
     }
 
     /// Token ids the encoder sees for `text` (with [CLS]/[SEP], truncated to one window).
@@ -300,5 +358,158 @@ fn storage(int8: Option<bool>) -> crate::search::Storage {
         crate::search::Storage::Int8
     } else {
         crate::search::Storage::F32
+    }
+}
+
+fn parse_aggregation(aggregation: Option<&str>) -> Result<Option<EntityAggregation>, Error> {
+    match aggregation {
+        None | Some("") => Ok(None),
+        Some(name) => name
+            .parse()
+            .map(Some)
+            .map_err(|message| Error::InvalidArgument { field: "aggregation".into(), message }),
+    }
+}
+
+/// `deid`'s `rules` from JS: nothing, a boolean, or `{kinds, names}`.
+#[derive(serde::Deserialize)]
+struct RulesOptions {
+    kinds: Option<Vec<String>>,
+    names: Option<Vec<String>>,
+}
+
+fn parse_rules(rules: JsValue) -> Result<Option<Scrubber>, JsValue> {
+    let invalid = |message: String| js_error(Error::InvalidArgument { field: "rules".into(), message });
+    if rules.is_undefined() || rules.is_null() {
+        return Ok(None);
+    }
+    if let Some(on) = rules.as_bool() {
+        return Ok(on.then(Scrubber::default));
+    }
+    // serde_wasm_bindgen reads only the fields it knows: a misspelt option would pass silently.
+    if !rules.is_object() || js_sys::Array::is_array(&rules) {
+        return Err(invalid("use true or {kinds?: string[], names?: string[]}".into()));
+    }
+    for key in js_sys::Object::keys(rules.unchecked_ref::<js_sys::Object>()).iter() {
+        if !matches!(key.as_string().as_deref(), Some("kinds" | "names")) {
+            return Err(invalid("an unknown option: use true or {kinds?: string[], names?: string[]}".into()));
+        }
+    }
+    let options: RulesOptions = serde_wasm_bindgen::from_value(rules)
+        .map_err(|_| invalid("use true or {kinds?: string[], names?: string[]}".into()))?;
+    let kinds = match options.kinds {
+        None => ScrubOptions::all(),
+        Some(names) => {
+            let mut kinds = Vec::with_capacity(names.len());
+            for name in &names {
+                // Not echoed: whatever was typed there may be a name.
+                let kind = PhiKind::ALL.into_iter().find(|k| k.as_str() == name.to_ascii_lowercase()).ok_or_else(|| {
+                    let all: Vec<&str> = PhiKind::ALL.iter().map(|k| k.as_str()).collect();
+                    invalid(format!("an unknown kind: use {}", all.join(", ")))
+                })?;
+                kinds.push(kind);
+            }
+            ScrubOptions::only(kinds)
+        }
+    };
+    let scrubber = Scrubber::new(kinds).with_names(options.names.unwrap_or_default()).map_err(js_error)?;
+    Ok(Some(scrubber))
+}
+
+/// UTF-16 offsets (JS string indices) of UTF-8 byte offsets into `text`, in one pass over it.
+/// An offset inside a character counts the whole character before it.
+fn utf16_offsets(text: &str, bytes: &[usize]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..bytes.len()).collect();
+    order.sort_by_key(|&i| bytes[i]);
+    let mut out = vec![0; bytes.len()];
+    let mut chars = text.char_indices().peekable();
+    let mut units = 0;
+    for i in order {
+        while let Some(&(at, c)) = chars.peek() {
+            if at >= bytes[i] {
+                break;
+            }
+            units += c.len_utf16();
+            chars.next();
+        }
+        out[i] = units;
+    }
+    out
+}
+
+#[derive(serde::Serialize)]
+struct JsEntity<'a> {
+    label: &'a str,
+    start: usize,
+    end: usize,
+    score: f32,
+    start_char: usize,
+    end_char: usize,
+}
+
+struct JsEntities;
+
+impl JsEntities {
+    fn new<'a>(text: &str, entities: &'a [Entity]) -> Vec<JsEntity<'a>> {
+        let bytes: Vec<usize> = entities.iter().flat_map(|e| [e.start, e.end]).collect();
+        let chars = utf16_offsets(text, &bytes);
+        entities
+            .iter()
+            .zip(chars.chunks(2))
+            .map(|(e, c)| JsEntity {
+                label: &e.label,
+                start: e.start,
+                end: e.end,
+                score: e.score,
+                start_char: c[0],
+                end_char: c[1],
+            })
+            .collect()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct JsRedaction {
+    label: String,
+    start: usize,
+    end: usize,
+    redacted_start: usize,
+    redacted_end: usize,
+    start_char: usize,
+    end_char: usize,
+    redacted_start_char: usize,
+    redacted_end_char: usize,
+}
+
+#[derive(serde::Serialize)]
+struct JsRedacted {
+    text: String,
+    redactions: Vec<JsRedaction>,
+    counts: std::collections::BTreeMap<String, usize>,
+}
+
+impl JsRedacted {
+    fn new(note: &str, redacted: Redacted) -> Self {
+        let original: Vec<usize> = redacted.redactions.iter().flat_map(|r| [r.start, r.end]).collect();
+        let copy: Vec<usize> = redacted.redactions.iter().flat_map(|r| [r.redacted_start, r.redacted_end]).collect();
+        let original = utf16_offsets(note, &original);
+        let copy = utf16_offsets(&redacted.text, &copy);
+        let redactions = redacted
+            .redactions
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| JsRedaction {
+                label: r.label,
+                start: r.start,
+                end: r.end,
+                redacted_start: r.redacted_start,
+                redacted_end: r.redacted_end,
+                start_char: original[2 * i],
+                end_char: original[2 * i + 1],
+                redacted_start_char: copy[2 * i],
+                redacted_end_char: copy[2 * i + 1],
+            })
+            .collect();
+        JsRedacted { text: redacted.text, redactions, counts: redacted.counts }
     }
 }
