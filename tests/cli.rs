@@ -2,6 +2,8 @@
 //! classify (arguments and CSV, short and 20,000-word notes), and its errors.
 
 mod common;
+// `bedside tag` and `bedside deid`.
+mod tag_cli;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -66,6 +66,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Export(args) => export(args),
         Command::Embed(args) => embed(args),
         Command::Classify(args) => classify(args),
+        Command::Tag(args) => super::tag::tag(args),
+        Command::Deid(args) => super::tag::deid(args),
         Command::Similarity(args) => similarity(args),
         Command::Inspect(args) => inspect(args),
         Command::Search(args) => super::search::run(args),
@@ -133,7 +135,7 @@ pub(super) fn load_model_on(path: &Path, backend: &super::BackendArgs) -> Result
 }
 
 /// Prints why the model left WebGPU mid-run, if it did.
-fn report_fallback(model: &Model) {
+pub(super) fn report_fallback(model: &Model) {
     if model.switched_to_cpu() {
         let (note, detail) = (model.backend_note().unwrap_or_default(), model.backend_detail().unwrap_or_default());
         eprintln!("bedside: {note} ({detail})");
@@ -407,7 +409,7 @@ fn embed(a: EmbedArgs) -> Result<()> {
 }
 
 /// Notes to classify: (id, text), with the CSV line for errors.
-fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
+pub(super) fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
     let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
     let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
     // The header's cells are not echoed: in a file without a header row they are a note.
@@ -423,6 +425,8 @@ fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(Stri
     for (row, record) in reader.records().enumerate() {
         let line = row + 2;
         let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
+        // A quoted note may span lines: name the line where its record starts.
+        let line = record.position().map_or(line, |p| p.line() as usize);
         let text = record.get(text_index).unwrap_or("").to_string();
         let id = id_index.and_then(|i| record.get(i)).map(str::to_string).unwrap_or_else(|| format!("line {line}"));
         if text.trim().is_empty() {

@@ -3,9 +3,11 @@
 mod commands;
 mod eval_embed;
 mod search;
+mod tag;
 
 use std::path::PathBuf;
 
+use bedside_runtime::pipeline::entities::EntityAggregation;
 use clap::{Args, Parser, Subcommand};
 
 pub use commands::run;
@@ -45,6 +47,12 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Classify notes given as arguments or in a CSV file.
     Classify(ClassifyArgs),
+    /// Find entities (names, dates, …) with a token-classification model: labels and byte
+    /// spans, never the note text.
+    Tag(TagArgs),
+    /// De-identify a CSV of notes: each entity a token-classification model finds (and with
+    /// --rules, each PHI pattern) replaced by [LABEL]; prints counts per label only.
+    Deid(DeidArgs),
     /// Cosine similarity of the embeddings of two texts.
     Similarity(SimilarityArgs),
     /// Print a bundle's metadata.
@@ -388,7 +396,71 @@ pub struct ClassifyArgs {
     pub texts: Vec<String>,
 }
 
-/// Where the encoder runs (`embed`, `classify`, `similarity`, `search`).
+/// transformers' `aggregation_strategy`: how token labels become entities.
+fn parse_entity_aggregation(s: &str) -> Result<EntityAggregation, String> {
+    s.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Bundle file or Hugging Face checkpoint directory with a token-classification head.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Print one JSON object per note (JSON Lines): {"entities": [{"label", "start", "end",
+    /// "score"}]} with UTF-8 byte offsets, plus "id" with --input.
+    #[arg(long)]
+    pub json: bool,
+    /// none, simple, first, average or max [default: the model's, usually simple].
+    #[arg(long, value_parser = parse_entity_aggregation)]
+    pub aggregation: Option<EntityAggregation>,
+    /// CSV file of notes (header row required).
+    #[arg(long, conflicts_with = "texts")]
+    pub input: Option<PathBuf>,
+    /// Column of --input that holds the note text.
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    /// Column of --input with an id to echo back (optional).
+    #[arg(long, default_value = "id")]
+    pub id_col: String,
+    #[arg(required_unless_present = "input")]
+    pub texts: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DeidArgs {
+    /// Bundle file or Hugging Face checkpoint directory with a token-classification head.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// CSV file of notes (header row required).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// The redacted CSV: the input's columns and rows, the text column de-identified
+    /// (replaced atomically: a crash leaves the old file or the whole new one).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also replace what the PHI patterns find (dates, phones, faxes, e-mails, URLs, MRN-like
+    /// ids, ages over 89), as `train --scrub` does.
+    #[arg(long)]
+    pub rules: bool,
+    /// Column of --input that holds the note text.
+    #[arg(long, default_value = "text")]
+    pub text_col: String,
+    /// Column of --input with the note id used in the audit (optional).
+    #[arg(long, default_value = "id")]
+    pub id_col: String,
+    /// none, simple, first, average or max [default: the model's, usually simple].
+    #[arg(long, value_parser = parse_entity_aggregation)]
+    pub aggregation: Option<EntityAggregation>,
+    /// Also write the counts per label, overall and per note id, as JSON (counts only).
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
+}
+
+/// Where the encoder runs (`embed`, `classify`, `tag`, `deid`, `similarity`, `search`).
 #[derive(Debug, Args, Clone)]
 pub struct BackendArgs {
     /// auto: WebGPU on a hardware adapter whose limits fit the model, else the CPU;

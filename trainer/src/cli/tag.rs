@@ -1,0 +1,191 @@
+//! `bedside tag` and `bedside deid`: token-classification models on notes.
+//!
+//! Neither prints note text: `tag` prints labels, byte spans and scores; `deid` writes the
+//! redacted notes to the user's own --out file and prints counts per label only.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use bedside_runtime::pipeline::entities::{Entity, EntityAggregation};
+use bedside_runtime::pipeline::redact::{redact, Redacted};
+use bedside_runtime::pipeline::scrub::{ScrubOptions, Scrubber};
+use bedside_runtime::runtime::block_on;
+use bedside_runtime::{Model, Task};
+use serde::Serialize;
+
+use bedside::durable::write_file_atomic;
+
+use super::commands::{load_model_on, read_notes_csv, report_fallback};
+use super::{DeidArgs, TagArgs};
+
+/// The runtime's `wrong_task` error, before any note is read, for a model without a token head.
+fn require_token_model(model: &Model, path: &Path, operation: &'static str) -> Result<()> {
+    let task = model.manifest().task;
+    if task == Task::TokenClassification {
+        return Ok(());
+    }
+    Err(bedside_runtime::Error::WrongTask {
+        task: task.as_str().to_string(),
+        operation,
+        needs: "a token-classification bundle",
+    })
+    .with_context(|| format!("model {}", path.display()))
+}
+
+fn entities(model: &Model, text: &str, aggregation: EntityAggregation) -> Result<Vec<Entity>> {
+    Ok(block_on(model.tag_async(text, Some(aggregation)))?)
+}
+
+pub(super) fn tag(a: TagArgs) -> Result<()> {
+    let model = load_model_on(&a.model, &a.backend)?;
+    require_token_model(&model, &a.model, "tag")?;
+    let aggregation = a.aggregation.unwrap_or(model.manifest().entity_aggregation);
+    let notes: Vec<(String, String)> = match &a.input {
+        Some(path) => read_notes_csv(path, &a.text_col, &a.id_col)?,
+        None => a.texts.iter().enumerate().map(|(i, t)| (format!("{i}"), t.clone())).collect(),
+    };
+    let mut out = std::io::stdout().lock();
+    for (id, text) in &notes {
+        let found = entities(&model, text, aggregation).with_context(|| format!("note {id}"))?;
+        if a.json {
+            let mut value = serde_json::json!({ "entities": found });
+            if a.input.is_some() {
+                value["id"] = serde_json::Value::String(id.clone());
+            }
+            serde_json::to_writer(&mut out, &value)?;
+            writeln!(out)?;
+        } else if found.is_empty() {
+            writeln!(out, "{id}\t-\tno entities")?;
+        } else {
+            // Positions and labels only: the entity's text is the note's text.
+            for e in &found {
+                writeln!(out, "{id}\t{}\tbytes {}..{}\t{:.3}", e.label, e.start, e.end, e.score)?;
+            }
+        }
+    }
+    report_fallback(&model);
+    Ok(())
+}
+
+/// What `deid` removed, counted: overall and per note. Never the removed text.
+#[derive(Debug, Default, Serialize)]
+struct Audit {
+    input: String,
+    output: String,
+    aggregation: &'static str,
+    rules: bool,
+    notes: usize,
+    spans: usize,
+    counts: BTreeMap<String, usize>,
+    per_note: Vec<NoteAudit>,
+}
+
+#[derive(Debug, Serialize)]
+struct NoteAudit {
+    id: String,
+    line: u64,
+    spans: usize,
+    counts: BTreeMap<String, usize>,
+}
+
+/// A note with the model's entities (and with `rules`, the PHI patterns' spans) replaced by
+/// `[LABEL]`: [`Model::deid`], with an aggregation strategy of the caller's choosing.
+/// `B-`/`I-` prefixes (aggregation `none`) are dropped, so a name reads `[NAME]` whichever
+/// strategy found it.
+fn deidentify(model: &Model, text: &str, aggregation: EntityAggregation, rules: Option<&Scrubber>) -> Result<Redacted> {
+    let mut spans: Vec<(usize, usize, String)> = Vec::new();
+    if !text.trim().is_empty() {
+        for e in entities(model, text, aggregation)? {
+            let label = e.label.strip_prefix("B-").or_else(|| e.label.strip_prefix("I-")).unwrap_or(&e.label);
+            spans.push((e.start, e.end, label.to_string()));
+        }
+    }
+    if let Some(scrubber) = rules {
+        let scrubbed = scrubber.scrub(text);
+        spans.extend(
+            scrubbed
+                .replacements
+                .iter()
+                .map(|r| (r.original_start, r.original_end, r.kind.as_str().to_ascii_uppercase())),
+        );
+    }
+    Ok(redact(text, spans))
+}
+
+pub(super) fn deid(a: DeidArgs) -> Result<()> {
+    let model = load_model_on(&a.model, &a.backend)?;
+    require_token_model(&model, &a.model, "deid")?;
+    let aggregation = a.aggregation.unwrap_or(model.manifest().entity_aggregation);
+    // The same patterns as `train --scrub`.
+    let scrubber = a.rules.then(|| Scrubber::new(ScrubOptions::all()));
+    let path = &a.input;
+
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
+    // The header's cells are not echoed: in a file without a header row they are a note.
+    let text_index = headers.iter().position(|h| h == a.text_col).with_context(|| {
+        format!(
+            "{}:1: no column {:?} in the header row, which has {} column(s); is the first row a header?",
+            path.display(),
+            a.text_col,
+            headers.len()
+        )
+    })?;
+    let id_index = headers.iter().position(|h| h == a.id_col);
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer.write_record(&headers)?;
+    let mut audit = Audit {
+        input: path.display().to_string(),
+        output: a.out.display().to_string(),
+        aggregation: aggregation.as_str(),
+        rules: a.rules,
+        ..Default::default()
+    };
+    for (row, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: record {}", path.display(), row + 1))?;
+        // A quoted note may span lines: the line where its record starts.
+        let line = record.position().map_or(row as u64 + 2, |p| p.line());
+        let id = id_index
+            .and_then(|i| record.get(i))
+            .filter(|id| !id.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("line {line}"));
+        let text = record.get(text_index).unwrap_or("");
+        let redacted = deidentify(&model, text, aggregation, scrubber.as_ref())
+            .with_context(|| format!("{}: note {id} (line {line})", path.display()))?;
+        let cells =
+            record.iter().enumerate().map(|(i, cell)| if i == text_index { redacted.text.as_str() } else { cell });
+        writer.write_record(cells)?;
+        let spans: usize = redacted.counts.values().sum();
+        for (label, n) in &redacted.counts {
+            *audit.counts.entry(label.clone()).or_insert(0) += n;
+        }
+        audit.notes += 1;
+        audit.spans += spans;
+        audit.per_note.push(NoteAudit { id, line, spans, counts: redacted.counts });
+    }
+    let bytes = writer.into_inner().context("writing the redacted CSV")?;
+    write_file_atomic(&a.out, &bytes)?;
+    if let Some(audit_path) = &a.audit {
+        write_file_atomic(audit_path, &serde_json::to_vec_pretty(&audit)?)?;
+    }
+    report_fallback(&model);
+
+    let per_label: Vec<String> = audit.counts.iter().map(|(label, n)| format!("{label} {n}")).collect();
+    println!(
+        "{} notes de-identified (aggregation {}{}): {} spans replaced{}",
+        audit.notes,
+        audit.aggregation,
+        if a.rules { ", with PHI patterns" } else { "" },
+        audit.spans,
+        if per_label.is_empty() { String::new() } else { format!(": {}", per_label.join(", ")) }
+    );
+    println!(
+        "wrote {}{}",
+        a.out.display(),
+        a.audit.as_ref().map(|p| format!(" and {}", p.display())).unwrap_or_default()
+    );
+    Ok(())
+}
