@@ -32,6 +32,9 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Token ids and, per token, the byte range of the text it came from.
+pub type Encoded = (Vec<u32>, Vec<(usize, usize)>);
+
 /// GPT-2's pre-tokenizer regex without the look-ahead (see the module doc).
 const SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
@@ -167,7 +170,7 @@ fn kind(v: &serde_json::Value) -> Option<&str> {
 
 impl ByteLevelBpe {
     pub fn from_json(json: &str) -> Result<Self> {
-        let j: Json = serde_json::from_str(json).map_err(|e| bad(e))?;
+        let j: Json = serde_json::from_str(json).map_err(bad)?;
         if j.version.as_deref().is_some_and(|v| v != "1.0") {
             return Err(bad("unknown tokenizer version"));
         }
@@ -272,8 +275,8 @@ impl ByteLevelBpe {
             let added = Added { content: t.content, id, lstrip: t.lstrip };
             if t.normalized { normalized_added.push(added) } else { raw_added.push(added) }
         }
-        raw_added.sort_by(|a, b| b.content.len().cmp(&a.content.len()));
-        normalized_added.sort_by(|a, b| b.content.len().cmp(&a.content.len()));
+        raw_added.sort_by_key(|t| Reverse(t.content.len()));
+        normalized_added.sort_by_key(|t| Reverse(t.content.len()));
 
         let split = if use_regex {
             Some(Regex::new(SPLIT).map_err(|e| Error::Tokenizer(format!("the split regex does not compile: {e}")))?)
@@ -309,6 +312,11 @@ impl ByteLevelBpe {
         self.added_r.get(&id).or_else(|| self.vocab_r.get(&id)).map(String::as_str)
     }
 
+    /// The model's unknown token's id, if it has one in the vocabulary.
+    pub fn unk_id(&self) -> Option<u32> {
+        self.unk.as_deref().and_then(|t| self.token_to_id(t))
+    }
+
     /// Distinct tokens, added ones included (`get_vocab_size(true)`).
     pub fn vocab_size(&self) -> usize {
         self.vocab.len() + self.added_ids.keys().filter(|t| !self.vocab.contains_key(*t)).count()
@@ -320,7 +328,7 @@ impl ByteLevelBpe {
     }
 
     /// Ids and original byte offsets of `text`, without special tokens around it.
-    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
         // (id, offsets, whether the token's string is the text at `offsets` — an added token's).
         let mut tokens: Vec<(u32, (usize, usize), bool)> = Vec::new();
         for (raw, raw_match) in find_added(text, 0, text.len(), &self.raw_added) {
@@ -635,7 +643,8 @@ mod tests {
         for (name, json) in fixtures() {
             let v: serde_json::Value = serde_json::from_str(json).unwrap();
             let aps = v["pre_tokenizer"]["add_prefix_space"].as_bool().unwrap();
-            let variants: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
+            type Change = Box<dyn Fn(&mut serde_json::Value)>;
+            let variants: Vec<(&str, Change)> = vec![
                 ("add_prefix_space flipped", Box::new(move |j| j["pre_tokenizer"]["add_prefix_space"] = (!aps).into())),
                 ("no regex", Box::new(|j| j["pre_tokenizer"]["use_regex"] = false.into())),
                 ("no post-processor", Box::new(|j| j["post_processor"] = serde_json::Value::Null)),
@@ -680,6 +689,149 @@ mod tests {
                     assert_eq!(offsets, e.get_offsets(), "{name}, {what}: offsets of {text:?}");
                 }
             }
+        }
+    }
+
+    fn roberta() -> serde_json::Value {
+        serde_json::from_str(fixtures()[0].1).unwrap()
+    }
+
+    fn with(change: &dyn Fn(&mut serde_json::Value)) -> String {
+        let mut j = roberta();
+        change(&mut j);
+        j.to_string()
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_read() {
+        for bad in [
+            with(&|j| j["normalizer"] = serde_json::json!({"type": "NFC"})),
+            with(&|j| j["pre_tokenizer"] = serde_json::json!({"type": "Whitespace"})),
+            with(&|j| j["pre_tokenizer"] = serde_json::Value::Null),
+            with(&|j| j["post_processor"] = serde_json::json!({"type": "TemplateProcessing"})),
+            with(&|j| j["model"]["type"] = "Unigram".into()),
+            with(&|j| j["model"]["dropout"] = 0.1.into()),
+            with(&|j| j["model"]["byte_fallback"] = true.into()),
+            with(&|j| j["model"]["continuing_subword_prefix"] = "##".into()),
+            with(&|j| j["model"]["end_of_word_suffix"] = "</w>".into()),
+            with(&|j| j["added_tokens"][4]["rstrip"] = true.into()),
+            with(&|j| j["added_tokens"][0]["single_word"] = true.into()),
+            with(&|j| j["added_tokens"][1]["content"] = "<s>".into()),
+        ] {
+            let err = ByteLevelBpe::from_json(&bad).unwrap_err();
+            assert_eq!(err.code(), "tokenizer");
+            assert!(err.to_string().contains("byte-level BPE"), "{err}");
+        }
+    }
+
+    /// Broken or hostile JSON: errors, never panics, and no token text in the messages.
+    #[test]
+    fn hostile_json_is_an_error() {
+        let huge = format!(r#"{{"model":{{"type":"BPE","vocab":{{"a":0}},"merges":["a a"{}]}}}}"#, ", \"a a\"".repeat(100_000));
+        for bad in [
+            String::new(),
+            "[]".into(),
+            r#"{"model": 5}"#.into(),
+            r#"{"model": {"type": "BPE"}}"#.into(),
+            r#"{"model": {"type": "BPE", "vocab": [], "merges": []}}"#.into(),
+            r#"{"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}}"#.into(),
+            r#"{"model": {"type": "BPE", "vocab": {"a": 4294967296}, "merges": []}}"#.into(),
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}"#.into(),
+            r#"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [5]}}"#.into(),
+            huge,
+            with(&|j| j["model"]["merges"][0] = serde_json::json!(["secret", "x"])),
+            with(&|j| j["model"]["merges"][0] = "secret x".into()),
+            with(&|j| j["model"]["merges"][0] = "a b c".into()),
+            with(&|j| j["model"]["merges"][0] = serde_json::json!(["Ġ", "secret"])),
+            with(&|j| j["model"]["vocab"] = serde_json::json!({"Ġ": 0, "a": 1, "b": 2})),
+            with(&|j| j["pre_tokenizer"]["add_prefix_space"] = "yes".into()),
+            with(&|j| j["pre_tokenizer"].as_object_mut().unwrap().remove("add_prefix_space").map(drop).unwrap()),
+            with(&|j| j["post_processor"]["trim_offsets"] = serde_json::Value::Null),
+            with(&|j| j["added_tokens"] = serde_json::json!([{"content": 7}])),
+            with(&|j| j["version"] = "2.0".into()),
+        ] {
+            let err = ByteLevelBpe::from_json(&bad).unwrap_err();
+            assert_eq!(err.code(), "tokenizer");
+            assert!(!err.to_string().contains("secret"), "{err}");
+            // The dispatch gives the same kind of error.
+            assert!(crate::pipeline::tokenize::BrowserTokenizer::from_json(&bad).is_err());
+        }
+    }
+
+    /// What the tokenizers crate reads without a complaint, read the same way: no unk token
+    /// and bytes missing from the vocabulary (dropped, with the crate's shifted offsets); an
+    /// unk token (fused or not); vocab ids with gaps; added tokens the model lacks.
+    #[test]
+    fn odd_vocabularies_match_the_crate() {
+        let odd = [
+            with(&|j| {
+                let vocab = j["model"]["vocab"].as_object_mut().unwrap();
+                vocab.retain(|t, _| !["Ã", "©", "ä", "Ġ"].contains(&t.as_str()));
+                j["model"]["merges"] = serde_json::json!([]);
+            }),
+            with(&|j| {
+                j["model"]["vocab"].as_object_mut().unwrap().retain(|t, _| t != "©" && t != "ä" && t != "Ġ");
+                j["model"]["merges"] = serde_json::json!([]);
+                j["model"]["unk_token"] = "<unk>".into();
+                j["model"]["fuse_unk"] = true.into();
+            }),
+            with(&|j| {
+                j["model"]["vocab"].as_object_mut().unwrap().retain(|t, _| t != "©" && t != "ä" && t != "Ġ");
+                j["model"]["merges"] = serde_json::json!([]);
+                j["model"]["unk_token"] = "<unk>".into();
+            }),
+            with(&|j| {
+                j["model"]["vocab"].as_object_mut().unwrap().retain(|t, _| !t.starts_with('<'));
+                j["model"]["vocab"]["Ġzz"] = 100_000.into();
+                j["added_tokens"].as_array_mut().unwrap().push(serde_json::json!({"id": 9, "content": "[NEW]", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
+            }),
+        ];
+        for json in odd {
+            let ours = ByteLevelBpe::from_json(&json).unwrap();
+            let theirs = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+            assert_eq!(ours.vocab_size(), theirs.get_vocab_size(true));
+            assert_eq!(ours.id_span(), crate::pipeline::tokenize::tokenizer_id_span(&theirs));
+            for token in ["<s>", "<mask>", "[NEW]", "Ġzz"] {
+                assert_eq!(ours.token_to_id(token), theirs.token_to_id(token), "{token}");
+            }
+            for text in ["Café ©ä x", "  Ää ©© [NEW]<mask> done", "zz <s> zz\t\tzz", "©"] {
+                let (ids, offsets) = ours.encode(text).unwrap();
+                let e = theirs.encode(text, false).unwrap();
+                assert_eq!(ids, e.get_ids(), "ids of {text:?}");
+                assert_eq!(offsets, e.get_offsets(), "offsets of {text:?}");
+            }
+        }
+        // An unk token the vocabulary lacks is an error once it is needed, as in the crate.
+        let json = with(&|j| {
+            j["model"]["vocab"].as_object_mut().unwrap().retain(|t, _| t != "©" && t != "<unk>");
+            j["model"]["unk_token"] = "<unk>".into();
+            j["added_tokens"].as_array_mut().unwrap().retain(|t| t["content"] != "<unk>");
+        });
+        let ours = ByteLevelBpe::from_json(&json).unwrap();
+        assert!(ours.encode("abc").is_ok());
+        assert_eq!(ours.encode("a©").unwrap_err().code(), "tokenizer");
+        assert!(tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap().encode("a©", false).is_err());
+    }
+
+    #[test]
+    fn the_browser_tokenizer_picks_the_model() {
+        use crate::pipeline::tokenize::BrowserTokenizer;
+        let (_, json) = fixtures()[0];
+        let theirs = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        let ours = BrowserTokenizer::from_json(json).unwrap();
+        assert!(matches!(ours, BrowserTokenizer::ByteLevelBpe(_)));
+        let text = "Mr. O'Brien's chest pain  <mask> resolved.";
+        let e = theirs.encode(text, false).unwrap();
+        assert_eq!(ours.encode(text).unwrap(), (e.get_ids().to_vec(), e.get_offsets().to_vec()));
+        assert_eq!(ours.id_to_token(e.get_ids()[1]), theirs.id_to_token(e.get_ids()[1]).as_deref());
+
+        let json = include_str!("../../../models/fixtures/tiny-classifier/tokenizer.json");
+        let theirs = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        let ours = BrowserTokenizer::from_json(json).unwrap();
+        assert!(matches!(ours, BrowserTokenizer::WordPiece(..)));
+        assert_eq!(ours.vocab_size(), theirs.get_vocab_size(true));
+        for id in 0..ours.id_span() as u32 + 2 {
+            assert_eq!(ours.id_to_token(id).map(str::to_string), theirs.id_to_token(id), "{id}");
         }
     }
 }

@@ -118,6 +118,15 @@ impl TextTokenizer {
         self.special
     }
 
+    /// The vocabulary string of token `id` (added tokens included; byte-level BPE strings in
+    /// GPT-2's byte-to-char form, `Ġ` for a space), as `Tokenizer::id_to_token` gives it.
+    pub fn id_to_token(&self, id: u32) -> Option<String> {
+        #[cfg(target_arch = "wasm32")]
+        return self.inner.id_to_token(id).map(str::to_string);
+        #[cfg(not(target_arch = "wasm32"))]
+        self.inner.id_to_token(id)
+    }
+
     pub fn vocab_size(&self) -> usize {
         #[cfg(target_arch = "wasm32")]
         return self.inner.vocab_size();
@@ -183,7 +192,7 @@ fn subword_rule(inner: &Inner) -> SubwordRule {
 pub(crate) enum BrowserTokenizer {
     /// With each id's vocabulary string (added tokens first), for [`Self::id_to_token`].
     WordPiece(super::wordpiece::WordPiece, std::collections::HashMap<u32, String>),
-    ByteLevelBpe(super::bpe::ByteLevelBpe),
+    ByteLevelBpe(Box<super::bpe::ByteLevelBpe>),
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -211,7 +220,7 @@ impl BrowserTokenizer {
         let head: Head =
             serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
         if head.model.kind.as_deref() == Some("BPE") || (head.model.kind.is_none() && head.model.merges.is_some()) {
-            return Ok(Self::ByteLevelBpe(super::bpe::ByteLevelBpe::from_json(json)?));
+            return Ok(Self::ByteLevelBpe(Box::new(super::bpe::ByteLevelBpe::from_json(json)?)));
         }
         let model = super::wordpiece::WordPiece::from_json(json)?;
         // WordPiece's ids: the model's, then an added token's own where the model lacks it.
@@ -254,7 +263,7 @@ impl BrowserTokenizer {
         }
     }
 
-    pub fn encode(&self, text: &str) -> Result<(Vec<u32>, Vec<(usize, usize)>)> {
+    pub fn encode(&self, text: &str) -> Result<super::bpe::Encoded> {
         match self {
             Self::WordPiece(m, _) => m.encode(text),
             Self::ByteLevelBpe(m) => m.encode(text),
