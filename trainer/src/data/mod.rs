@@ -3,6 +3,7 @@
 
 mod dataset;
 mod split;
+pub mod tags;
 
 pub use dataset::{Dataset, DatasetError, Example, Format, LoadOptions, ProblemKind, RowProblem};
 pub use split::{split, Split, SplitError, SplitOptions};
