@@ -3,6 +3,7 @@
 // the only requests are for the page's own files and the model bundle.
 import {
   load, cachedBundles, clearCache, webgpuAvailable, parseDocuments, resultsCsv, topChunk, byteToCharIndex,
+  entitySegments, entityLabels,
 } from './widget/core.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,6 +16,9 @@ let lastSource = null; // {source, cacheKey?} of the loaded model, to reload wit
 let batch = null; // {labels, rows: [{id, text, result}]}
 let docsById = new Map();
 let webgpuText = '';
+let redactedText = null; // the last de-identified copy, for its download button
+const CLASSIFIER_TASKS = ['classification', 'binary', 'multilabel'];
+const isTokenModel = () => model?.manifest.task === 'token-classification';
 
 // ---------- small helpers ----------
 
@@ -41,12 +45,13 @@ function el(tag, props = {}, children = []) {
 
 function setBusy(busy) {
   const hasModel = model !== null;
-  const canClassify = hasModel && model.manifest.task !== 'embedding';
+  const canClassify = hasModel && CLASSIFIER_TASKS.includes(model.manifest.task);
   $('classify-run').disabled = busy || !canClassify;
   $('notes-file').disabled = busy || !canClassify;
   $('index-build').disabled = busy || !hasModel;
   $('search-run').disabled = busy || !hasModel || docsById.size === 0;
   $('compare-run').disabled = busy || !hasModel;
+  $('deid-run').disabled = busy || !isTokenModel();
   $('model-url-load').disabled = busy;
   $('model-file').disabled = busy;
 }
@@ -95,8 +100,11 @@ async function loadModel(source, { cacheKey, quietMissing = false } = {}) {
     show($('classify-result'), false);
     show($('batch-results'), false);
     $('batch-status').textContent = '';
-    $('classify-status').textContent = loaded.manifest.task === 'embedding'
-      ? 'This is an embedding bundle: classifying needs a classifier bundle. Search works.' : '';
+    $('classify-status').textContent = {
+      embedding: 'This is an embedding bundle: classifying needs a classifier bundle. Search works.',
+      'token-classification': 'This is a token-classification bundle: it tags and de-identifies notes (see "De-identify a note"); classifying needs a classifier bundle.',
+    }[loaded.manifest.task] ?? '';
+    showDeidPanel(loaded.manifest.task === 'token-classification');
     clearMap();
     const key = typeof source === 'string' ? source : cacheKey ? `cache:${cacheKey}` : null;
     if (key) localStorage.setItem(LAST_MODEL, key);
@@ -260,7 +268,7 @@ $('note').addEventListener('keydown', (e) => {
 
 async function classifyFile(file) {
   showError($('batch-error'), null);
-  if (!model || model.manifest.task === 'embedding') {
+  if (!model || !CLASSIFIER_TASKS.includes(model.manifest.task)) {
     showError($('batch-error'), new Error('Load a classifier bundle first.'));
     return;
   }
@@ -321,6 +329,86 @@ $('batch-download').addEventListener('click', () => {
   const csv = resultsCsv(batch.labels, batch.rows);
   const url = URL.createObjectURL(new Blob([csv], { type: 'text/csv' }));
   const a = el('a', { href: url, download: 'bedside-results.csv' });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+});
+
+// ---------- de-identify ----------
+
+const ENTITY_COLOURS = 8; // .entity-0 … .entity-7 in style.css
+
+function showDeidPanel(visible) {
+  show($('deid'), visible);
+  show($('deid-nav'), visible);
+  show($('deid-nav-sep'), visible);
+  show($('deid-result'), false);
+  showError($('deid-error'), null);
+  $('deid-status').textContent = '';
+  redactedText = null;
+}
+
+function renderDeid(text, entities, redacted) {
+  const labels = entityLabels([...model.manifest.labels, ...Object.keys(redacted.counts)]);
+  const colour = (label) => `entity-${Math.max(0, labels.indexOf(label.replace(/^[BIES]-/, ''))) % ENTITY_COLOURS}`;
+  const note = $('deid-highlighted');
+  note.replaceChildren(...entitySegments(text, entities).map(({ text: part, entity }) => {
+    if (!entity) return part;
+    const mark = el('mark', { className: `entity ${colour(entity.label)}`, title: `${entity.label} (${pct(entity.score)})` },
+      [part, el('span', { className: 'sr-only', textContent: ` (${entity.label})` })]);
+    mark.dataset.label = entity.label;
+    mark.dataset.start = String(entity.start);
+    mark.dataset.end = String(entity.end);
+    return mark;
+  }));
+  const seen = entityLabels([...entities.map((e) => e.label), ...Object.keys(redacted.counts)]);
+  $('deid-legend').replaceChildren(...seen.map((l) => el('li', {}, [el('span', { className: `swatch entity-swatch ${colour(l)}` }), l])));
+  const rows = Object.entries(redacted.counts).map(([label, n]) => el('tr', {}, [
+    el('td', {}, [el('span', { className: `swatch entity-swatch ${colour(label)}` }), ` ${label}`]),
+    el('td', { className: 'num', textContent: String(n) }),
+  ]));
+  if (!rows.length) rows.push(el('tr', {}, [el('td', { colSpan: 2, textContent: 'Nothing found to redact.' })]));
+  $('deid-counts').querySelector('tbody').replaceChildren(...rows);
+  $('deid-redacted').textContent = redacted.text;
+  redactedText = redacted.text;
+  const box = $('deid-result');
+  box.dataset.json = JSON.stringify({ entities, redactions: redacted.redactions, counts: redacted.counts }); // for tests
+  show(box, true);
+}
+
+async function deidNote() {
+  const text = $('deid-note').value;
+  showError($('deid-error'), null);
+  if (!text.trim()) { showError($('deid-error'), new Error('Type or paste a note first.')); return; }
+  setBusy(true);
+  $('deid-status').textContent = 'De-identifying…';
+  try {
+    const started = performance.now();
+    // The entities the model finds (highlighted), then the redacted copy (with the rules if asked).
+    const entities = await model.tag(text);
+    const redacted = await model.deid(text, { rules: $('deid-rules').checked });
+    renderDeid(text, entities, redacted);
+    const n = redacted.redactions.length;
+    $('deid-status').textContent = `${entities.length} entit${entities.length === 1 ? 'y' : 'ies'}, ${n} span${n === 1 ? '' : 's'} redacted `
+      + `in ${ms(performance.now() - started)} on ${backendName(model.backend)}.`;
+  } catch (e) {
+    $('deid-status').textContent = '';
+    showError($('deid-error'), e);
+  } finally {
+    setBusy(false);
+  }
+}
+
+$('deid-run').addEventListener('click', deidNote);
+$('deid-note').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && !$('deid-run').disabled) deidNote();
+});
+$('deid-download').addEventListener('click', () => {
+  if (redactedText === null) return;
+  // A Blob made here: the copy is saved, not sent anywhere.
+  const url = URL.createObjectURL(new Blob([redactedText], { type: 'text/plain;charset=utf-8' }));
+  const a = el('a', { href: url, download: 'note-redacted.txt' });
   document.body.append(a);
   a.click();
   a.remove();

@@ -4,7 +4,7 @@
 // Bundles come from a URL, a File/Blob or bytes; URLs (and files given a `cacheKey`) are
 // kept in the Cache API so the next visit loads without downloading.
 
-export { parseDocuments, parseCsv, resultsCsv, topChunk, byteToCharIndex } from './docs.js';
+export { parseDocuments, parseCsv, resultsCsv, topChunk, byteToCharIndex, entitySegments, entityLabels } from './docs.js';
 import { threadsFor } from './wasm-build.js';
 
 /** Cache Storage bucket for downloaded bundles. */
@@ -78,6 +78,8 @@ export class BedsideModel {
     this.client = client;
     /** The bundle's manifest: task, labels, max_seq_len, min_confidence, … */
     this.manifest = info.manifest;
+    /** The bundle's task: 'embedding', 'classification', 'binary', 'multilabel' or 'token-classification'. */
+    this.task = info.manifest.task;
     /** "webgpu" or "cpu" (the wasm build). */
     this.backend = info.backend;
     /** Why the model is not on WebGPU although that was asked for, as one plain sentence, else null. */
@@ -106,6 +108,26 @@ export class BedsideModel {
   /** `{label, score, probabilities, labels, uncertain, chunks, ms}` for one note. */
   classify(text) {
     return this.client.call('classify', { text: String(text) });
+  }
+
+  /**
+   * The entities of a note (token-classification bundles): `[{label, start, end, score,
+   * start_char, end_char}]` in note order; `start`/`end` are UTF-8 byte offsets,
+   * `start_char`/`end_char` JS string indices. `aggregation`: transformers'
+   * `aggregation_strategy` ('none' | 'simple' | 'first' | 'average' | 'max'; default the bundle's).
+   */
+  async tag(text, { aggregation } = {}) {
+    return (await this.client.call('tag', { text: String(text), aggregation: aggregation ?? null })).entities;
+  }
+
+  /**
+   * De-identifies a note (token-classification bundles): `{text, redactions, counts, ms}`, each
+   * entity replaced by `[LABEL]`. `rules: true` (or `{kinds, names}`) also replaces what the
+   * pattern rules find (dates, phone and fax numbers, e-mail, URLs, record numbers, ages over 89,
+   * listed names). The removed text is in no field.
+   */
+  deid(text, { rules = false } = {}) {
+    return this.client.call('deid', { text: String(text), rules: rules || null });
   }
 
   /** One result per note, in order; `onProgress({loaded, total})` after each. */
@@ -174,6 +196,8 @@ export const classify = (text) => needModel().classify(text);
 export const embed = (texts) => needModel().embed(texts);
 export const search = (query, options) => needModel().search(query, options);
 export const similarity = (a, b) => needModel().similarity(a, b);
+export const tag = (text, options) => needModel().tag(text, options);
+export const deid = (text, options) => needModel().deid(text, options);
 
 /**
  * Loads a bundle in a new worker and makes it the current model.

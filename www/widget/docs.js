@@ -157,3 +157,28 @@ export function byteToCharIndex(text, byteOffset) {
   const bytes = new TextEncoder().encode(text);
   return new TextDecoder().decode(bytes.subarray(0, byteOffset)).length;
 }
+
+/**
+ * A note cut at its entities, for highlighting: `[{text, entity}]` in order, `entity` null
+ * between entities. Entities need `start_char`/`end_char` (JS string indices, as `tag` gives
+ * them) or byte offsets `start`/`end`; overlapping ones are clipped to what is left.
+ */
+export function entitySegments(text, entities) {
+  const out = [];
+  let at = 0;
+  for (const e of entities) {
+    const start = Math.max(at, Number.isInteger(e.start_char) ? e.start_char : byteToCharIndex(text, e.start));
+    const end = Math.min(text.length, Number.isInteger(e.end_char) ? e.end_char : byteToCharIndex(text, e.end));
+    if (end <= start) continue;
+    if (start > at) out.push({ text: text.slice(at, start), entity: null });
+    out.push({ text: text.slice(start, end), entity: e });
+    at = end;
+  }
+  if (at < text.length) out.push({ text: text.slice(at), entity: null });
+  return out;
+}
+
+/** The labels of entities or counts without a `B-`/`I-` prefix, in first-seen order. */
+export function entityLabels(labels) {
+  return [...new Set(labels.map((l) => l.replace(/^[BIES]-/, '')))].filter((l) => l !== 'O');
+}

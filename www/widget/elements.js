@@ -1,15 +1,17 @@
-// <bedside-classifier> and <bedside-search>: the widget as HTML. Configured by attributes,
+// <bedside-classifier>, <bedside-search> and <bedside-deid>: the widget as HTML. Configured by attributes,
 // rendered in light DOM (plain elements with `bedside-` classes, so the host page styles
 // them and no inline style sheet is needed under a strict CSP), results as DOM events.
 //
 //   <bedside-classifier src="/model.gguf" backend="auto" text="optional note"></bedside-classifier>
 //   (`integrity="sha256-…"` pins the bundle, as on a <script> tag)
 //   <bedside-search src="/model.gguf" k="5" documents="/docs.jsonl"></bedside-search>
+//   <bedside-deid src="/ner.gguf" rules aggregation="simple" text="optional note"></bedside-deid>
 //
 // Events (bubbling, composed): bedside-progress {phase, loaded, total, progress},
 // bedside-load {manifest, backend, checksum}, bedside-result {text, result} (classifier),
-// bedside-ready {length} and bedside-results {query, hits} (search), bedside-error {code, message}.
-import { load, parseDocuments, topChunk, byteToCharIndex } from './core.js';
+// bedside-ready {length} and bedside-results {query, hits} (search), bedside-deid
+// {text, entities, redacted} (de-identification), bedside-error {code, message}.
+import { load, parseDocuments, topChunk, byteToCharIndex, entitySegments, entityLabels } from './core.js';
 
 // Elements with the same bundle and backend share one model (one worker).
 const models = new Map();
@@ -198,7 +200,106 @@ export class BedsideSearchElement extends BedsideElement {
   }
 }
 
+/** How many label colours bedside.css defines (`.bedside-entity-0` … `-7`). */
+const ENTITY_COLOURS = 8;
+
+/**
+ * A note box (token-classification bundle): the note with its entities highlighted (label on
+ * hover and for screen readers), a redacted copy to download, and counts per label.
+ * `rules` (boolean attribute) starts with the pattern rules on; `aggregation` picks how the
+ * highlighted entities are grouped (default: the bundle's).
+ */
+export class BedsideDeidElement extends BedsideElement {
+  connectedCallback() {
+    if (this.built) return;
+    this.built = true;
+    const id = `bedside-deid-note-${++uid}`;
+    this.input = el('textarea', { id, className: 'bedside-input', rows: 5, spellcheck: false, autocomplete: 'off', value: this.getAttribute('text') ?? '' });
+    this.rules = el('input', { type: 'checkbox', checked: this.hasAttribute('rules') });
+    const rulesLabel = el('label', { className: 'bedside-check' }, [this.rules,
+      ' Also apply pattern rules (dates, phone numbers, e-mail, URLs, record numbers, ages over 89)']);
+    this.button = el('button', { type: 'button', className: 'bedside-button', textContent: this.getAttribute('button-label') || 'De-identify' });
+    this.status = el('p', { className: 'bedside-status', role: 'status' });
+    this.output = el('div', { className: 'bedside-output' });
+    this.output.setAttribute('aria-live', 'polite');
+    const label = el('label', { htmlFor: id, textContent: this.getAttribute('label') || 'Note' });
+    this.append(label, this.input, rulesLabel, this.button, this.status, this.output);
+    this.button.addEventListener('click', () => this.deid(this.input.value).catch(() => {}));
+    this.input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) this.button.click();
+    });
+    this.model()
+      .then(() => (this.input.value.trim() ? this.deid(this.input.value) : null))
+      .catch((e) => this.fail(e));
+  }
+
+  /** Finds the entities of `text`, renders them and the redacted copy, emits `bedside-deid`. */
+  async deid(text) {
+    try {
+      if (!String(text).trim()) throw Object.assign(new Error('the note is empty'), { code: 'empty_text' });
+      const model = await this.model();
+      if (model.manifest.task !== 'token-classification') {
+        throw Object.assign(new Error(`this bundle is a ${model.manifest.task} model; de-identification needs a token-classification bundle`),
+          { code: 'wrong_task' });
+      }
+      this.button.disabled = true;
+      const started = performance.now();
+      const entities = await model.tag(text, { aggregation: this.getAttribute('aggregation') || undefined });
+      const redacted = await model.deid(text, { rules: this.rules.checked });
+      this.render(text, entities, redacted, model, performance.now() - started);
+      const detail = { text, entities, redacted };
+      this.emit('bedside-deid', detail);
+      return detail;
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    } finally {
+      this.button.disabled = false;
+    }
+  }
+
+  render(text, entities, redacted, model, ms) {
+    this.status.classList.remove('bedside-error');
+    const n = redacted.redactions.length;
+    this.status.textContent = `${entities.length} entit${entities.length === 1 ? 'y' : 'ies'} found, ${n} span${n === 1 ? '' : 's'} redacted `
+      + `(${ms.toFixed(0)} ms on ${model.backend === 'webgpu' ? 'WebGPU' : 'WASM'})`;
+    const labels = entityLabels([...model.manifest.labels, ...Object.keys(redacted.counts)]);
+    const colour = (label) => `bedside-entity-${Math.max(0, labels.indexOf(label.replace(/^[BIES]-/, ''))) % ENTITY_COLOURS}`;
+    const note = el('p', { className: 'bedside-entities' });
+    note.setAttribute('aria-label', 'Note with the entities found highlighted');
+    for (const { text: part, entity } of entitySegments(text, entities)) {
+      if (!entity) { note.append(part); continue; }
+      const mark = el('mark', { className: `bedside-entity ${colour(entity.label)}`, title: `${entity.label} (${(entity.score * 100).toFixed(0)}%)` },
+        [part, el('span', { className: 'bedside-sr', textContent: ` (${entity.label})` })]);
+      mark.dataset.label = entity.label;
+      note.append(mark);
+    }
+    const counts = el('ul', { className: 'bedside-counts' });
+    counts.setAttribute('aria-label', 'Spans redacted per label');
+    for (const [label, count] of Object.entries(redacted.counts)) {
+      counts.append(el('li', {}, [el('span', { className: `bedside-swatch ${colour(label)}` }), `${label}: ${count}`]));
+    }
+    if (!counts.children.length) counts.append(el('li', { textContent: 'Nothing to redact.' }));
+    const copy = el('pre', { className: 'bedside-redacted', textContent: redacted.text, tabIndex: 0 });
+    copy.setAttribute('aria-label', 'Redacted note');
+    const download = el('button', { type: 'button', className: 'bedside-button', textContent: 'Download redacted note' });
+    download.addEventListener('click', () => downloadText(redacted.text, this.getAttribute('filename') || 'note-redacted.txt'));
+    this.output.replaceChildren(note, counts, el('p', { className: 'bedside-heading', textContent: 'Redacted copy' }), copy, download);
+  }
+}
+
+/** Saves `text` as a file from a Blob: nothing is sent anywhere. */
+function downloadText(text, name) {
+  const url = URL.createObjectURL(new Blob([text], { type: 'text/plain;charset=utf-8' }));
+  const a = el('a', { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 if (typeof customElements !== 'undefined') {
   if (!customElements.get('bedside-classifier')) customElements.define('bedside-classifier', BedsideClassifierElement);
   if (!customElements.get('bedside-search')) customElements.define('bedside-search', BedsideSearchElement);
+  if (!customElements.get('bedside-deid')) customElements.define('bedside-deid', BedsideDeidElement);
 }

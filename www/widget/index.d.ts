@@ -1,7 +1,9 @@
 // Types of bedside-widget (hand-written; the code is plain ES modules).
 
 export type Backend = 'auto' | 'webgpu' | 'cpu' | 'wasm';
-export type Task = 'embedding' | 'classification' | 'binary' | 'multilabel';
+export type Task = 'embedding' | 'classification' | 'binary' | 'multilabel' | 'token-classification';
+/** How token predictions become entities: transformers' `aggregation_strategy`. */
+export type EntityAggregation = 'none' | 'simple' | 'first' | 'average' | 'max';
 
 export interface Progress {
   /** download (network), cache (Cache Storage), read (a File), load (the runtime), classify, index */
@@ -29,6 +31,8 @@ export interface Manifest {
   max_seq_len: number;
   stride: number;
   aggregation: { method: 'clinicalbert' | 'mean' | 'max'; c?: number };
+  /** Token-classification bundles: how token labels become entities (default 'simple'). */
+  entity_aggregation?: EntityAggregation;
   decision_threshold: number;
   min_confidence: number;
   base_model: string;
@@ -60,6 +64,50 @@ export interface Classification {
   /** milliseconds in the worker */
   ms: number;
 }
+
+/** An entity found in a note (`tag`). */
+export interface Entity {
+  /** The entity's label ('NAME'; with aggregation 'none' the token's tag, 'B-NAME') */
+  label: string;
+  /** UTF-8 byte offsets into the note (as the CLI and `classify`'s chunks) */
+  start: number;
+  end: number;
+  /** mean probability of the entity's tokens (transformers' pipeline score) */
+  score: number;
+  /** the same span as JS string (UTF-16) indices: `note.slice(start_char, end_char)` */
+  start_char: number;
+  end_char: number;
+}
+
+/** One replaced span of a de-identified note. */
+export interface Redaction {
+  label: string;
+  /** UTF-8 byte offsets into the note, and into the redacted text (the `[LABEL]` placeholder) */
+  start: number;
+  end: number;
+  redacted_start: number;
+  redacted_end: number;
+  /** the same four as JS string (UTF-16) indices */
+  start_char: number;
+  end_char: number;
+  redacted_start_char: number;
+  redacted_end_char: number;
+}
+
+/** A de-identified note: never the removed text. */
+export interface Redacted {
+  /** the note with each span replaced by `[LABEL]` (overlapping or touching spans merged) */
+  text: string;
+  redactions: Redaction[];
+  /** spans replaced per label */
+  counts: Record<string, number>;
+  /** milliseconds in the worker */
+  ms: number;
+}
+
+/** What the pattern rules look for, besides the model (all of them with `true`). */
+export type PhiKind = 'date' | 'phone' | 'fax' | 'email' | 'url' | 'mrn' | 'age_over_89' | 'name';
+export type DeidRules = boolean | { kinds?: PhiKind[]; names?: string[] };
 
 export interface Hit {
   id: string;
@@ -122,7 +170,13 @@ export declare class BedsideModel {
   readonly size: number;
   readonly source: 'network' | 'cache' | 'file' | 'bytes';
   readonly timings: { readMs: number; loadMs: number };
+  /** The bundle's task (`manifest.task`). */
+  readonly task: Task;
   classify(text: string): Promise<Classification>;
+  /** Entities of a note (token-classification bundles; others: code `wrong_task`). */
+  tag(text: string, options?: { aggregation?: EntityAggregation }): Promise<Entity[]>;
+  /** De-identifies a note (token-classification bundles): the model's entities, and with `rules` the pattern rules' spans, replaced by `[LABEL]`. */
+  deid(text: string, options?: { rules?: DeidRules }): Promise<Redacted>;
   classifyMany(texts: string[], options?: { onProgress?: (event: Progress) => void }): Promise<Classification[]>;
   embed(texts: string | string[]): Promise<Float32Array[]>;
   similarity(a: string, b: string): Promise<{ cosine: number; ms: number }>;
@@ -143,6 +197,8 @@ export declare function classify(text: string): Promise<Classification>;
 export declare function embed(texts: string | string[]): Promise<Float32Array[]>;
 export declare function search(query: string, options?: { k?: number; documents?: Array<Document | string>; int8?: boolean }): Promise<Hit[]>;
 export declare function similarity(a: string, b: string): Promise<{ cosine: number; ms: number }>;
+export declare function tag(text: string, options?: { aggregation?: EntityAggregation }): Promise<Entity[]>;
+export declare function deid(text: string, options?: { rules?: DeidRules }): Promise<Redacted>;
 
 export declare function cachedBundles(): Promise<Array<{ key: string; name: string; size: number; stored: string | null }>>;
 export declare function clearCache(): Promise<number>;
@@ -153,6 +209,10 @@ export declare function parseCsv(text: string): Array<{ cells: string[]; line: n
 export declare function resultsCsv(labels: string[], results: Array<{ id: string; result: Classification }>): string;
 export declare function topChunk(result: Classification): Chunk | null;
 export declare function byteToCharIndex(text: string, byteOffset: number): number;
+/** The note cut at its entities, for highlighting (entity null between entities). */
+export declare function entitySegments<E extends { start: number; end: number; start_char?: number; end_char?: number }>(text: string, entities: E[]): Array<{ text: string; entity: E | null }>;
+/** Labels without their B-/I- prefix, in first-seen order, 'O' left out. */
+export declare function entityLabels(labels: string[]): string[];
 
 export interface BedsideEvents {
   'bedside-progress': CustomEvent<Progress>;
@@ -160,6 +220,7 @@ export interface BedsideEvents {
   'bedside-result': CustomEvent<{ text: string; result: Classification }>;
   'bedside-ready': CustomEvent<{ length: number }>;
   'bedside-results': CustomEvent<{ query: string; hits: Array<Hit & { text: string }> }>;
+  'bedside-deid': CustomEvent<{ text: string; entities: Entity[]; redacted: Redacted }>;
   'bedside-error': CustomEvent<{ code: string | null; message: string }>;
 }
 
@@ -174,9 +235,20 @@ export declare class BedsideSearchElement extends HTMLElement {
   search(query: string): Promise<Array<Hit & { text: string }>>;
 }
 
+/**
+ * <bedside-deid src backend integrity text label button-label aggregation rules filename>: a
+ * note box for a token-classification bundle; shows the note with its entities highlighted, the
+ * counts per label and the redacted copy (with a download button). `rules`: the "also apply
+ * pattern rules" box starts ticked.
+ */
+export declare class BedsideDeidElement extends HTMLElement {
+  deid(text: string): Promise<{ text: string; entities: Entity[]; redacted: Redacted }>;
+}
+
 declare global {
   interface HTMLElementTagNameMap {
     'bedside-classifier': BedsideClassifierElement;
     'bedside-search': BedsideSearchElement;
+    'bedside-deid': BedsideDeidElement;
   }
 }

@@ -4,8 +4,8 @@
 // between two notes.
 //
 // Runtime API: when the wasm build has `Bedside.create(bytes, backend)` (the WebGPU build)
-// it is used with `embedAsync`/`classifyAsync`; otherwise the synchronous CPU API
-// `Bedside.load`/`embed`/`classify`.
+// it is used with `embedAsync`/`classifyAsync`/`tagAsync`/`deidAsync`; otherwise the
+// synchronous CPU API `Bedside.load`/`embed`/`classify`/`tag`/`deid`.
 import { bestWasmBuild, threadsFor, wasmUrl } from './wasm-build.js';
 
 // The runtime's glue module, fixed by the first load: the threaded build (rayon's pool on
@@ -28,6 +28,17 @@ async function classifyOne(text) {
   const result = typeof model.classifyAsync === 'function' ? await model.classifyAsync(text) : model.classify(text);
   result.ms = performance.now() - started;
   return result;
+}
+
+// Entities of a note: `[{label, start, end, score, start_char, end_char}]` (byte and UTF-16 offsets).
+async function tagOne(text, aggregation) {
+  return typeof model.tagAsync === 'function' ? await model.tagAsync(text, aggregation ?? undefined)
+    : model.tag(text, aggregation ?? undefined);
+}
+
+// `rules`: falsy (the model alone), true (every pattern rule) or {kinds, names}.
+async function deidOne(text, rules) {
+  return typeof model.deidAsync === 'function' ? await model.deidAsync(text, rules ?? undefined) : model.deid(text, rules ?? undefined);
 }
 
 async function embedTexts(texts) {
@@ -113,6 +124,21 @@ const ops = {
       await yieldToMessages();
     }
     return results;
+  },
+
+  async tag({ text, aggregation = null }) {
+    requireModel();
+    const started = performance.now();
+    const entities = await tagOne(text, aggregation);
+    return { entities, ms: performance.now() - started };
+  },
+
+  async deid({ text, rules = null }) {
+    requireModel();
+    const started = performance.now();
+    const result = await deidOne(text, rules);
+    result.ms = performance.now() - started;
+    return result;
   },
 
   async embed({ texts }) {
