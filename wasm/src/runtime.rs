@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
 use crate::model::{Bert, Head, QuantizedMatmul, SequenceHead, TokenHead, Weights};
-use crate::pipeline::entities::{self, central_window, Entity, EntityAggregation, ScoredToken};
+use crate::pipeline::entities::{self, token_probabilities, Entity, EntityAggregation, ScoredToken};
 use crate::pipeline::redact::{redact, Redacted};
 use crate::pipeline::scrub::Scrubber;
 use crate::pipeline::encode::encode;
@@ -498,19 +498,14 @@ impl Model {
             let ids: Vec<&[u32]> = batch.iter().map(|w| w.ids.as_slice()).collect();
             logits.extend(self.window_token_logits(head, &ids).await?);
         }
-        let chosen = central_window(&windows, tokens.len());
-        let scored: Vec<ScoredToken> = (0..tokens.len())
-            .map(|t| {
-                let w = &windows[chosen[t]];
-                // Position 0 of a window is [CLS].
-                let row = &logits[chosen[t]][1 + t - w.first_token];
+        let probabilities = token_probabilities(&windows, &logits, tokens.len());
+        let scored: Vec<ScoredToken> = probabilities
+            .into_iter()
+            .enumerate()
+            .map(|(t, probabilities)| {
                 let (start, end) = tokens.offsets[t];
-                ScoredToken {
-                    start,
-                    end,
-                    is_subword: self.tokenizer.is_subword(tokens.ids[t], text, start, end),
-                    probabilities: softmax(row),
-                }
+                let is_subword = self.tokenizer.is_subword(tokens.ids[t], text, start, end);
+                ScoredToken { start, end, is_subword, probabilities }
             })
             .collect();
         let strategy = aggregation.unwrap_or(self.manifest.entity_aggregation);
@@ -614,12 +609,4 @@ impl Model {
             chunks,
         }
     }
-}
-
-/// Softmax of one logit row, as transformers' pipeline computes it (max subtracted first).
-fn softmax(row: &[f32]) -> Vec<f32> {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    exp.into_iter().map(|e| e / sum).collect()
 }

@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(TrainCommand::Multilabel(args)) => train(TaskKind::Multilabel, args),
         Command::Train(TrainCommand::Probe(args)) => train(TaskKind::Probe, args),
         Command::Train(TrainCommand::Embed(args)) => train_embed(args),
+        Command::Train(TrainCommand::Ner(args)) => train_ner(args),
         Command::Eval(super::EvalCommand { command: Some(super::EvalSubcommand::Embed(args)), .. }) => {
             super::eval_embed::run(args)
         }
@@ -497,7 +498,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
          weight_decay => weight_decay, warmup_ratio => warmup_ratio, max_grad_norm => max_grad_norm, seed => seed,
          device => device, precision => precision, threshold => decision_threshold,
          val_ratio => val_ratio, test_ratio => test_ratio, loss => loss, scale => scale, margin => margin,
-         pooling => pooling, text1_col => text1_col, text2_col => text2_col);
+         pooling => pooling, text1_col => text1_col, text2_col => text2_col, tag_scheme => tag_scheme,
+         label_subtokens => label_subtokens);
     macro_rules! set_some {
         ($($flag:ident),* $(,)?) => { $( if let Some(v) = &a.$flag { c.$flag = Some(v.clone()); } )* };
     }
@@ -521,7 +523,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         target_sensitivity,
         min_confidence,
         pairs_from,
-        hard_negatives
+        hard_negatives,
+        tag_format
     );
     if let Some(w) = &a.class_weights {
         c.class_weights = ClassWeights::parse(w)?;
@@ -546,6 +549,56 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     c.scrub |= a.scrub || a.scrub_names.is_some();
     c.validate()?;
     Ok(c)
+}
+
+fn train_ner(a: TrainArgs) -> Result<()> {
+    use bedside::hub::{resolve_base, HubOptions};
+    use bedside::train::fit::RunControl;
+    use bedside::train::ner::{prepare_ner, train_ner};
+
+    let config = train_config(&a)?;
+    let hub =
+        HubOptions { endpoint: config.hub_endpoint.clone(), revision: config.revision.clone(), ..Default::default() };
+    let base_dir = resolve_base(&config.base, &hub)?;
+    let base = Checkpoint::from_dir(&base_dir).with_context(|| format!("loading {}", base_dir.display()))?;
+    let data = prepare_ner(&config)?;
+    eprintln!(
+        "ner: {} training sentences, {} validation{}",
+        data.train.len(),
+        data.val.len(),
+        data.test.as_ref().map(|t| format!(", {} test", t.len())).unwrap_or_default()
+    );
+    let control = RunControl { resume: a.resume, stop_after_steps: None };
+    let result = train_ner(&base, &data, &config, &control, &mut |e| {
+        eprintln!(
+            "epoch {} step {}: train loss {:.4}, val entity F1 {:.4}, {:.1} windows/s{}",
+            e.epoch,
+            e.step,
+            e.train_loss,
+            e.val_f1,
+            e.samples_per_second,
+            if e.best { "  (best)" } else { "" }
+        )
+    })?;
+    let r = result.report.as_ref().context("the run ended without a report")?;
+    let line = |name: &str, s: &bedside::train::ner::NerScores| {
+        eprintln!(
+            "{name} ({} sentences): entity micro-F1 {:.4} (strict {:.4}), macro-F1 {:.4}",
+            s.sentences, s.default.micro.f1, s.strict.micro.f1, s.default.macro_avg.f1
+        )
+    };
+    line("validation", &r.validation);
+    if let Some(t) = &r.test {
+        line("test", t);
+    }
+    if let Some(b) = &r.frozen_encoder_baseline {
+        line("frozen-encoder baseline", b);
+    }
+    if let Some(b) = &r.rules_baseline {
+        line("regex scrubber baseline", b);
+    }
+    eprintln!("checkpoint {}; report {}", result.best_dir.display(), config.out.join("report.md").display());
+    Ok(())
 }
 
 fn train(task: TaskKind, a: TrainArgs) -> Result<()> {

@@ -74,6 +74,9 @@ pub enum TrainCommand {
     Multilabel(TrainArgs),
     /// Frozen-encoder baseline: logistic regression on [CLS] features.
     Probe(TrainArgs),
+    /// Token classification (named entities, PHI): CoNLL, HF JSONL (tokens/ner_tags) or span
+    /// JSONL (doccano, Label Studio); entity F1 as seqeval computes it.
+    Ner(TrainArgs),
     /// Sentence embeddings from pairs (text1,text2,label), triplets (anchor,positive,negative)
     /// or labelled rows (--pairs-from): MNRL, cosine or contrastive loss.
     Embed(TrainArgs),
@@ -254,6 +257,17 @@ pub struct TrainArgs {
     /// share none of its values are its negatives [default: one random such row].
     #[arg(long)]
     pub hard_negatives: Option<usize>,
+    /// NER: the tags' scheme, iob2 or bioes [default: iob2].
+    #[arg(long)]
+    pub tag_scheme: Option<String>,
+    /// NER: which subtokens of a word carry its tag: first (the rest are ignored by the loss)
+    /// or all (`B-` continued as `I-`) [default: first].
+    #[arg(long)]
+    pub label_subtokens: Option<String>,
+    /// NER: conll, word-jsonl ({"tokens","ner_tags"}) or span-jsonl ({"text","entities"});
+    /// default from the extension and the first record.
+    #[arg(long)]
+    pub tag_format: Option<String>,
 }
 
 /// `bedside eval --model … --data …` (classification), or `bedside eval embed …`.

@@ -17,6 +17,9 @@ pub fn report_task(task: Task) -> Result<ReportTask> {
         Task::Binary => ReportTask::Binary,
         Task::Multilabel => ReportTask::Multilabel,
         Task::Embedding => bail!("an embedding model has no labels to score; export or train a classifier"),
+        Task::TokenClassification => {
+            bail!("a token classifier is scored on tagged files by entity F1 (`bedside train ner --test`), not on labelled notes")
+        }
     })
 }
 

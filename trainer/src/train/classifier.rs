@@ -1,12 +1,15 @@
-//! A BERT sequence classifier with trainable parameters: the runtime's one BERT and head,
-//! loaded from `Var`s so candle can differentiate through them, plus the loss.
+//! A BERT (or RoBERTa) classifier with trainable parameters: the runtime's one encoder and a
+//! sequence or token head, loaded from `Var`s so candle can differentiate through them, plus
+//! the loss.
 //!
-//! The encoder starts from a checkpoint; a new `classifier` layer starts at N(0, 0.02) like
+//! The encoder starts from a checkpoint; new head layers start at N(0, 0.02) like
 //! transformers' `_init_weights`, drawn from a seeded generator so a CPU run repeats exactly.
 
 use anyhow::{ensure, Context, Result};
 use bedside_runtime::checkpoint::Checkpoint;
-use bedside_runtime::model::{Bert, BertConfig, HeadFeatures, Mode, SequenceHead, SplitMix64, Weight, Weights};
+use bedside_runtime::model::{
+    Architecture, Bert, BertConfig, Head, HeadFeatures, Mode, SequenceHead, SplitMix64, TokenHead, Weight, Weights,
+};
 use bedside_runtime::pipeline::pool::pool;
 use bedside_runtime::pipeline::tokenize::TextTokenizer;
 use bedside_runtime::pipeline::window::{self, WindowSpec};
@@ -40,17 +43,19 @@ pub struct ModelOptions {
     pub dropout: Option<f64>,
     /// What the classifier layer reads.
     pub features: HeadFeatures,
+    /// A label per token (`…ForTokenClassification`) instead of one per window.
+    pub token_head: bool,
 }
 
 impl ModelOptions {
     pub fn new(max_seq_len: usize) -> Self {
-        Self { max_seq_len, stride: 0, dropout: None, features: HeadFeatures::Pooler }
+        Self { max_seq_len, stride: 0, dropout: None, features: HeadFeatures::Pooler, token_head: false }
     }
 }
 
 pub struct TrainableClassifier {
     bert: Bert,
-    head: SequenceHead,
+    head: Head,
     vars: Vec<(String, Var)>,
     tokenizer: TextTokenizer,
     window: WindowSpec,
@@ -90,19 +95,32 @@ impl TrainableClassifier {
             vars.push((name, Var::from_tensor(&tensor)?));
         }
         let h = ckpt.config.hidden_size;
-        let init = Tensor::from_vec(seeded_normal(num_labels * h, HEAD_INIT_STD, seed), (num_labels, h), device)?;
-        vars.push(("classifier.weight".into(), Var::from_tensor(&init)?));
-        vars.push(("classifier.bias".into(), Var::zeros(num_labels, DType::F32, device)?));
+        let arch = ckpt.config.architecture();
+        // RoBERTa's sequence head has its own dense layer (`classifier.dense`), new like the output.
+        let output = if options.token_head { "classifier" } else { arch.sequence_head_names().1 };
+        let mut new_layers = vec![(output, num_labels)];
+        if !options.token_head && arch == Architecture::Roberta && options.features == HeadFeatures::Pooler {
+            new_layers.insert(0, (arch.sequence_head_names().0, h));
+        }
+        for (i, (layer, rows)) in new_layers.into_iter().enumerate() {
+            let init = seeded_normal(rows * h, HEAD_INIT_STD, seed.wrapping_add(i as u64));
+            vars.push((format!("{layer}.weight"), Var::from_tensor(&Tensor::from_vec(init, (rows, h), device)?)?));
+            vars.push((format!("{layer}.bias"), Var::zeros(rows, DType::F32, device)?));
+        }
 
         let weights = Self::weights_of(&vars);
         let special = &ckpt.special_tokens;
         let tokenizer = TextTokenizer::from_json(&ckpt.tokenizer_json, &special.cls, &special.sep, &special.pad)?;
-        let max_len = options.max_seq_len.min(config.max_position_embeddings);
+        let max_len = options.max_seq_len.min(config.max_positions());
         let window = WindowSpec::new(max_len, options.stride.min(max_len.saturating_sub(3)))
             .context("window settings (max_seq_len, stride)")?;
         Ok(Self {
             bert: Bert::load(&weights, &config)?,
-            head: SequenceHead::load(&weights, &config, num_labels, options.features)?,
+            head: if options.token_head {
+                Head::Token(TokenHead::load(&weights, &config, num_labels)?)
+            } else {
+                Head::Sequence(SequenceHead::load(&weights, &config, num_labels, options.features)?)
+            },
             vars,
             tokenizer,
             window,
@@ -113,16 +131,16 @@ impl TrainableClassifier {
 
     /// A classifier checkpoint (with its trained `classifier` head), e.g. a run's `best/`.
     pub fn from_trained(ckpt: &Checkpoint, options: ModelOptions, device: &Device) -> Result<Self> {
-        let head = ckpt.weights.get_any("classifier.weight").context("the checkpoint has no classifier head")?;
+        let output = if options.token_head { "classifier" } else { ckpt.config.architecture().sequence_head_names().1 };
+        let head =
+            ckpt.weights.get_any(&format!("{output}.weight")).context("the checkpoint has no classifier head")?;
         let num_labels = head.dims()[0];
         // The head reads what it was trained on, whatever the caller's default.
         let features = ckpt.serving.as_ref().map_or(options.features, |s| s.head_features);
         let mut model = Self::new(ckpt, num_labels, ModelOptions { features, ..options }, 0, device)?;
-        for name in ["classifier.weight", "classifier.bias"] {
+        for (name, var) in model.vars.iter_mut().filter(|(n, _)| n.starts_with("classifier.")) {
             let trained = ckpt.weights.get_any(name)?.to_f32()?.to_device(device)?;
-            if let Some((_, var)) = model.vars.iter_mut().find(|(n, _)| n == name) {
-                var.set(&trained)?;
-            }
+            var.set(&trained)?;
         }
         Ok(model)
     }
@@ -153,13 +171,40 @@ impl TrainableClassifier {
     }
 
     pub fn head_features(&self) -> HeadFeatures {
-        self.head.head_features()
+        match &self.head {
+            Head::Sequence(head) => head.head_features(),
+            // Read by nothing: each token's state goes to the classifier.
+            Head::Token(_) => HeadFeatures::default(),
+        }
+    }
+
+    fn sequence_head(&self) -> Result<&SequenceHead> {
+        match &self.head {
+            Head::Sequence(head) => Ok(head),
+            Head::Token(_) => anyhow::bail!("a token classifier has no per-window output"),
+        }
+    }
+
+    /// Token logits [batch, seq, labels] of a batch of windows, and its attention mask
+    /// [batch, seq] (1.0 for real tokens).
+    pub fn token_logits(&self, batch: &[&[u32]], mode: Mode) -> Result<(Tensor, Tensor)> {
+        let Head::Token(head) = &self.head else { anyhow::bail!("a sequence classifier has no per-token output") };
+        let (hidden, mask) = self.hidden(batch, mode)?;
+        Ok((head.forward_t(&hidden, mode)?, mask))
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
     }
 
     /// Replaces the classifier layer's parameters (a probe's fitted weights).
     pub fn set_head(&self, weight: &Tensor, bias: &Tensor) -> Result<()> {
-        for (name, value) in [("classifier.weight", weight), ("classifier.bias", bias)] {
-            let (_, var) = self.vars.iter().find(|(n, _)| n == name).context("no classifier variable")?;
+        let output = match self.head {
+            Head::Token(_) => "classifier",
+            Head::Sequence(_) => self.config.architecture().sequence_head_names().1,
+        };
+        for (name, value) in [(format!("{output}.weight"), weight), (format!("{output}.bias"), bias)] {
+            let (_, var) = self.vars.iter().find(|(n, _)| *n == name).context("no classifier variable")?;
             var.set(&value.to_device(&self.device)?)?;
         }
         Ok(())
@@ -188,8 +233,9 @@ impl TrainableClassifier {
 
     /// Logits [batch, labels] for a batch of encoded notes.
     pub fn logits(&self, batch: &[&[u32]], mode: Mode) -> Result<Tensor> {
+        let head = self.sequence_head()?;
         let (hidden, mask) = self.hidden(batch, mode)?;
-        Ok(self.head.forward_t(&hidden, &mask, mode)?)
+        Ok(head.forward_t(&hidden, &mask, mode)?)
     }
 
     /// Sentence embeddings [batch, hidden], L2-normalised: the mean of the token states under
@@ -210,19 +256,26 @@ impl TrainableClassifier {
 
     /// The features the classifier layer sees ([batch, hidden]), dropout off.
     pub fn features(&self, batch: &[&[u32]]) -> Result<Tensor> {
+        let head = self.sequence_head()?;
         let (hidden, mask) = self.hidden(batch, Mode::Eval)?;
-        Ok(self.head.features(&hidden, &mask)?)
+        Ok(head.features(&hidden, &mask)?)
     }
 
     /// `features` of a batch ([batch, hidden]), dropout off, whatever the head reads: the
     /// raw [CLS] or mean for a probe beside a fine-tuning run. `pooler` only through the head.
     pub fn features_of(&self, batch: &[&[u32]], features: HeadFeatures) -> Result<Tensor> {
+        let head = self.sequence_head()?;
         let (hidden, mask) = self.hidden(batch, Mode::Eval)?;
-        if features == self.head.head_features() {
-            return Ok(self.head.features(&hidden, &mask)?);
+        if features == head.head_features() {
+            return Ok(head.features(&hidden, &mask)?);
         }
         ensure!(features != HeadFeatures::Pooler, "pooler features need a head that reads the pooler");
         Ok(pool(&hidden, &mask, features.pooling())?)
+    }
+
+    /// Last hidden states [batch, seq, hidden], dropout off.
+    pub fn hidden_states(&self, batch: &[&[u32]]) -> Result<Tensor> {
+        Ok(self.hidden(batch, Mode::Eval)?.0)
     }
 
     /// Last hidden states [batch, seq, hidden] of a batch padded to its longest row, and the

@@ -21,6 +21,8 @@ pub enum TaskKind {
     Multilabel,
     /// Frozen encoder, logistic regression on [CLS] features.
     Probe,
+    /// A label per word (named entities, PHI): `train ner`.
+    Ner,
 }
 
 impl TaskKind {
@@ -30,6 +32,7 @@ impl TaskKind {
             TaskKind::Binary => "binary",
             TaskKind::Multilabel => "multilabel",
             TaskKind::Probe => "probe",
+            TaskKind::Ner => "ner",
         }
     }
 }
@@ -240,6 +243,15 @@ pub struct TrainConfig {
     /// With `pairs_from`: each anchor's N most similar rows under the base model that share
     /// none of its values are its negatives (default: one random such row).
     pub hard_negatives: Option<usize>,
+
+    // --- token classification (`train ner`) ---
+    /// iob2 or bioes: the tags' scheme, checked on load and used by strict scoring.
+    pub tag_scheme: String,
+    /// first (the word's first subtoken carries its tag, the rest are ignored) or all (every
+    /// subtoken, `B-` continued as `I-`).
+    pub label_subtokens: String,
+    /// conll, word-jsonl or span-jsonl; default from the extension and first record.
+    pub tag_format: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -299,6 +311,9 @@ impl Default for TrainConfig {
             text2_col: "text2".into(),
             pairs_from: None,
             hard_negatives: None,
+            tag_scheme: "iob2".into(),
+            label_subtokens: "first".into(),
+            tag_format: None,
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod classifier;
 pub mod config;
 pub mod embed;
 pub mod fit;
+pub mod ner;
 pub mod optim;
 pub mod prepare;
 pub mod probe;

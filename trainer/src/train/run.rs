@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, ensure, Context, Result};
 use bedside_runtime::bundle::Task;
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
-use bedside_runtime::model::{HeadFeatures, Mode, Precision};
+use bedside_runtime::model::{Architecture, HeadFeatures, Mode, Precision};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
@@ -80,6 +80,7 @@ impl LabelSpace {
             TaskKind::Classify | TaskKind::Probe => {
                 ensure!(labels.len() >= 2, "training data has {} label(s); a classifier needs at least 2", labels.len())
             }
+            TaskKind::Ner => bail!("token classification reads tagged files (train/ner.rs), not labelled notes"),
         }
         Ok(LabelSpace { task, labels })
     }
@@ -105,6 +106,7 @@ impl LabelSpace {
         let first = example.labels.first().context("example without a label")?;
         Ok(match self.task {
             TaskKind::Classify | TaskKind::Probe => NoteTruth::Class(self.index(first)?),
+            TaskKind::Ner => bail!("token classification has no note-level truth"),
             TaskKind::Binary => NoteTruth::Binary(self.index(first)? == 1),
             TaskKind::Multilabel => {
                 let mut row = vec![false; self.labels.len()];
@@ -118,7 +120,8 @@ impl LabelSpace {
 
     pub fn report_task(&self) -> ReportTask {
         match self.task {
-            TaskKind::Classify | TaskKind::Probe => ReportTask::Multiclass,
+            // `from_train` refuses Ner: no label space of that task exists.
+            TaskKind::Classify | TaskKind::Probe | TaskKind::Ner => ReportTask::Multiclass,
             TaskKind::Binary => ReportTask::Binary,
             TaskKind::Multilabel => ReportTask::Multilabel,
         }
@@ -127,6 +130,7 @@ impl LabelSpace {
     pub fn serving_task(&self) -> Task {
         match self.task {
             TaskKind::Classify | TaskKind::Probe => Task::Classification,
+            TaskKind::Ner => Task::TokenClassification,
             TaskKind::Binary => Task::Binary,
             TaskKind::Multilabel => Task::Multilabel,
         }
@@ -371,8 +375,13 @@ fn write_checkpoint(
 ) -> Result<()> {
     let weights = model.snapshot()?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let arch = model.config().architecture();
     for (name, w) in weights.iter() {
-        let hf_name = if name.starts_with("classifier.") { name.clone() } else { format!("bert.{name}") };
+        let hf_name = if name.starts_with("classifier.") {
+            name.clone()
+        } else {
+            format!("{}{name}", arch.weight_prefix())
+        };
         tensors.insert(hf_name, w.to_f32()?.contiguous()?);
     }
     candle_core::safetensors::save(&tensors, partial.join("model.safetensors"))?;
@@ -382,8 +391,16 @@ fn write_checkpoint(
         Task::Binary => serving.labels.iter().skip(1).collect(),
         _ => serving.labels.iter().collect(),
     };
-    config["architectures"] = serde_json::json!(["BertForSequenceClassification"]);
-    config["model_type"] = serde_json::json!("bert");
+    let family = match arch {
+        Architecture::Bert => "Bert",
+        Architecture::Roberta if model.config().model_type.as_deref() == Some("xlm-roberta") => "XLMRoberta",
+        Architecture::Roberta => "Roberta",
+    };
+    let head = if serving.task == Task::TokenClassification { "TokenClassification" } else { "SequenceClassification" };
+    config["architectures"] = serde_json::json!([format!("{family}For{head}")]);
+    if model.config().model_type.is_none() {
+        config["model_type"] = serde_json::json!("bert");
+    }
     config["id2label"] = head_labels.iter().enumerate().map(|(i, l)| (i.to_string(), serde_json::json!(l))).collect();
     config["label2id"] = head_labels.iter().enumerate().map(|(i, l)| (l.to_string(), serde_json::json!(i))).collect();
     config["problem_type"] = match serving.task {
@@ -397,7 +414,7 @@ fn write_checkpoint(
     let special = &ckpt.special_tokens;
     let tokenizer_config = serde_json::json!({
         "cls_token": special.cls, "sep_token": special.sep, "pad_token": special.pad,
-        "tokenizer_class": "BertTokenizerFast", "model_max_length": serving.max_seq_len,
+        "tokenizer_class": format!("{family}TokenizerFast"), "model_max_length": serving.max_seq_len,
     });
     std::fs::write(partial.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)?)?;
     Ok(())
@@ -501,6 +518,7 @@ pub fn model_options(config: &TrainConfig, task: TaskKind) -> ModelOptions {
         stride: config.stride_for(task),
         dropout: config.dropout,
         features: config.features_for(task),
+        token_head: task == TaskKind::Ner,
     }
 }
 

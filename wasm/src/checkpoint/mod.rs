@@ -203,7 +203,10 @@ impl Checkpoint {
     /// an embedding model; windows as long as the model allows (sentence-transformers' limit
     /// if it sets one).
     pub fn default_manifest(&self, quantization: Quantization) -> Result<Manifest> {
-        let token_head = self.config.is_token_classifier();
+        let token_head = match &self.serving {
+            Some(serving) => serving.task == Task::TokenClassification,
+            None => self.config.is_token_classifier(),
+        };
         let output_layer = if token_head { "classifier" } else { self.config.architecture().sequence_head_names().1 };
         let head_outputs = match self.weights.get_any(&format!("{output_layer}.weight")) {
             Ok(w) => w.dims().first().copied().unwrap_or(0),

@@ -100,8 +100,33 @@ pub fn central_window(windows: &[Window], num_tokens: usize) -> Vec<usize> {
     best.into_iter().map(|(w, _)| if w == usize::MAX { 0 } else { w }).collect()
 }
 
-fn argmax(p: &[f32]) -> usize {
-    // First maximum, as numpy's argmax.
+/// Each text token's label probabilities: the softmax of its logits in the window where it
+/// is most central. `window_logits[w][p]` are window `w`'s logits at position `p` (position
+/// 0 is [CLS]/`<s>`), as `windows` were cut from `num_tokens` tokens.
+pub fn token_probabilities(windows: &[Window], window_logits: &[Vec<Vec<f32>>], num_tokens: usize) -> Vec<Vec<f32>> {
+    let chosen = central_window(windows, num_tokens);
+    (0..num_tokens)
+        .map(|t| {
+            let w = chosen[t];
+            let row = windows
+                .get(w)
+                .and_then(|window| window_logits.get(w)?.get(1 + t.checked_sub(window.first_token)?))
+                .map_or(&[][..], Vec::as_slice);
+            softmax(row)
+        })
+        .collect()
+}
+
+/// Softmax of one logit row, as transformers' pipeline computes it (max subtracted first).
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = row.iter().map(|&x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// The index of the largest value (the first of equal ones, as numpy's argmax).
+pub fn argmax(p: &[f32]) -> usize {
     p.iter().enumerate().fold(0, |best, (i, &v)| if v > p[best] { i } else { best })
 }
 
