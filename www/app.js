@@ -143,7 +143,9 @@ function showModel(m) {
   $('info-labels').textContent = man.labels.length ? man.labels.join(', ') : '— (embedding model)';
   const pooling = man.task === 'embedding' ? `, ${man.pooling} pooling` : '';
   $('info-window').textContent = `${man.max_seq_len} tokens, stride ${man.stride}${pooling}`;
-  $('info-features').textContent = man.task === 'embedding' ? '— (embedding model)' : headFeaturesText(man.head_features);
+  $('info-features').textContent = man.task === 'embedding' ? '— (embedding model)'
+    : man.task === 'token-classification' ? `each token's vector (one label per token; entities grouped "${man.entity_aggregation ?? 'simple'}")`
+      : headFeaturesText(man.head_features);
   $('info-threshold').textContent = man.min_confidence > 0 ? `probability ${Number(man.min_confidence.toPrecision(4))}` : 'never (no minimum confidence)';
   $('info-size').textContent = mb(m.size);
   $('info-checksum').textContent = m.checksum;
@@ -449,7 +451,7 @@ async function buildIndex() {
   bar.value = 0;
   show($('index-cancel'), true);
   const withLabels = docs.some((d) => d.label);
-  const predict = !withLabels && model.manifest.task !== 'embedding';
+  const predict = !withLabels && CLASSIFIER_TASKS.includes(model.manifest.task);
   try {
     const info = await model.index(docs, {
       int8: $('docs-int8').checked,

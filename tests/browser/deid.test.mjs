@@ -3,7 +3,9 @@
 // random BertForTokenClassification, exported to an f32 bundle): the highlighted entities must be
 // transformers' pipeline entities (aggregation "simple", recorded in expected.json), the
 // downloaded redacted copy must be what `bedside deid` (the Rust runtime, natively) writes, and
-// no note text may reach the console or the network. In Chromium, WebGPU (SwiftShader) must tag
+// no note text may reach the console or the network. The widget (<bedside-deid>, model.tag and
+// model.deid from www/widget in a plain page) gives transformers' entities for every aggregation
+// strategy, for tiny-roberta-ner (byte-level BPE) too. In Chromium, WebGPU (SwiftShader) must tag
 // as the wasm CPU path does, when the browser offers an adapter (BEDSIDE_REQUIRE_WEBGPU=1: it must).
 // Run: node --test --test-concurrency=1 tests/browser/deid.test.mjs   (after `cargo build` and
 // scripts/build-wasm.sh)
@@ -20,6 +22,9 @@ import { parseCsv, toCsv } from '../../www/widget/docs.js';
 const work = workDir('deid');
 const FIXTURE = join(root, 'models/fixtures/tiny-bert-ner');
 const expected = JSON.parse(readFileSync(join(FIXTURE, 'expected.json'), 'utf8'));
+/** A RoBERTa token classifier (byte-level BPE, tokenized in the browser by wasm/src/pipeline/bpe.rs). */
+const ROBERTA = join(root, 'models/fixtures/tiny-roberta-ner');
+const expectedRoberta = JSON.parse(readFileSync(join(ROBERTA, 'expected.json'), 'utf8'));
 const texts = expected.texts;
 /** A note the pattern rules have something to do in (a date, a phone number, an e-mail, an MRN). */
 const RULES_NOTE = 'Zoë Müller seen 3/4/2024 at City Hospital; call 555-123-4567 or jo@example.org. MRN 12345678.';
@@ -56,6 +61,7 @@ before(() => {
   cpSync(join(root, 'www/widget'), join(site, 'widget'), { recursive: true });
   cpSync(join(root, 'www/pkg'), join(site, 'pkg'), { recursive: true });
   cpSync(bundle, join(site, 'model.gguf'));
+  cli('export', '--model', ROBERTA, '--quant', 'f32', '--out', join(site, 'roberta.gguf'));
   writeFileSync(join(site, 'index.html'), `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>bedside-deid</title>
 <link rel="stylesheet" href="/widget/bedside.css"></head>
@@ -76,6 +82,12 @@ async function useApi() {
   }
   for (const n of notes) api.deid.push(await model.deid(n));
   try { await model.tag(notes[0], { aggregation: 'loudest' }); } catch (e) { api.badAggregation = { name: e.name, code: e.code }; }
+  const roberta = await load('/roberta.gguf', { backend: 'cpu' });
+  api.roberta = {};
+  for (const aggregation of ${JSON.stringify(STRATEGIES)}) {
+    api.roberta[aggregation] = [];
+    for (const n of ${JSON.stringify(expectedRoberta.texts)}) api.roberta[aggregation].push(await roberta.tag(n, { aggregation }));
+  }
   window.results.api = api;
 }
 useApi().catch((e) => { window.results.api = { error: String(e) }; });
@@ -232,17 +244,20 @@ for (const name of browserNames) {
         for (const m of marks) assert.equal(m.spoken, ` (${m.label})`);
         assert.equal(await widgetPage.$eval('bedside-deid .bedside-redacted', (e) => e.textContent), native.rules[0]);
         assert.ok(await widgetPage.$eval('bedside-deid input[type="checkbox"]', (e) => e.checked), 'the rules attribute ticks the box');
-        // The API: transformers' entities for every strategy; deid as `bedside deid`.
+        // The API: transformers' entities for every strategy (BERT and RoBERTa); deid as `bedside deid`.
         assert.equal(results.api.task, 'token-classification');
-        for (const strategy of STRATEGIES) {
-          results.api.tag[strategy].forEach((got, i) => {
-            const wantEntities = expected.entities[strategy][i];
-            assert.deepEqual(got.map((e) => [e.label, e.start, e.end]), wantEntities.map((e) => [e.label, e.start_byte, e.end_byte]), `${strategy} text ${i}`);
-            got.forEach((e, k) => {
-              assert.ok(Math.abs(e.score - wantEntities[k].score) <= MAX_SCORE_DIFF, `${strategy} text ${i} entity ${k}: score`);
-              assert.equal(texts[i].slice(e.start_char, e.end_char), texts[i].slice(wantEntities[k].start, wantEntities[k].end));
+        for (const [what, tagged, want] of [['BERT', results.api.tag, expected], ['RoBERTa', results.api.roberta, expectedRoberta]]) {
+          for (const strategy of STRATEGIES) {
+            tagged[strategy].forEach((got, i) => {
+              const wantEntities = want.entities[strategy][i];
+              const note = want.texts[i];
+              assert.deepEqual(got.map((e) => [e.label, e.start, e.end]), wantEntities.map((e) => [e.label, e.start_byte, e.end_byte]), `${what} ${strategy} text ${i}`);
+              got.forEach((e, k) => {
+                assert.ok(Math.abs(e.score - wantEntities[k].score) <= MAX_SCORE_DIFF, `${what} ${strategy} text ${i} entity ${k}: score`);
+                assert.equal(note.slice(e.start_char, e.end_char), note.slice(wantEntities[k].start, wantEntities[k].end));
+              });
             });
-          });
+          }
         }
         results.api.deid.forEach((r, i) => assert.equal(r.text, native.plain[i], `deid text ${i}`));
         assert.deepEqual(results.api.badAggregation, { name: 'BedsideError', code: 'invalid_argument' });

@@ -28,6 +28,13 @@ export async function main(): Promise<void> {
   const element = document.querySelector('bedside-classifier');
   element?.addEventListener('bedside-result', () => {});
   await element?.classify('note');
+  // Token-classification bundles: entities and de-identification, and <bedside-deid>.
+  const entities = await model.tag('note', { aggregation: 'first' });
+  const redacted = await model.deid('note', { rules: { kinds: ['date'], names: ['Jane Roe'] } });
+  console.log(entities[0]?.start_char, redacted.redactions[0]?.redacted_end, redacted.counts['NAME'], model.task === 'token-classification');
+  const deid = document.querySelector('bedside-deid');
+  deid?.addEventListener('bedside-deid', () => {});
+  console.log((await deid?.deid('note'))?.redacted.text);
 }
 `;
 const work = workDir('widget');
