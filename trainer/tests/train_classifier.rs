@@ -153,6 +153,7 @@ fn a_saved_checkpoint_reloads_to_the_same_logits() {
         min_confidence: 0.0,
         head_features: HeadFeatures::Pooler,
         entity_aggregation: Default::default(),
+        scrub: None,
     };
     bedside::train::run::save_checkpoint(&model, &ckpt, &serving, &dir).unwrap();
     let reloaded = Checkpoint::from_dir(&dir).unwrap();

@@ -16,7 +16,7 @@ use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
 use crate::model::{Bert, Head, QuantizedMatmul, SequenceHead, TokenHead, Weights};
 use crate::pipeline::entities::{self, token_probabilities, Entity, EntityAggregation, ScoredToken};
 use crate::pipeline::redact::{redact, Redacted};
-use crate::pipeline::scrub::Scrubber;
+use crate::pipeline::scrub::{Scrubbed, Scrubber};
 use crate::pipeline::encode::encode;
 use crate::pipeline::pool::{normalize, pool};
 use crate::pipeline::tokenize::TextTokenizer;
@@ -96,6 +96,9 @@ pub struct Model {
     bert: Bert,
     head: Option<Head>,
     window: WindowSpec,
+    /// The manifest's `scrub`: the model was trained on scrubbed text, so notes are scrubbed
+    /// the same way before it reads them ([`Model::model_text`]).
+    scrubber: Option<Scrubber>,
     /// The WebGPU copy of the encoder, while it is in use. The CPU one above stays: it is
     /// where a lost device or a failed allocation falls back to.
     gpu: Arc<Mutex<Option<Arc<GpuBert>>>>,
@@ -115,6 +118,51 @@ pub struct Provenance {
     /// Whether the checksum covers `name` (format 3 on) or only manifest, tokenizer and tensors.
     pub coverage: bundle::ChecksumCoverage,
     pub format_version: u32,
+}
+
+/// A note as the model reads it: the note itself, or the note scrubbed as the model's
+/// training text was (see [`Model::model_text`]).
+enum ModelText<'a> {
+    Note(&'a str),
+    Scrubbed(Scrubbed),
+}
+
+impl ModelText<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            ModelText::Note(text) => text,
+            ModelText::Scrubbed(scrubbed) => &scrubbed.text,
+        }
+    }
+
+    /// A byte span of [`ModelText::as_str`] → the span of the note it came from. A span that
+    /// touches a placeholder covers all of the text the placeholder replaced.
+    fn to_note_span(&self, start: usize, end: usize) -> (usize, usize) {
+        match self {
+            ModelText::Note(_) => (start, end),
+            ModelText::Scrubbed(scrubbed) => scrubbed.to_original_span(start, end),
+        }
+    }
+
+    /// Entities found in [`ModelText::as_str`], with spans into the note. Pieces of one
+    /// placeholder (`[`, `date`, `]`) map to the same span: consecutive entities with the
+    /// same label and span become one, with the highest score.
+    fn entities_in_note(&self, found: Vec<Entity>) -> Vec<Entity> {
+        if let ModelText::Note(_) = self {
+            return found;
+        }
+        let mut out: Vec<Entity> = Vec::with_capacity(found.len());
+        for mut entity in found {
+            (entity.start, entity.end) = self.to_note_span(entity.start, entity.end);
+            match out.last_mut() {
+                Some(last) if (last.start, last.end, &last.label) == (entity.start, entity.end, &entity.label) => {
+                    last.score = last.score.max(entity.score);
+                }
+                _ => out.push(entity),
+            }
+        }
+        out
+    }
 }
 
 /// Runs a runtime future to completion on the calling thread. Natively that may wait for
@@ -263,6 +311,7 @@ impl Model {
             }
         }
         let window = WindowSpec::new(manifest.max_seq_len, manifest.stride)?;
+        let scrubber = manifest.scrub.as_ref().map(|settings| settings.scrubber());
         #[allow(clippy::arc_with_non_send_sync)] // see `from_parts_on`
         Ok(Self {
             manifest,
@@ -270,6 +319,7 @@ impl Model {
             bert,
             head,
             window,
+            scrubber,
             gpu: Arc::new(Mutex::new(None)),
             backend_note: Arc::new(Mutex::new(None)),
             provenance: None,
@@ -355,10 +405,24 @@ impl Model {
         &self.manifest
     }
 
+    /// `text` as the model reads it: the note itself, or, when the manifest says the model
+    /// was trained on scrubbed text, the note scrubbed the same way. Every text entry point
+    /// goes through here, and maps the offsets it returns back with
+    /// [`ModelText::to_note_span`]. A note that scrubs to nothing is `EmptyText` when it is
+    /// tokenized.
+    fn model_text<'a>(&self, text: &'a str) -> ModelText<'a> {
+        match &self.scrubber {
+            Some(scrubber) => ModelText::Scrubbed(scrubber.scrub(text)),
+            None => ModelText::Note(text),
+        }
+    }
+
     /// The ids the encoder sees for `text` when embedding it: [CLS] … [SEP], truncated to
-    /// the window like sentence-transformers does.
+    /// the window like sentence-transformers does (after scrubbing, if the model was trained
+    /// on scrubbed text).
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let text = self.model_text(text);
+        let tokens = self.tokenizer.tokenize(text.as_str(), 0)?;
         Ok(window::truncate(&tokens, self.window, self.tokenizer.special_ids()).ids)
     }
 
@@ -373,7 +437,7 @@ impl Model {
         let special = self.tokenizer.special_ids();
         let mut windows = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
-            let tokens = self.tokenizer.tokenize(text, index)?;
+            let tokens = self.tokenizer.tokenize(self.model_text(text).as_str(), index)?;
             windows.push(window::truncate(&tokens, self.window, special).ids);
         }
         // Sort by length so each batch pads little; answers go back in input order.
@@ -409,6 +473,7 @@ impl Model {
     }
 
     /// Classifies a note of any length: windows, per-window probabilities, aggregation.
+    /// Chunk offsets are byte offsets into `text`, also when the model reads it scrubbed.
     pub fn classify(&self, text: &str) -> Result<Prediction> {
         block_on(self.classify_async(text))
     }
@@ -422,7 +487,8 @@ impl Model {
                 needs: "a classification, binary or multilabel bundle",
             });
         };
-        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let text = self.model_text(text);
+        let tokens = self.tokenizer.tokenize(text.as_str(), 0)?;
         let windows = window::split(&tokens, self.window, self.tokenizer.special_ids());
         let mut window_probs = Vec::with_capacity(windows.len());
         for batch in windows.chunks(WINDOW_BATCH) {
@@ -436,7 +502,11 @@ impl Model {
             };
             window_probs.extend(self.probabilities(&logits)?);
         }
-        Ok(self.decide(&windows, window_probs))
+        let mut prediction = self.decide(&windows, window_probs);
+        for chunk in &mut prediction.chunks {
+            (chunk.start, chunk.end) = text.to_note_span(chunk.start, chunk.end);
+        }
+        Ok(prediction)
     }
 
     /// The token head, or the error a caller of `operation` gets from another model.
@@ -468,7 +538,8 @@ impl Model {
     /// `AutoModelForTokenClassification` returns for `tokenizer(text)`.
     pub async fn token_logits_async(&self, text: &str) -> Result<Vec<Vec<f32>>> {
         let head = self.token_head("token_logits")?;
-        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let text = self.model_text(text);
+        let tokens = self.tokenizer.tokenize(text.as_str(), 0)?;
         let window = window::truncate(&tokens, self.window, self.tokenizer.special_ids());
         let mut rows = self.window_token_logits(head, &[window.ids.as_slice()]).await?;
         let mut rows = rows.pop().unwrap_or_default();
@@ -481,7 +552,8 @@ impl Model {
     }
 
     /// The entities of a note of any length, by the bundle's aggregation (`simple` unless
-    /// the trainer chose another): label, UTF-8 byte span into `text`, score.
+    /// the trainer chose another): label, UTF-8 byte span into `text` (also when the model
+    /// reads it scrubbed: an entity on a placeholder covers the whole replaced text), score.
     pub fn tag(&self, text: &str) -> Result<Vec<Entity>> {
         block_on(self.tag_async(text, None))
     }
@@ -491,7 +563,8 @@ impl Model {
     /// its label probabilities from the window where it is most central.
     pub async fn tag_async(&self, text: &str, aggregation: Option<EntityAggregation>) -> Result<Vec<Entity>> {
         let head = self.token_head("tag")?;
-        let tokens = self.tokenizer.tokenize(text, 0)?;
+        let text = self.model_text(text);
+        let tokens = self.tokenizer.tokenize(text.as_str(), 0)?;
         let windows = window::split(&tokens, self.window, self.tokenizer.special_ids());
         let mut logits = Vec::with_capacity(windows.len());
         for batch in windows.chunks(WINDOW_BATCH) {
@@ -504,12 +577,13 @@ impl Model {
             .enumerate()
             .map(|(t, probabilities)| {
                 let (start, end) = tokens.offsets[t];
-                let is_subword = self.tokenizer.is_subword(tokens.ids[t], text, start, end);
+                let is_subword = self.tokenizer.is_subword(tokens.ids[t], text.as_str(), start, end);
                 ScoredToken { start, end, is_subword, probabilities }
             })
             .collect();
         let strategy = aggregation.unwrap_or(self.manifest.entity_aggregation);
-        Ok(entities::entities(&scored, &self.manifest.labels, strategy, &["O".to_string()]))
+        let found = entities::entities(&scored, &self.manifest.labels, strategy, &["O".to_string()]);
+        Ok(text.entities_in_note(found))
     }
 
     /// De-identifies a note: every entity the model finds (and with `rules`, every span the

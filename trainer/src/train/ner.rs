@@ -508,6 +508,9 @@ pub fn train_ner(
             SubtokenLabels::First => EntityAggregation::First,
             SubtokenLabels::All => EntityAggregation::Average,
         },
+        // Tagged sentences are trained on as written (scrubbing would move the labelled
+        // spans), so serving reads raw text too.
+        scrub: None,
     };
     // The baseline, on the encoder before it moves.
     let baseline_split = data.test.as_deref().unwrap_or(&data.val);

@@ -18,6 +18,7 @@ use bedside_runtime::bundle::Task;
 use bedside_runtime::checkpoint::{Checkpoint, ServingSettings, SERVING_KEY};
 use bedside_runtime::model::{Architecture, HeadFeatures, Mode, Precision};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
+use bedside_runtime::pipeline::scrub::{ScrubOptions, ScrubSettings};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
@@ -466,7 +467,15 @@ pub fn serving_settings(space: &LabelSpace, model: &TrainableClassifier, config:
         min_confidence: config.min_confidence.unwrap_or(0.0) as f32,
         head_features: model.head_features(),
         entity_aggregation: Default::default(),
+        scrub: scrub_settings(config),
     }
+}
+
+/// How [`prepare`](super::prepare) scrubs the run's text (every pattern kind, plus the names
+/// list when one was given), as serving must repeat it; `None` when scrubbing is off. The
+/// names themselves are never recorded, only that a list was used.
+pub fn scrub_settings(config: &TrainConfig) -> Option<ScrubSettings> {
+    config.scrub.then(|| ScrubSettings::new(&ScrubOptions::all(), config.scrub_names.is_some()))
 }
 
 /// `cpu`, `cuda` (an error that says why when there is none) or `auto` (CUDA when this binary

@@ -446,6 +446,7 @@ mod tests {
             entity_aggregation: Default::default(),
             decision_threshold: 0.5,
             min_confidence: 0.0,
+            scrub: None,
             base_model: "tiny".into(),
             quantization: Quantization::F32,
             special_tokens: Default::default(),

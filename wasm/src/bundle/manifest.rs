@@ -9,6 +9,7 @@ use crate::model::{BertConfig, HeadFeatures};
 use crate::pipeline::aggregate::Aggregation;
 use crate::pipeline::entities::EntityAggregation;
 use crate::pipeline::pool::Pooling;
+use crate::pipeline::scrub::ScrubSettings;
 
 /// The bundle layout this runtime writes.
 pub const FORMAT_VERSION: u32 = 3;
@@ -141,6 +142,12 @@ pub struct Manifest {
     pub decision_threshold: f32,
     /// A prediction whose probability is below this is flagged `uncertain` (0 = never).
     pub min_confidence: f32,
+    /// The model was trained on scrubbed text (`train --scrub`): the runtime scrubs each note
+    /// the same way (these pattern kinds; never a names list, which the bundle does not hold)
+    /// before tokenizing it, and maps every offset it returns back to the original note.
+    /// Absent (bundles before the field, models trained on raw text): no scrubbing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubSettings>,
     pub base_model: String,
     pub quantization: Quantization,
     pub special_tokens: SpecialTokens,

@@ -20,6 +20,7 @@ use crate::model::{BertConfig, HeadFeatures, Weights};
 use crate::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use crate::pipeline::entities::EntityAggregation;
 use crate::pipeline::pool::Pooling;
+use crate::pipeline::scrub::ScrubSettings;
 use crate::pipeline::tokenize::check_tokenizer_fits;
 
 pub use pickle::{read_pytorch_checkpoint, read_pytorch_checkpoint_from, MAX_NESTING, MAX_PICKLE_BYTES};
@@ -66,6 +67,11 @@ pub struct ServingSettings {
     /// Token classification: how token labels become entities.
     #[serde(default)]
     pub entity_aggregation: EntityAggregation,
+    /// How the training text was scrubbed (`train --scrub`), so that serving scrubs the same
+    /// way; absent or null: trained on raw text. Names lists are never stored, only whether
+    /// one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<ScrubSettings>,
 }
 
 impl ServingSettings {
@@ -80,6 +86,7 @@ impl ServingSettings {
             min_confidence: self.min_confidence,
             head_features: self.head_features,
             entity_aggregation: self.entity_aggregation,
+            scrub: self.scrub.clone(),
             ..manifest
         }
     }
@@ -250,6 +257,7 @@ impl Checkpoint {
                 entity_aggregation: EntityAggregation::default(),
                 decision_threshold: 0.5,
                 min_confidence: 0.0,
+                scrub: None,
                 base_model: self.config.name_or_path.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
                     self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
                 }),

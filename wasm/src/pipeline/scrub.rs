@@ -120,6 +120,40 @@ impl ScrubOptions {
     }
 }
 
+/// How a model's training text was scrubbed, recorded in its checkpoint's serving settings and
+/// its bundle's manifest (field `scrub`) so that serving scrubs each note the same way before
+/// tokenizing it. Holds no names: a names list is PHI itself, so only the fact that one was
+/// used is kept, and serving applies the pattern kinds only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubSettings {
+    /// The kinds the training scrubber looked for (absent: all of them, as `ScrubOptions`).
+    #[serde(default = "all_kinds")]
+    pub kinds: BTreeSet<PhiKind>,
+    /// Training also replaced the names of a user-supplied list with `[NAME]`. The list is
+    /// not stored, so serving cannot replace them unless it is given the list again.
+    #[serde(default)]
+    pub names_list: bool,
+}
+
+fn all_kinds() -> BTreeSet<PhiKind> {
+    ScrubOptions::all().kinds
+}
+
+impl ScrubSettings {
+    pub fn new(options: &ScrubOptions, names_list: bool) -> Self {
+        Self { kinds: options.kinds.clone(), names_list }
+    }
+
+    pub fn options(&self) -> ScrubOptions {
+        ScrubOptions { kinds: self.kinds.clone() }
+    }
+
+    /// The scrubber serving uses: these kinds, no names.
+    pub fn scrubber(&self) -> Scrubber {
+        Scrubber::new(self.options())
+    }
+}
+
 /// One replaced span: `original_*` are byte offsets into the input, `scrubbed_*` into
 /// [`Scrubbed::text`] (the placeholder).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
