@@ -11,13 +11,13 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use csv::ByteRecord;
 use serde::Serialize;
-use serde_json::{Map, Value};
+
+use super::table::{CellValue, ColumnSpec, Row, RowError, RowErrorKind, TableError, TableReader, TableSpec};
 
 /// The file formats a data set can be read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -187,8 +187,9 @@ pub enum DatasetError {
     )]
     MissingColumn { path: PathBuf, column: String, columns: usize },
 
-    #[error("{}:{line}: cannot parse the file: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, message: String },
+    /// A table that cannot be read past a line (malformed record, a size or row cap).
+    #[error(transparent)]
+    Table(TableError),
 
     /// The first unusable row, in strict mode.
     #[error("{0}")]
@@ -223,11 +224,7 @@ impl Dataset {
         options: &LoadOptions,
     ) -> Result<Dataset, DatasetError> {
         let mut sink = Sink { file: source, strict: options.strict, dataset: Dataset::default() };
-        match format {
-            Format::Csv => load_delimited(reader, b',', options, &mut sink)?,
-            Format::Tsv => load_delimited(reader, b'\t', options, &mut sink)?,
-            Format::Jsonl => load_jsonl(BufReader::new(reader), options, &mut sink)?,
-        }
+        load_rows(reader, format, options, &mut sink)?;
         Ok(sink.dataset)
     }
 
@@ -370,205 +367,77 @@ fn split_labels(cell: &str, separator: Option<&str>) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------------------
-// CSV / TSV
+// Reading (data::table)
 
-/// Header positions of the configured columns.
-struct Columns {
-    text: usize,
-    label: usize,
-    id: Option<usize>,
-    group: Option<usize>,
-    width: usize,
+impl From<TableError> for DatasetError {
+    fn from(err: TableError) -> DatasetError {
+        match err {
+            TableError::Io { path, source } => DatasetError::Io { path, source },
+            TableError::UnknownExtension { path } => DatasetError::UnknownExtension { path },
+            TableError::MissingColumn { path, column, columns } => DatasetError::MissingColumn { path, column, columns },
+            other => DatasetError::Table(other),
+        }
+    }
 }
 
-fn load_delimited(
-    reader: impl Read,
-    delimiter: u8,
-    options: &LoadOptions,
-    sink: &mut Sink,
-) -> Result<(), DatasetError> {
-    // Byte records + `flexible`: a bad row is one problem instead of an error that ends the
-    // read, and only the fields we use must be UTF-8 (a stray byte in an unused column
-    // should not cost a note).
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(reader);
-    let headers = reader.byte_headers().map_err(|e| csv_error(e, sink.file))?.clone();
-    let columns = resolve_columns(&headers, options, sink.file)?;
-    let mut record = ByteRecord::new();
-    while reader.read_byte_record(&mut record).map_err(|e| csv_error(e, sink.file))? {
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let row = csv_row(&record, &columns, options).and_then(|raw| build_example(raw, line, options));
+/// A row the table reader refused, as the data set's problem kinds.
+fn row_issue(err: &RowError) -> Issue {
+    let kind = match err.kind {
+        RowErrorKind::WrongFieldCount { .. } => ProblemKind::WrongFieldCount,
+        RowErrorKind::InvalidUtf8 { .. } => ProblemKind::InvalidUtf8,
+        RowErrorKind::InvalidJson { .. } | RowErrorKind::NotAnObject => ProblemKind::InvalidJson,
+        RowErrorKind::MissingKey => ProblemKind::MissingColumn,
+        RowErrorKind::WrongType { .. } => ProblemKind::WrongType,
+    };
+    Issue::new(kind, err.message())
+}
+
+fn load_rows(reader: impl Read, format: Format, options: &LoadOptions, sink: &mut Sink) -> Result<(), DatasetError> {
+    // Text, label, then the optional id and group columns, all required when configured.
+    let mut columns = vec![ColumnSpec::text(&options.text_col), ColumnSpec::list(&options.label_col)];
+    columns.extend(options.id_col.as_deref().map(ColumnSpec::scalar));
+    columns.extend(options.group_col.as_deref().map(ColumnSpec::scalar));
+    let mut table = TableReader::new(reader, format, sink.file, &TableSpec::new(columns))?;
+    while let Some(row) = table.next_row()? {
+        let (line, row) = match row {
+            Ok(row) => {
+                let line = row.line;
+                (line, raw_row(row, options).and_then(|raw| build_example(raw, line, options)))
+            }
+            Err(err) => (err.line, Err(row_issue(&err))),
+        };
         sink.push(line, row)?;
     }
     Ok(())
 }
 
-fn resolve_columns(headers: &ByteRecord, options: &LoadOptions, path: &Path) -> Result<Columns, DatasetError> {
-    let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
-    let find = |column: &str| {
-        names.iter().position(|n| n == column).ok_or_else(|| DatasetError::MissingColumn {
-            path: path.into(),
-            column: column.to_string(),
-            columns: names.len(),
-        })
+fn raw_row(row: Row, options: &LoadOptions) -> Result<RawRow, Issue> {
+    let mut cells = row.cells.into_iter().map(|c| c.value);
+    let text = match cells.next() {
+        Some(CellValue::Str(text)) => text,
+        _ => String::new(),
     };
-    Ok(Columns {
-        text: find(&options.text_col)?,
-        label: find(&options.label_col)?,
-        id: options.id_col.as_deref().map(find).transpose()?,
-        group: options.group_col.as_deref().map(find).transpose()?,
-        width: names.len(),
-    })
-}
-
-fn csv_row(record: &ByteRecord, columns: &Columns, options: &LoadOptions) -> Result<RawRow, Issue> {
-    if record.len() != columns.width {
-        let message = format!("row has {} fields, the header has {}", record.len(), columns.width);
-        return Err(Issue::new(ProblemKind::WrongFieldCount, message));
-    }
-    let label = utf8_field(record, columns.label, &options.label_col)?;
-    Ok(RawRow {
-        text: utf8_field(record, columns.text, &options.text_col)?.to_string(),
-        labels: split_labels(label, options.label_separator.as_deref()),
-        id: optional_field(record, columns.id, options.id_col.as_deref())?,
-        group: optional_field(record, columns.group, options.group_col.as_deref())?,
-    })
-}
-
-fn utf8_field<'r>(record: &'r ByteRecord, index: usize, col: &str) -> Result<&'r str, Issue> {
-    let bytes = &record[index];
-    std::str::from_utf8(bytes).map_err(|e| {
-        let message =
-            format!("column `{col}` is not valid UTF-8 (bad byte at offset {} of {})", e.valid_up_to(), bytes.len());
-        Issue::new(ProblemKind::InvalidUtf8, message)
-    })
-}
-
-fn optional_field(record: &ByteRecord, index: Option<usize>, col: Option<&str>) -> Result<Option<String>, Issue> {
-    match (index, col) {
-        (Some(index), Some(col)) => Ok(Some(utf8_field(record, index, col)?.to_string())),
-        _ => Ok(None),
-    }
-}
-
-/// csv errors reduced to their kind and position: the crate's own messages are safe today,
-/// but building ours keeps note text out by construction.
-fn csv_error(err: csv::Error, path: &Path) -> DatasetError {
-    let line = err.position().map_or(0, |p| p.line() as usize);
-    match err.into_kind() {
-        csv::ErrorKind::Io(source) => DatasetError::Io { path: path.into(), source },
-        csv::ErrorKind::Utf8 { .. } => DatasetError::Parse { path: path.into(), line, message: "invalid UTF-8".into() },
-        _ => DatasetError::Parse { path: path.into(), line, message: "malformed record".into() },
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// JSONL
-
-fn load_jsonl(mut reader: impl BufRead, options: &LoadOptions, sink: &mut Sink) -> Result<(), DatasetError> {
-    let mut buf = Vec::new();
-    let mut line = 0;
-    loop {
-        buf.clear();
-        let read =
-            reader.read_until(b'\n', &mut buf).map_err(|source| DatasetError::Io { path: sink.file.into(), source })?;
-        if read == 0 {
-            return Ok(());
-        }
-        line += 1;
-        let bytes = if line == 1 { buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&buf) } else { &buf };
-        // Blank lines (a trailing newline, spacing) hold no row, so they are not problems.
-        if bytes.trim_ascii().is_empty() {
-            continue;
-        }
-        let row = jsonl_row(bytes, options).and_then(|raw| build_example(raw, line, options));
-        sink.push(line, row)?;
-    }
-}
-
-fn jsonl_row(bytes: &[u8], options: &LoadOptions) -> Result<RawRow, Issue> {
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let message = format!("line is not valid UTF-8 (bad byte at offset {} of {})", e.valid_up_to(), bytes.len());
-        Issue::new(ProblemKind::InvalidUtf8, message)
-    })?;
-    // Only the error's position goes into the message: serde_json's messages are about
-    // syntax, but that is the crate's choice, not a guarantee.
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        Issue::new(ProblemKind::InvalidJson, format!("not valid JSON (error at column {})", e.column()))
-    })?;
-    let Value::Object(object) = value else {
-        return Err(Issue::new(ProblemKind::InvalidJson, "line is JSON but not an object"));
-    };
-    Ok(RawRow {
-        text: json_text(&object, &options.text_col)?,
-        labels: json_labels(&object, &options.label_col, options.label_separator.as_deref())?,
-        id: options.id_col.as_deref().map(|col| json_scalar(&object, col)).transpose()?,
-        group: options.group_col.as_deref().map(|col| json_scalar(&object, col)).transpose()?,
-    })
-}
-
-fn json_field<'o>(object: &'o Map<String, Value>, col: &str) -> Result<&'o Value, Issue> {
-    object.get(col).ok_or_else(|| Issue::new(ProblemKind::MissingColumn, format!("object has no key `{col}`")))
-}
-
-fn wrong_type(col: &str, expected: &str, found: &Value) -> Issue {
-    let found = match found {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    };
-    Issue::new(ProblemKind::WrongType, format!("`{col}` is {found}, expected {expected}"))
-}
-
-/// Text must be a string; null counts as empty text rather than a type error.
-fn json_text(object: &Map<String, Value>, col: &str) -> Result<String, Issue> {
-    match json_field(object, col)? {
-        Value::String(s) => Ok(s.clone()),
-        Value::Null => Ok(String::new()),
-        other => Err(wrong_type(col, "a string", other)),
-    }
-}
-
-/// Labels may be a string (split on the separator), a number or boolean (`1`, `true`), or
-/// an array of those (already multi-label, so not split again). Null is a missing label.
-fn json_labels(object: &Map<String, Value>, col: &str, separator: Option<&str>) -> Result<Vec<String>, Issue> {
-    match json_field(object, col)? {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => {
+    // A JSONL array is already multi-label, so it is not split again.
+    let labels = match cells.next() {
+        Some(CellValue::Str(label)) => split_labels(&label, options.label_separator.as_deref()),
+        Some(CellValue::List(items)) => {
             let mut labels: Vec<String> = Vec::new();
-            for item in items {
-                let label = scalar_string(item).ok_or_else(|| wrong_type(col, "an array of strings", item))?;
-                let label = label.trim();
-                if !label.is_empty() && !labels.iter().any(|l| l == label) {
+            for label in items.iter().map(|l| l.trim()).filter(|l| !l.is_empty()) {
+                if !labels.iter().any(|l| l == label) {
                     labels.push(label.to_string());
                 }
             }
-            Ok(labels)
+            labels
         }
-        other => {
-            let label = scalar_string(other).ok_or_else(|| wrong_type(col, "a string or an array", other))?;
-            Ok(split_labels(&label, separator))
-        }
-    }
-}
-
-/// Ids and group keys: strings or numbers. Null reads as empty, reported as `empty_field`.
-fn json_scalar(object: &Map<String, Value>, col: &str) -> Result<String, Issue> {
-    match json_field(object, col)? {
-        Value::Null => Ok(String::new()),
-        other => scalar_string(other).ok_or_else(|| wrong_type(col, "a string or a number", other)),
-    }
-}
-
-fn scalar_string(value: &Value) -> Option<String> {
-    match value {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
+        _ => Vec::new(),
+    };
+    let mut scalar = || match cells.next() {
+        Some(CellValue::Str(value)) => Some(value),
         _ => None,
-    }
+    };
+    let id = options.id_col.as_ref().and_then(|_| scalar());
+    let group = options.group_col.as_ref().and_then(|_| scalar());
+    Ok(RawRow { text, labels, id, group })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod dataset;
 mod split;
+pub mod table;
 pub mod tags;
 
 pub use dataset::{Dataset, DatasetError, Example, Format, LoadOptions, ProblemKind, RowProblem};
