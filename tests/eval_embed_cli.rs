@@ -199,7 +199,7 @@ fn bad_inputs_name_the_file_and_line() {
         (
             "bad.jsonl",
             "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\": oops}\n",
-            "bad.jsonl:2: invalid JSON",
+            "bad.jsonl:2: not valid JSON",
         ),
         ("cols.csv", "a,b,label\nx,y,1\n", "cols.csv:1: no column `text1`"),
     ];
@@ -220,7 +220,7 @@ fn bad_inputs_name_the_file_and_line() {
     assert!(stderr.contains("dup.csv:4: field `id`: duplicate id (first on line 2)"), "{stderr}");
     let invalid = write(&dir, "q.jsonl", "{\"id\":\"q1\",\"text\":\"a\"}\nnot json\n");
     let stderr = run(&invalid, &corpus, &qrels);
-    assert!(stderr.contains("q.jsonl:2: invalid JSON"), "{stderr}");
+    assert!(stderr.contains("q.jsonl:2: not valid JSON"), "{stderr}");
     // Text never reaches the message, only its place.
     let secret = write(&dir, "secret.csv", "text1,text2,label\nJohn Smith MRN 12345,b,7\n");
     let stderr = fails(&["eval", "embed", "--model", &model, "--pairs", &secret]);

@@ -33,12 +33,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use bedside_runtime::Model;
-use csv::ByteRecord;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::data::table::{self, CellValue, ColumnSpec, TableError, TableSpec};
 use crate::data::Format;
 use crate::durable::write_file_atomic;
 
@@ -60,24 +59,9 @@ pub enum EmbeddingEvalError {
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 
-    #[error(
-        "{}: cannot tell the format from the extension: use .csv, .tsv/.tab or .jsonl/.ndjson",
-        path.display()
-    )]
-    UnknownExtension { path: PathBuf },
-
-    /// The header's cells are not echoed: in a file without a header row they are a note.
-    #[error(
-        "{}:1: no column `{column}` in the header row, which has {columns} column(s); is the first row a header?",
-        path.display()
-    )]
-    MissingColumn { path: PathBuf, column: String, columns: usize },
-
-    #[error("{}:{line}: cannot parse the file: {message}", path.display())]
-    Parse { path: PathBuf, line: usize, message: String },
-
-    #[error("{}:{line}: invalid JSON: {message}", path.display())]
-    InvalidJson { path: PathBuf, line: usize, message: String },
+    /// Reading the table: format, header, row shape, JSON, UTF-8, caps (see `data::table`).
+    #[error(transparent)]
+    Table(#[from] TableError),
 
     /// A value that cannot be used: empty text, a label outside [0, 1], a missing field, …
     #[error("{}:{line}: field `{field}`: {message}", path.display())]
@@ -505,27 +489,14 @@ pub fn retrieval_metrics(
 // Reading tables (CSV, TSV, JSONL)
 // =============================================================================================
 
-/// A column to read: the names it may have (the first is used in messages) and whether a
-/// file without it is an error.
-struct ColumnSpec {
-    names: Vec<String>,
-    required: bool,
-    /// JSONL: only a string will do (ids, labels and scores may be numbers).
-    text: bool,
-}
-
-impl ColumnSpec {
-    /// `name`, and when it is the default also the usual other spellings (e.g. BEIR's `_id`).
-    fn new(name: &str, default: &str, aliases: &[&str], required: bool) -> ColumnSpec {
-        let mut names = vec![name.to_string()];
-        if name == default {
-            names.extend(aliases.iter().map(|a| a.to_string()));
-        }
-        ColumnSpec { names, required, text: false }
-    }
-
-    fn text(name: &str, default: &str, aliases: &[&str]) -> ColumnSpec {
-        ColumnSpec { text: true, ..ColumnSpec::new(name, default, aliases, true) }
+/// A column named `name`; when that is the default, also under the usual other spellings
+/// (e.g. BEIR's `_id`).
+fn column(name: &str, default: &str, aliases: &[&str], spec: fn(&str) -> ColumnSpec) -> ColumnSpec {
+    let column = spec(name);
+    if name == default {
+        column.aliases(aliases)
+    } else {
+        column
     }
 }
 
@@ -536,117 +507,31 @@ struct Row {
     cells: Vec<Option<(String, String)>>,
 }
 
-fn format_of(path: &Path) -> Result<Format> {
-    Format::from_path(path).ok_or_else(|| EmbeddingEvalError::UnknownExtension { path: path.into() })
-}
-
 fn read_file(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|source| EmbeddingEvalError::Io { path: path.into(), source })
 }
 
-/// The rows of a table's bytes; `path` names the table in errors.
-fn read_table(path: &Path, bytes: &[u8], format: Format, columns: &[ColumnSpec]) -> Result<Vec<Row>> {
-    let rows = match format {
-        Format::Csv => read_delimited(path, bytes, b',', columns)?,
-        Format::Tsv => read_delimited(path, bytes, b'\t', columns)?,
-        Format::Jsonl => read_jsonl(path, bytes, columns)?,
-    };
+/// The rows of a table's bytes (`data::table`, the first bad row an error); `path` names
+/// the table in errors.
+fn read_table(path: &Path, bytes: &[u8], format: Format, columns: Vec<ColumnSpec>) -> Result<Vec<Row>> {
+    let rows = table::read_all(bytes, format, path, &TableSpec::new(columns))?;
     if rows.is_empty() {
         return Err(EmbeddingEvalError::Empty { path: path.into() });
     }
-    Ok(rows)
-}
-
-fn read_delimited(path: &Path, bytes: &[u8], delimiter: u8, columns: &[ColumnSpec]) -> Result<Vec<Row>> {
-    let parse_error = |e: csv::Error| {
-        let line = e.position().map_or(0, |p| p.line() as usize);
-        EmbeddingEvalError::Parse { path: path.into(), line, message: e.to_string() }
-    };
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(bytes);
-    let headers = reader.byte_headers().map_err(parse_error)?.clone();
-    let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
-    let mut positions = Vec::with_capacity(columns.len());
-    for spec in columns {
-        let found = spec.names.iter().find_map(|n| names.iter().position(|h| h == n).map(|i| (n.clone(), i)));
-        match found {
-            Some(f) => positions.push(Some(f)),
-            None if spec.required => {
-                return Err(EmbeddingEvalError::MissingColumn {
-                    path: path.into(),
-                    column: spec.names[0].clone(),
-                    columns: names.len(),
+    Ok(rows
+        .into_iter()
+        .map(|row| Row {
+            line: row.line,
+            cells: row
+                .cells
+                .into_iter()
+                .map(|cell| match cell.value {
+                    CellValue::Str(value) => Some((cell.column, value)),
+                    CellValue::Absent | CellValue::List(_) => None,
                 })
-            }
-            None => positions.push(None),
-        }
-    }
-    let mut record = ByteRecord::new();
-    let mut rows = Vec::new();
-    while reader.read_byte_record(&mut record).map_err(parse_error)? {
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        if record.len() != names.len() {
-            let message = format!("row has {} fields, the header has {}", record.len(), names.len());
-            return Err(EmbeddingEvalError::Parse { path: path.into(), line, message });
-        }
-        let mut cells = Vec::with_capacity(columns.len());
-        for position in &positions {
-            cells.push(match position {
-                Some((name, i)) => {
-                    let value = std::str::from_utf8(&record[*i]).map_err(|e| EmbeddingEvalError::Field {
-                        path: path.into(),
-                        line,
-                        field: name.clone(),
-                        message: format!("not valid UTF-8 (byte {})", e.valid_up_to()),
-                    })?;
-                    Some((name.clone(), value.to_string()))
-                }
-                None => None,
-            });
-        }
-        rows.push(Row { line, cells });
-    }
-    Ok(rows)
-}
-
-fn read_jsonl(path: &Path, bytes: &[u8], columns: &[ColumnSpec]) -> Result<Vec<Row>> {
-    let mut rows = Vec::new();
-    for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = index + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let raw = if index == 0 { raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw) } else { raw };
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let invalid = |message: String| EmbeddingEvalError::InvalidJson { path: path.into(), line, message };
-        let text =
-            std::str::from_utf8(raw).map_err(|e| invalid(format!("not valid UTF-8 (byte {})", e.valid_up_to())))?;
-        let value: Value = serde_json::from_str(text).map_err(|e| invalid(format!("column {}: {e}", e.column())))?;
-        let Value::Object(object) = value else {
-            return Err(invalid("the line is not a JSON object".to_string()));
-        };
-        let mut cells = Vec::with_capacity(columns.len());
-        for spec in columns {
-            let found = spec.names.iter().find_map(|n| object.get(n).map(|v| (n, v)));
-            let field_error = |field: &str, message: &str| EmbeddingEvalError::Field {
-                path: path.into(),
-                line,
-                field: field.to_string(),
-                message: message.to_string(),
-            };
-            cells.push(match found {
-                Some((name, Value::String(s))) => Some((name.clone(), s.clone())),
-                // Numbers are fine for ids, labels and scores; serde_json prints them back exactly.
-                Some((name, Value::Number(n))) if !spec.text => Some((name.clone(), n.to_string())),
-                Some((name, Value::Null)) => return Err(field_error(name, "is null")),
-                Some((name, _)) if spec.text => return Err(field_error(name, "must be a string")),
-                Some((name, _)) => return Err(field_error(name, "must be a string or a number")),
-                None if spec.required => return Err(field_error(&spec.names[0], "missing from the object")),
-                None => None,
-            });
-        }
-        rows.push(Row { line, cells });
-    }
-    Ok(rows)
+                .collect(),
+        })
+        .collect())
 }
 
 fn field_error(path: &Path, line: usize, field: &str, message: impl Into<String>) -> EmbeddingEvalError {
@@ -732,7 +617,7 @@ pub struct Pair {
 pub fn load_pairs(path: &Path, options: &PairsOptions) -> Result<Vec<Pair>> {
     let format = match options.format {
         Some(f) => f,
-        None => format_of(path)?,
+        None => table::format_of(path, None)?,
     };
     load_pairs_from_bytes(path, &read_file(path)?, format, options)
 }
@@ -740,12 +625,12 @@ pub fn load_pairs(path: &Path, options: &PairsOptions) -> Result<Vec<Pair>> {
 /// [`load_pairs`] on a table's bytes in `format` (`options.format` is not consulted); `path`
 /// names the table in errors.
 pub fn load_pairs_from_bytes(path: &Path, bytes: &[u8], format: Format, options: &PairsOptions) -> Result<Vec<Pair>> {
-    let columns = [
-        ColumnSpec::text(&options.text1_col, "text1", &["sentence1"]),
-        ColumnSpec::text(&options.text2_col, "text2", &["sentence2"]),
-        ColumnSpec::new(&options.label_col, "label", &["score"], true),
+    let columns = vec![
+        column(&options.text1_col, "text1", &["sentence1"], ColumnSpec::text),
+        column(&options.text2_col, "text2", &["sentence2"], ColumnSpec::text),
+        column(&options.label_col, "label", &["score"], ColumnSpec::scalar),
     ];
-    read_table(path, bytes, format, &columns)?
+    read_table(path, bytes, format, columns)?
         .into_iter()
         .map(|row| {
             let label = row.cells[2].as_ref().expect("required column");
@@ -776,15 +661,15 @@ pub const TRIPLET_COLUMNS: [&str; 3] = ["anchor", "positive", "negative"];
 pub fn load_triplets(path: &Path, format: Option<Format>) -> Result<Vec<Triplet>> {
     let format = match format {
         Some(f) => f,
-        None => format_of(path)?,
+        None => table::format_of(path, None)?,
     };
     load_triplets_from_bytes(path, &read_file(path)?, format)
 }
 
 /// [`load_triplets`] on a table's bytes; `path` names the table in errors.
 pub fn load_triplets_from_bytes(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<Triplet>> {
-    let columns = TRIPLET_COLUMNS.map(|c| ColumnSpec::text(c, c, &[]));
-    read_table(path, bytes, format, &columns)?
+    let columns = TRIPLET_COLUMNS.iter().map(|c| ColumnSpec::text(c)).collect();
+    read_table(path, bytes, format, columns)?
         .into_iter()
         .map(|row| {
             Ok(Triplet {
@@ -801,37 +686,7 @@ pub fn load_triplets_from_bytes(path: &Path, bytes: &[u8], format: Format) -> Re
 /// (none when that line is not a JSON object; the loader then reports it). For telling a
 /// pairs file from a triplets file or labelled rows.
 pub fn column_names(path: &Path, format: Option<Format>) -> Result<Vec<String>> {
-    let format = match format {
-        Some(f) => f,
-        None => format_of(path)?,
-    };
-    let io_error = |source| EmbeddingEvalError::Io { path: path.into(), source };
-    let file = fs::File::open(path).map_err(io_error)?;
-    let delimiter = match format {
-        Format::Csv => b',',
-        Format::Tsv => b'\t',
-        Format::Jsonl => {
-            for line in io::BufRead::split(io::BufReader::new(file), b'\n') {
-                let line = line.map_err(io_error)?;
-                let line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&line);
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Ok(match serde_json::from_slice::<Value>(line) {
-                    Ok(Value::Object(object)) => object.keys().cloned().collect(),
-                    _ => Vec::new(),
-                });
-            }
-            return Ok(Vec::new());
-        }
-    };
-    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(file);
-    let headers = reader.byte_headers().map_err(|e| EmbeddingEvalError::Parse {
-        path: path.into(),
-        line: 1,
-        message: e.to_string(),
-    })?;
-    Ok(headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect())
+    Ok(table::column_names(path, format)?)
 }
 
 // =============================================================================================
@@ -879,7 +734,7 @@ pub struct RetrievalSet {
 
 /// Reads `id,text` rows (CSV, TSV or JSONL); empty texts and repeated ids are errors.
 pub fn load_documents(path: &Path, options: &RetrievalOptions) -> Result<Vec<Document>> {
-    let format = format_of(path)?;
+    let format = table::format_of(path, None)?;
     load_documents_from_bytes(path, &read_file(path)?, format, options)
 }
 
@@ -890,11 +745,13 @@ pub fn load_documents_from_bytes(
     format: Format,
     options: &RetrievalOptions,
 ) -> Result<Vec<Document>> {
-    let columns =
-        [ColumnSpec::new(&options.id_col, "id", &["_id"], true), ColumnSpec::text(&options.text_col, "text", &[])];
+    let columns = vec![
+        column(&options.id_col, "id", &["_id"], ColumnSpec::scalar),
+        ColumnSpec::text(&options.text_col),
+    ];
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut documents = Vec::new();
-    for row in read_table(path, bytes, format, &columns)? {
+    for row in read_table(path, bytes, format, columns)? {
         let id = id_cell(path, row.line, &row.cells[0])?;
         if let Some(&first) = first_line.get(&id) {
             let field = row.cells[0].as_ref().map(|c| c.0.clone()).unwrap_or_default();
@@ -920,7 +777,7 @@ pub fn load_qrels(
     queries: (&Path, &[Document]),
     corpus: (&Path, &[Document]),
 ) -> Result<(Vec<Judgement>, Relevance)> {
-    let format = format_of(path)?;
+    let format = table::format_of(path, None)?;
     load_qrels_from_bytes(path, &read_file(path)?, format, options, queries, corpus)
 }
 
@@ -933,14 +790,14 @@ pub fn load_qrels_from_bytes(
     queries: (&Path, &[Document]),
     corpus: (&Path, &[Document]),
 ) -> Result<(Vec<Judgement>, Relevance)> {
-    let columns = [
-        ColumnSpec::new(&options.query_id_col, "query_id", &["query-id", "qid"], true),
-        ColumnSpec::new(&options.doc_id_col, "doc_id", &["corpus-id", "corpus_id", "doc-id", "docid"], true),
-        ColumnSpec::new(&options.score_col, "score", &["relevance"], false),
+    let columns = vec![
+        column(&options.query_id_col, "query_id", &["query-id", "qid"], ColumnSpec::scalar),
+        column(&options.doc_id_col, "doc_id", &["corpus-id", "corpus_id", "doc-id", "docid"], ColumnSpec::scalar),
+        column(&options.score_col, "score", &["relevance"], ColumnSpec::scalar).optional(),
     ];
     let query_ids: std::collections::HashSet<&str> = queries.1.iter().map(|d| d.id.as_str()).collect();
     let doc_ids: std::collections::HashSet<&str> = corpus.1.iter().map(|d| d.id.as_str()).collect();
-    let rows = read_table(path, bytes, format, &columns)?;
+    let rows = read_table(path, bytes, format, columns)?;
     let relevance = if rows[0].cells[2].is_some() { Relevance::Graded } else { Relevance::Binary };
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     let mut qrels = Vec::with_capacity(rows.len());
@@ -1370,6 +1227,7 @@ fn histogram_chart(role: &str, p: &PairMetrics) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const TOL: f64 = 1e-9;
 
@@ -1580,14 +1438,14 @@ mod tests {
             ("p.csv", "text1,text2,label\na,b,1\n , c,0\n", ":3: field `text1`: empty text"),
             ("p.csv", "text1,text2,label\na,b,1\nc,d,1.5\n", ":3: field `label`: must be a number in [0, 1]"),
             ("p.csv", "text1,text2,label\na,b,yes\n", ":2: field `label`"),
-            ("p.csv", "text1,text2,label\na,b\n", ":2: cannot parse the file: row has 2 fields, the header has 3"),
+            ("p.csv", "text1,text2,label\na,b\n", ":2: row has 2 fields, the header has 3"),
             ("p.csv", "text1,text2\na,b\n", ":1: no column `label` in the header row, which has 2 column(s)"),
             ("p.csv", "text1,text2,label\n", "no rows"),
-            ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\":\"a\",", ":2: invalid JSON"),
-            ("p.jsonl", "[1,2]\n", ":1: invalid JSON: the line is not a JSON object"),
-            ("p.jsonl", "{\"text1\":\"a\",\"label\":1}\n", ":1: field `text2`: missing from the object"),
-            ("p.jsonl", "{\"text1\":\"a\",\"text2\":3,\"label\":1}\n", ":1: field `text2`: must be a string"),
-            ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":null}\n", ":1: field `label`: is null"),
+            ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\":\"a\",", ":2: not valid JSON"),
+            ("p.jsonl", "[1,2]\n", ":1: line is JSON but not an object"),
+            ("p.jsonl", "{\"text1\":\"a\",\"label\":1}\n", ":1: object has no key `text2`"),
+            ("p.jsonl", "{\"text1\":\"a\",\"text2\":3,\"label\":1}\n", ":1: column `text2` is a number, expected a string"),
+            ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":null}\n", ":1: field `label`: must be a number in [0, 1], got 0 character(s) of text"),
             ("p.txt", "x", "cannot tell the format"),
         ];
         for (name, contents, want) in cases {
