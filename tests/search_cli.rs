@@ -153,7 +153,7 @@ fn corpus_errors_name_the_file_and_line() {
     assert!(err.contains("bad.jsonl:2: not valid JSON"), "{err}");
     assert!(!err.contains("secret"), "errors carry no note text: {err}");
     let err = run("missing.jsonl", "{\"id\":\"a\",\"body\":\"x\"}\n", &[]);
-    assert!(err.contains("missing.jsonl:1: missing \"text\""), "{err}");
+    assert!(err.contains("missing.jsonl:1: object has no key `text`"), "{err}");
     let err = run("blank.csv", "id,text\na,x\nb,  \n", &[]);
     assert!(err.contains("blank.csv:3: empty text"), "{err}");
     let err = run("controls.txt", "fine\n\u{0}\u{0}\n", &[]);

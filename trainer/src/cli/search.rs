@@ -12,6 +12,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bedside_runtime::search::{self, Storage};
+use bedside::data::table::{self, ColumnSpec, TableSpec};
+use bedside::data::Format;
 use bedside_runtime::Error;
 use clap::Args;
 
@@ -25,9 +27,9 @@ pub struct SearchArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub backend: super::BackendArgs,
-    /// Documents: .jsonl (one {"id", "text"} per line; id optional), .csv (header row with
+    /// Documents: .jsonl (one {"id", "text"} per line; id optional), .csv/.tsv (header row with
     /// `text` and optionally `id`) or .txt (one document per line; blank lines skipped).
-    /// A missing id is the line number.
+    /// Without an id column or key, the id is the line number; an empty id is an error.
     #[arg(long)]
     pub corpus: PathBuf,
     /// What to look for. Like each document, it is truncated to the model's window
@@ -124,11 +126,10 @@ fn corpus_error(path: &Path, docs: &[Doc], err: Error) -> anyhow::Error {
 pub fn read_corpus(path: &Path) -> Result<Vec<Doc>> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let docs = match extension.as_deref() {
-        Some("jsonl" | "ndjson") => read_jsonl(path, &bytes)?,
-        Some("csv") => read_csv(path, &bytes)?,
-        Some("txt") => read_txt(path, &bytes)?,
-        _ => bail!("{}: unknown corpus format: use .jsonl, .csv or .txt", path.display()),
+    let docs = match (extension.as_deref(), Format::from_path(path)) {
+        (Some("txt"), _) => read_txt(path, &bytes)?,
+        (_, Some(format)) => read_table(path, &bytes, format)?,
+        _ => bail!("{}: unknown corpus format: use .jsonl, .csv, .tsv or .txt", path.display()),
     };
     if docs.is_empty() {
         bail!("{}: empty corpus: no documents", path.display());
@@ -166,76 +167,22 @@ fn read_txt(path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
     Ok(docs)
 }
 
-fn read_jsonl(path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
+/// Documents from a table (`data::table`): a `text` column and an optional `id` column. A
+/// file without an id column numbers documents by line; an empty id in one that has it is an
+/// error, as in every other table reader.
+fn read_table(path: &Path, bytes: &[u8], format: Format) -> Result<Vec<Doc>> {
+    let spec = TableSpec::new(vec![ColumnSpec::text("text"), ColumnSpec::scalar("id").optional()]);
     let mut docs = Vec::new();
-    for line in lines(path, bytes) {
-        let (line, raw) = line?;
-        if raw.trim().is_empty() {
-            continue;
-        }
-        let at = || format!("{}:{line}", path.display());
-        let value: serde_json::Value =
-            serde_json::from_str(raw).map_err(|e| anyhow::anyhow!("{}: not valid JSON: {e}", at()))?;
-        let Some(object) = value.as_object() else { bail!("{}: not a JSON object", at()) };
-        let text = match object.get("text") {
-            None => bail!("{}: missing \"text\"", at()),
-            Some(serde_json::Value::String(text)) => text,
-            Some(_) => bail!("{}: \"text\" is not a string", at()),
-        };
-        if text.trim().is_empty() {
-            bail!("{}: empty text", at());
-        }
-        let id = match object.get("id") {
-            None | Some(serde_json::Value::Null) => line.to_string(),
-            Some(serde_json::Value::String(id)) if !id.is_empty() => id.clone(),
-            Some(serde_json::Value::String(_)) => bail!("{}: empty id", at()),
-            Some(serde_json::Value::Number(n)) => n.to_string(),
-            Some(_) => bail!("{}: \"id\" must be a string or a number", at()),
-        };
-        docs.push(Doc { id, text: text.clone(), line });
-    }
-    Ok(docs)
-}
-
-fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Doc>> {
-    let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
-    let headers = reader.byte_headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
-    let column = |name: &str| headers.iter().position(|h| h == name.as_bytes());
-    let Some(text_col) = column("text") else {
-        // The header's cells are not echoed: in a file without a header row they are a note.
-        bail!(
-            "{}:1: no column \"text\" in the header row, which has {} column(s); is the first row a header?",
-            path.display(),
-            headers.len()
-        );
-    };
-    let id_col = column("id");
-    let mut docs = Vec::new();
-    for record in reader.byte_records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map_or(String::new(), |p| format!(":{}", p.line()));
-            anyhow::anyhow!("{}{line}: {}", path.display(), e)
-        })?;
-        // invariant: a record read from the reader has a position.
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        let cell = |col: usize, name: &str| -> Result<&str> {
-            let raw = record.get(col).unwrap_or_default();
-            std::str::from_utf8(raw)
-                .map_err(|_| anyhow::anyhow!("{}:{line}: {name} is not valid UTF-8", path.display()))
-        };
-        let text = cell(text_col, "text")?;
+    for row in table::read_all(bytes, format, path, &spec)? {
+        let line = row.line;
+        let text = row.cells[0].as_str().unwrap_or_default();
         if text.trim().is_empty() {
             bail!("{}:{line}: empty text", path.display());
         }
-        let id = match id_col {
-            Some(col) => {
-                let id = cell(col, "id")?.trim();
-                if id.is_empty() {
-                    bail!("{}:{line}: empty id", path.display());
-                }
-                id.to_string()
-            }
+        let id = match row.cells[1].as_str() {
             None => line.to_string(),
+            Some(id) if id.trim().is_empty() => bail!("{}:{line}: empty id", path.display()),
+            Some(id) => id.trim().to_string(),
         };
         docs.push(Doc { id, text: text.to_string(), line });
     }
@@ -258,8 +205,8 @@ mod tests {
     fn parse(name: &str, content: &str) -> Result<Vec<Doc>> {
         let path = Path::new(name);
         match name.rsplit('.').next() {
-            Some("jsonl") => read_jsonl(path, content.as_bytes()),
-            Some("csv") => read_csv(path, content.as_bytes()),
+            Some("jsonl") => read_table(path, content.as_bytes(), Format::Jsonl),
+            Some("csv") => read_table(path, content.as_bytes(), Format::Csv),
             _ => read_txt(path, content.as_bytes()),
         }
     }
@@ -275,9 +222,11 @@ mod tests {
     fn jsonl_errors_name_the_line() {
         let err = |content: &str| parse("d.jsonl", content).unwrap_err().to_string();
         assert!(err("{\"id\":\"a\",\"text\":\"x\"}\n{oops\n").starts_with("d.jsonl:2: not valid JSON"));
-        assert_eq!(err("{\"id\":\"a\"}"), "d.jsonl:1: missing \"text\"");
+        assert_eq!(err("{\"id\":\"a\"}"), "d.jsonl:1: object has no key `text`");
         assert_eq!(err("\n{\"text\":\" \"}"), "d.jsonl:2: empty text");
-        assert_eq!(err("[1]"), "d.jsonl:1: not a JSON object");
+        assert_eq!(err("[1]"), "d.jsonl:1: line is JSON but not an object");
+        assert_eq!(err("{\"id\":\"\",\"text\":\"x\"}"), "d.jsonl:1: empty id");
+        assert_eq!(err("{\"id\":null,\"text\":\"x\"}"), "d.jsonl:1: empty id");
         let docs = parse("d.jsonl", "{\"id\": 7, \"text\": \"x\"}\n{\"text\": \"y\"}\n").unwrap();
         assert_eq!((docs[0].id.as_str(), docs[1].id.as_str()), ("7", "2"));
     }
@@ -290,7 +239,7 @@ mod tests {
         let docs = parse("d.csv", "id,text\nn1,alpha\n").unwrap();
         assert_eq!(docs[0].id, "n1");
         assert_eq!(parse("d.csv", "id,text\nn1,\n").unwrap_err().to_string(), "d.csv:2: empty text");
-        assert!(parse("d.csv", "id,body\n").unwrap_err().to_string().starts_with("d.csv:1: no column \"text\""));
+        assert!(parse("d.csv", "id,body\n").unwrap_err().to_string().starts_with("d.csv:1: no column `text`"));
     }
 
     #[test]
