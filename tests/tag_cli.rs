@@ -333,7 +333,7 @@ fn tag_and_deid_name_a_missing_text_column() {
         let output = bedside(&args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8(output.stderr.clone()).unwrap();
-        assert!(stderr.contains("no column \"note\"") && stderr.contains("notes.csv"), "{stderr}");
+        assert!(stderr.contains("no column `note`") && stderr.contains("notes.csv"), "{stderr}");
         assert_no_note_words(args[0], &output);
     }
     assert!(!out.exists());

@@ -11,6 +11,7 @@ use bedside_runtime::model::{HeadFeatures, Weights};
 use bedside_runtime::pipeline::aggregate::{Aggregation, CLINICALBERT_DEFAULT_C};
 use bedside_runtime::{Backend, Model};
 
+use bedside::data::table::{self, ColumnSpec, TableSpec};
 use bedside::data::{Dataset, LoadOptions as DataOptions};
 use bedside::durable::{committed_dir, write_file_atomic, write_file_atomic_with};
 use bedside::eval::report::{build_report, write_report, ReportOptions};
@@ -409,39 +410,38 @@ fn embed(a: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Notes to classify: (id, text), with the CSV line for errors.
-pub(super) fn read_notes_csv(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
-    // The header's cells are not echoed: in a file without a header row they are a note.
-    let text_index = headers.iter().position(|h| h == text_col).with_context(|| {
-        format!(
-            "{}:1: no column {text_col:?} in the header row, which has {} column(s); is the first row a header?",
-            path.display(),
-            headers.len()
-        )
-    })?;
-    let id_index = headers.iter().position(|h| h == id_col);
+/// Notes to classify or tag from `--input` (CSV, TSV or JSONL by extension, read by
+/// `data::table`): (id, text). Without an id column (or key) the id is the line number; an
+/// empty id in a file that has one, and an empty text, are errors naming file and line.
+pub(super) fn read_notes(path: &Path, text_col: &str, id_col: &str) -> Result<Vec<(String, String)>> {
+    let spec = TableSpec::new(vec![ColumnSpec::text(text_col), ColumnSpec::scalar(id_col).optional()]);
+    let format = table::format_of(path, None)?;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut notes = Vec::new();
-    for (row, record) in reader.records().enumerate() {
-        let line = row + 2;
-        let record = record.with_context(|| format!("{}: line {line}", path.display()))?;
-        // A quoted note may span lines: name the line where its record starts.
-        let line = record.position().map_or(line, |p| p.line() as usize);
-        let text = record.get(text_index).unwrap_or("").to_string();
-        let id = id_index.and_then(|i| record.get(i)).map(str::to_string).unwrap_or_else(|| format!("line {line}"));
+    for row in table::read_all(file, format, path, &spec)? {
+        let line = row.line;
+        let text = row.cells[0].as_str().unwrap_or_default();
         if text.trim().is_empty() {
-            bail!("{}: line {line}: column {text_col:?} is empty", path.display());
+            bail!("{}:{line}: column `{text_col}` is empty", path.display());
         }
-        notes.push((id, text));
+        notes.push((note_id(path, line, row.cells[1].as_str(), id_col)?, text.to_string()));
     }
     Ok(notes)
+}
+
+/// A note's id: its trimmed id cell, or its line number when the table has no id column.
+pub(super) fn note_id(path: &Path, line: usize, cell: Option<&str>, id_col: &str) -> Result<String> {
+    match cell {
+        None => Ok(line.to_string()),
+        Some(id) if id.trim().is_empty() => bail!("{}:{line}: column `{id_col}` is empty", path.display()),
+        Some(id) => Ok(id.trim().to_string()),
+    }
 }
 
 fn classify(a: ClassifyArgs) -> Result<()> {
     let model = load_model_on(&a.model, &a.backend)?;
     let notes: Vec<(String, String)> = match &a.input {
-        Some(path) => read_notes_csv(path, &a.text_col, &a.id_col)?,
+        Some(path) => read_notes(path, &a.text_col, &a.id_col)?,
         None => a.texts.iter().enumerate().map(|(i, t)| (format!("{i}"), t.clone())).collect(),
     };
     let mut out = std::io::stdout().lock();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use bedside_runtime::pipeline::entities::{Entity, EntityAggregation};
 use bedside_runtime::pipeline::redact::{redact, Redacted};
 use bedside_runtime::pipeline::scrub::{ScrubOptions, Scrubber};
@@ -15,9 +15,11 @@ use bedside_runtime::runtime::block_on;
 use bedside_runtime::{Model, Task};
 use serde::Serialize;
 
+use bedside::data::table::{self, ColumnSpec, TableReader, TableSpec};
+use bedside::data::Format;
 use bedside::durable::write_file_atomic;
 
-use super::commands::{load_model_on, read_notes_csv, report_fallback};
+use super::commands::{load_model_on, note_id, read_notes, report_fallback};
 use super::{DeidArgs, TagArgs};
 
 /// The runtime's `wrong_task` error, before any note is read, for a model without a token head.
@@ -43,7 +45,7 @@ pub(super) fn tag(a: TagArgs) -> Result<()> {
     require_token_model(&model, &a.model, "tag")?;
     let aggregation = a.aggregation.unwrap_or(model.manifest().entity_aggregation);
     let notes: Vec<(String, String)> = match &a.input {
-        Some(path) => read_notes_csv(path, &a.text_col, &a.id_col)?,
+        Some(path) => read_notes(path, &a.text_col, &a.id_col)?,
         None => a.texts.iter().enumerate().map(|(i, t)| (format!("{i}"), t.clone())).collect(),
     };
     let mut out = std::io::stdout().lock();
@@ -122,18 +124,19 @@ pub(super) fn deid(a: DeidArgs) -> Result<()> {
     let scrubber = a.rules.then(|| Scrubber::new(ScrubOptions::all()));
     let path = &a.input;
 
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
-    // The header's cells are not echoed: in a file without a header row they are a note.
-    let text_index = headers.iter().position(|h| h == a.text_col).with_context(|| {
-        format!(
-            "{}:1: no column {:?} in the header row, which has {} column(s); is the first row a header?",
-            path.display(),
-            a.text_col,
-            headers.len()
-        )
-    })?;
-    let id_index = headers.iter().position(|h| h == a.id_col);
+    // The table is written back whole: every cell is read (and must be UTF-8).
+    let format = table::format_of(path, None)?;
+    if format == Format::Jsonl {
+        bail!("{}: deid --input takes a CSV or TSV file (it writes the same columns back as CSV)", path.display());
+    }
+    let spec = TableSpec {
+        all_cells: true,
+        ..TableSpec::new(vec![ColumnSpec::text(&a.text_col), ColumnSpec::scalar(&a.id_col).optional()])
+    };
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = TableReader::new(file, format, path, &spec)?;
+    let text_index = reader.header().iter().position(|h| *h == a.text_col).context("the text column")?;
+    let headers = reader.header().to_vec();
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record(&headers)?;
     let mut audit = Audit {
@@ -143,20 +146,15 @@ pub(super) fn deid(a: DeidArgs) -> Result<()> {
         rules: a.rules,
         ..Default::default()
     };
-    for (row, record) in reader.records().enumerate() {
-        let record = record.with_context(|| format!("{}: record {}", path.display(), row + 1))?;
-        // A quoted note may span lines: the line where its record starts.
-        let line = record.position().map_or(row as u64 + 2, |p| p.line());
-        let id = id_index
-            .and_then(|i| record.get(i))
-            .filter(|id| !id.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("line {line}"));
-        let text = record.get(text_index).unwrap_or("");
+    while let Some(row) = reader.next_row()? {
+        let row = row?;
+        let line = row.line;
+        let id = note_id(path, line, row.cells[1].as_str(), &a.id_col)?;
+        let text = row.cells[0].as_str().unwrap_or_default();
         let redacted = deidentify(&model, text, aggregation, scrubber.as_ref())
-            .with_context(|| format!("{}: note {id} (line {line})", path.display()))?;
+            .with_context(|| format!("{}:{line}: note {id}", path.display()))?;
         let cells =
-            record.iter().enumerate().map(|(i, cell)| if i == text_index { redacted.text.as_str() } else { cell });
+            row.fields.iter().enumerate().map(|(i, cell)| if i == text_index { redacted.text.as_str() } else { cell });
         writer.write_record(cells)?;
         let spans: usize = redacted.counts.values().sum();
         for (label, n) in &redacted.counts {
@@ -164,7 +162,7 @@ pub(super) fn deid(a: DeidArgs) -> Result<()> {
         }
         audit.notes += 1;
         audit.spans += spans;
-        audit.per_note.push(NoteAudit { id, line, spans, counts: redacted.counts });
+        audit.per_note.push(NoteAudit { id, line: line as u64, spans, counts: redacted.counts });
     }
     let bytes = writer.into_inner().context("writing the redacted CSV")?;
     write_file_atomic(&a.out, &bytes)?;
