@@ -157,7 +157,7 @@ impl Bedside {
         let model = self.model.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let scrubber = parse_rules(rules)?;
-            let redacted = model.deid_async(&text, scrubber.as_ref()).await.map_err(js_error)?;
+            let redacted = model.deid_async(&text, scrubber.as_ref(), None).await.map_err(js_error)?;
             to_js(&JsRedacted::new(&text, redacted))
         })
     }
@@ -210,7 +210,7 @@ impl Bedside {
     /// replaced per label. The removed text is in no field.
     pub fn deid(&self, text: &str, rules: JsValue) -> Result<JsValue, JsValue> {
         let scrubber = parse_rules(rules)?;
-        let redacted = crate::runtime::block_on(self.model.deid_async(text, scrubber.as_ref())).map_err(js_error)?;
+        let redacted = crate::runtime::block_on(self.model.deid_async(text, scrubber.as_ref(), None)).map_err(js_error)?;
         to_js(&JsRedacted::new(text, redacted))
     }
 

@@ -589,14 +589,26 @@ impl Model {
     /// De-identifies a note: every entity the model finds (and with `rules`, every span the
     /// pattern scrubber finds) replaced by `[LABEL]`; counts per label, never the removed text.
     pub fn deid(&self, text: &str, rules: Option<&Scrubber>) -> Result<Redacted> {
-        block_on(self.deid_async(text, rules))
+        block_on(self.deid_async(text, rules, None))
     }
 
-    pub async fn deid_async(&self, text: &str, rules: Option<&Scrubber>) -> Result<Redacted> {
+    /// [`Model::deid`] with an aggregation strategy (`None`: the bundle's), on whichever
+    /// backend the model runs on.
+    pub async fn deid_async(
+        &self,
+        text: &str,
+        rules: Option<&Scrubber>,
+        aggregation: Option<EntityAggregation>,
+    ) -> Result<Redacted> {
         let mut spans: Vec<(usize, usize, String)> = if text.trim().is_empty() {
             Vec::new()
         } else {
-            self.tag_async(text, None).await?.into_iter().map(|e| (e.start, e.end, e.label)).collect()
+            // `[NAME]`, not `[B-NAME]`, whatever the aggregation (`none` keeps tags whole).
+            self.tag_async(text, aggregation)
+                .await?
+                .into_iter()
+                .map(|e| (e.start, e.end, entities::group_name(&e.label).to_string()))
+                .collect()
         };
         if let Some(scrubber) = rules {
             let scrubbed = scrubber.scrub(text);

@@ -211,3 +211,21 @@ fn long_notes_tag_in_windows() {
     // A token model does not classify.
     assert_eq!(model.classify("x").unwrap_err().code(), "wrong_task");
 }
+
+#[test]
+fn deid_names_entity_types_not_tags() {
+    // With the `none` aggregation entities keep their B-/I- tags; the redaction says the type.
+    let ckpt = Checkpoint::from_dir(&fixture("tiny-bert-ner")).unwrap();
+    let manifest = bundle::Manifest {
+        entity_aggregation: EntityAggregation::None,
+        ..ckpt.default_manifest(Quantization::F32).unwrap()
+    };
+    let model = Model::from_parts(manifest, &ckpt.tokenizer_json, &ckpt.weights).unwrap();
+    let expected = read_json(&fixture("tiny-bert-ner").join("expected.json"));
+    let text = &texts(&expected)[0];
+    assert!(model.tag(text).unwrap().iter().any(|e| e.label.starts_with("B-")));
+    let redacted = model.deid(text, None).unwrap();
+    assert!(!redacted.counts.is_empty());
+    assert!(redacted.counts.keys().all(|label| !label.starts_with("B-") && !label.starts_with("I-")), "{:?}", redacted.counts);
+    assert!(!redacted.text.contains("[B-") && !redacted.text.contains("[I-"));
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use bedside_runtime::pipeline::entities::{Entity, EntityAggregation};
-use bedside_runtime::pipeline::redact::{redact, Redacted};
+use bedside_runtime::pipeline::redact::Redacted;
 use bedside_runtime::pipeline::scrub::{ScrubOptions, Scrubber};
 use bedside_runtime::runtime::block_on;
 use bedside_runtime::{Model, Task};
@@ -93,27 +93,9 @@ struct NoteAudit {
 }
 
 /// A note with the model's entities (and with `rules`, the PHI patterns' spans) replaced by
-/// `[LABEL]`: [`Model::deid`], with an aggregation strategy of the caller's choosing.
-/// `B-`/`I-` prefixes (aggregation `none`) are dropped, so a name reads `[NAME]` whichever
-/// strategy found it.
+/// `[LABEL]`: [`Model::deid_async`] with the caller's aggregation strategy.
 fn deidentify(model: &Model, text: &str, aggregation: EntityAggregation, rules: Option<&Scrubber>) -> Result<Redacted> {
-    let mut spans: Vec<(usize, usize, String)> = Vec::new();
-    if !text.trim().is_empty() {
-        for e in entities(model, text, aggregation)? {
-            let label = e.label.strip_prefix("B-").or_else(|| e.label.strip_prefix("I-")).unwrap_or(&e.label);
-            spans.push((e.start, e.end, label.to_string()));
-        }
-    }
-    if let Some(scrubber) = rules {
-        let scrubbed = scrubber.scrub(text);
-        spans.extend(
-            scrubbed
-                .replacements
-                .iter()
-                .map(|r| (r.original_start, r.original_end, r.kind.as_str().to_ascii_uppercase())),
-        );
-    }
-    Ok(redact(text, spans))
+    Ok(bedside_runtime::runtime::block_on(model.deid_async(text, rules, Some(aggregation)))?)
 }
 
 pub(super) fn deid(a: DeidArgs) -> Result<()> {

@@ -150,7 +150,7 @@ fn split_tag(label: &str) -> (bool, &str) {
 }
 
 /// The name a group takes: the text after the first `-` (`B-NAME` → `NAME`; `O` → `O`).
-fn group_name(label: &str) -> &str {
+pub fn group_name(label: &str) -> &str {
     label.split_once('-').map_or(label, |(_, rest)| rest)
 }
 
