@@ -679,18 +679,26 @@ fn jsonl_row(bytes: &[u8], line: usize, path: &Path, spec: &TableSpec) -> Result
     Ok(Ok(Row { line, cells, fields: Vec::new() }))
 }
 
-/// Physical lines with the record cap applied before a line is kept in memory whole.
-struct Lines<'p, R> {
+/// Physical lines with the record cap applied before a line is kept in memory whole. Also
+/// what `tags.rs` reads CoNLL and JSONL tag files with.
+pub(crate) struct Lines<'p, R> {
     reader: R,
-    path: &'p Path,
+    pub(crate) path: &'p Path,
     line: usize,
     buf: Vec<u8>,
     max: usize,
 }
 
+impl<'p, R: BufRead> Lines<'p, R> {
+    /// Lines of `reader` (named `path` in errors), each at most `max` bytes.
+    pub(crate) fn new(reader: R, path: &'p Path, max: usize) -> Self {
+        Lines { reader, path, line: 0, buf: Vec::new(), max }
+    }
+}
+
 impl<R: BufRead> Lines<'_, R> {
     /// The next line's bytes without its `\n`/`\r\n` (and without a BOM on line 1).
-    fn next(&mut self) -> Result<Option<(usize, &[u8])>, TableError> {
+    pub(crate) fn next(&mut self) -> Result<Option<(usize, &[u8])>, TableError> {
         self.buf.clear();
         let limit = self.max.saturating_add(2) as u64; // room for "\r\n"
         let read = (&mut self.reader)

@@ -38,12 +38,14 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use super::table;
 
 // ---------------------------------------------------------------------------------------
 // Formats, options, examples
@@ -599,7 +601,7 @@ pub fn read_tagged(
     source: &Path,
     options: &TagLoadOptions,
 ) -> Result<Vec<TaggedExample>, TagError> {
-    let mut lines = Lines { reader, path: source, line: 0, buf: Vec::new(), max: options.max_line_bytes };
+    let mut lines = Lines { inner: table::Lines::new(reader, source, options.max_line_bytes), path: source };
     let format = match options.format.or_else(|| TagFormat::from_path(source)) {
         Some(format) => Some(format),
         None if is_jsonl_path(source) => None,
@@ -624,41 +626,26 @@ pub fn detect_format(first_record: &Map<String, Value>) -> Option<TagFormat> {
     }
 }
 
-/// Physical lines with the line cap applied before a line is kept in memory whole.
+/// Physical lines (the table reader's, `table.rs`) as UTF-8.
 struct Lines<'p, R> {
-    reader: R,
+    inner: table::Lines<'p, R>,
     path: &'p Path,
-    line: usize,
-    buf: Vec<u8>,
-    max: usize,
 }
 
 impl<R: BufRead> Lines<'_, R> {
     /// The next line as UTF-8 without its `\n`/`\r\n` (and without a BOM on line 1).
     fn next(&mut self) -> Result<Option<(usize, &str)>, TagError> {
-        self.buf.clear();
-        let limit = self.max.saturating_add(2) as u64; // room for "\r\n"
-        let read = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', &mut self.buf)
-            .map_err(|source| TagError::Io { path: self.path.into(), source })?;
-        if read == 0 {
-            return Ok(None);
-        }
-        self.line += 1;
-        let mut bytes: &[u8] = &self.buf;
-        bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        if bytes.len() > self.max || (read as u64 == limit && !self.buf.ends_with(b"\n")) {
-            return Err(TagError::LineTooLong { path: self.path.into(), line: self.line, max: self.max });
-        }
-        if self.line == 1 {
-            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        }
-        let line = self.line;
+        let path = self.path;
+        let next = self.inner.next().map_err(|e| match e {
+            table::TableError::RecordTooLong { path, line, max } => TagError::LineTooLong { path, line, max },
+            table::TableError::Io { path, source } => TagError::Io { path, source },
+            // `Lines` fails in no other way.
+            other => TagError::Io { path: path.into(), source: io::Error::other(other.to_string()) },
+        })?;
+        let Some((line, bytes)) = next else { return Ok(None) };
         std::str::from_utf8(bytes).map(|text| Some((line, text))).map_err(|e| TagError::InvalidUtf8 {
-            path: self.path.into(),
-            line: self.line,
+            path: path.into(),
+            line,
             offset: e.valid_up_to(),
         })
     }

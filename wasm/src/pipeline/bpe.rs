@@ -38,6 +38,8 @@ pub type Encoded = (Vec<u32>, Vec<(usize, usize)>);
 /// GPT-2's pre-tokenizer regex without the look-ahead (see the module doc).
 const SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+";
 
+use super::wordpiece::AddedToken as AddedJson;
+
 #[derive(Deserialize)]
 struct Json {
     version: Option<String>,
@@ -49,22 +51,6 @@ struct Json {
     model: ModelJson,
 }
 
-#[derive(Deserialize)]
-struct AddedJson {
-    content: String,
-    #[serde(default)]
-    single_word: bool,
-    #[serde(default)]
-    lstrip: bool,
-    #[serde(default)]
-    rstrip: bool,
-    #[serde(default = "yes")]
-    normalized: bool,
-}
-
-fn yes() -> bool {
-    true
-}
 
 #[derive(Deserialize)]
 struct ModelJson {

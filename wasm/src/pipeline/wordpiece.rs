@@ -28,18 +28,20 @@ struct Json {
     model: ModelJson,
 }
 
+/// An entry of tokenizer.json's `added_tokens`, as both browser tokenizers read it (BPE
+/// ignores `id`: the crate numbers added tokens itself).
 #[derive(Deserialize)]
-struct AddedToken {
-    id: u32,
-    content: String,
+pub(super) struct AddedToken {
+    pub id: Option<u32>,
+    pub content: String,
     #[serde(default)]
-    single_word: bool,
+    pub single_word: bool,
     #[serde(default)]
-    lstrip: bool,
+    pub lstrip: bool,
     #[serde(default)]
-    rstrip: bool,
+    pub rstrip: bool,
     #[serde(default = "yes")]
-    normalized: bool,
+    pub normalized: bool,
 }
 
 fn yes() -> bool {
@@ -135,7 +137,15 @@ impl WordPiece {
         }
         let mut vocab = j.model.vocab;
         let mut added: Vec<(String, u32)> =
-            j.added_tokens.into_iter().filter(|t| !t.content.is_empty()).map(|t| (t.content, t.id)).collect();
+            j.added_tokens
+                .into_iter()
+                .filter(|t| !t.content.is_empty())
+                .enumerate()
+                .map(|(i, t)| match t.id {
+                    Some(id) => Ok((t.content, id)),
+                    None => Err(Error::Tokenizer(format!("tokenizer JSON does not load: added token {i} has no id"))),
+                })
+                .collect::<Result<_>>()?;
         for (content, id) in &added {
             vocab.entry(content.clone()).or_insert(*id);
         }
