@@ -276,7 +276,7 @@ async function classifyFile(file) {
   }
   let notes;
   try {
-    notes = parseDocuments(file.name, await file.text());
+    notes = parseDocuments(file.name, new Uint8Array(await file.arrayBuffer()));
   } catch (e) {
     showError($('batch-error'), e);
     return;
@@ -425,7 +425,7 @@ async function readDocuments() {
   const files = [...$('docs-file').files, ...droppedDocFiles];
   const docs = [];
   for (const file of files) {
-    const parsed = parseDocuments(file.name, await file.text());
+    const parsed = parseDocuments(file.name, new Uint8Array(await file.arrayBuffer()));
     // Ids of several files are prefixed with the file name so they stay distinct.
     for (const d of parsed) docs.push(files.length > 1 ? { ...d, id: `${file.name}:${d.id}` } : d);
   }
