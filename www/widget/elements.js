@@ -160,7 +160,8 @@ export class BedsideSearchElement extends BedsideElement {
     if (url) {
       const response = await fetch(new URL(url, location.href));
       if (!response.ok) throw Object.assign(new Error(`${url}: HTTP ${response.status}`), { code: 'http_error' });
-      this.docs = parseDocuments(new URL(url, location.href).pathname, await response.text());
+      // Bytes, so the parser reports invalid UTF-8 by line instead of replacing it.
+      this.docs = parseDocuments(new URL(url, location.href).pathname, new Uint8Array(await response.arrayBuffer()));
     }
     await this.indexDocs(model);
   }

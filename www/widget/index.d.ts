@@ -204,7 +204,7 @@ export declare function cachedBundles(): Promise<Array<{ key: string; name: stri
 export declare function clearCache(): Promise<number>;
 export declare function webgpuAvailable(): Promise<boolean>;
 
-export declare function parseDocuments(name: string, content: string): Array<{ id: string; text: string; label?: string; line: number }>;
+export declare function parseDocuments(name: string, content: string | Uint8Array | ArrayBuffer): Array<{ id: string; text: string; label?: string; line: number }>;
 export declare function parseCsv(text: string): Array<{ cells: string[]; line: number }>;
 export declare function resultsCsv(labels: string[], results: Array<{ id: string; result: Classification }>): string;
 export declare function topChunk(result: Classification): Chunk | null;
