@@ -51,7 +51,6 @@ struct Json {
     model: ModelJson,
 }
 
-
 #[derive(Deserialize)]
 struct ModelJson {
     #[serde(rename = "type")]
@@ -105,6 +104,7 @@ pub struct ByteLevelBpe {
     normalized_added: Vec<Added>,
     /// Every added token's id by content, and content by id (they come before the model's).
     added_ids: HashMap<String, u32>,
+    #[cfg_attr(not(test), allow(dead_code))] // read by the parity tests only
     added_r: HashMap<u32, String>,
     add_prefix_space: bool,
     split: Option<Regex>,
@@ -259,7 +259,11 @@ impl ByteLevelBpe {
             added_ids.insert(t.content.clone(), id);
             added_r.entry(id).or_insert_with(|| t.content.clone());
             let added = Added { content: t.content, id, lstrip: t.lstrip };
-            if t.normalized { normalized_added.push(added) } else { raw_added.push(added) }
+            if t.normalized {
+                normalized_added.push(added)
+            } else {
+                raw_added.push(added)
+            }
         }
         raw_added.sort_by_key(|t| Reverse(t.content.len()));
         normalized_added.sort_by_key(|t| Reverse(t.content.len()));
@@ -294,6 +298,7 @@ impl ByteLevelBpe {
     }
 
     /// The string of token `id`: an added token's content, else the model's vocabulary entry.
+    #[cfg(test)]
     pub fn id_to_token(&self, id: u32) -> Option<&str> {
         self.added_r.get(&id).or_else(|| self.vocab_r.get(&id)).map(String::as_str)
     }
@@ -333,7 +338,8 @@ impl ByteLevelBpe {
         let mut offsets = Vec::with_capacity(tokens.len());
         for (i, (id, mut range, is_added)) in tokens.into_iter().enumerate() {
             if let Some(trim) = self.trim {
-                let token = if is_added { Some(&text[range.0..range.1]) } else { self.vocab_r.get(&id).map(String::as_str) };
+                let token =
+                    if is_added { Some(&text[range.0..range.1]) } else { self.vocab_r.get(&id).map(String::as_str) };
                 range = trim_offsets(token.unwrap_or(""), range, i, trim);
             }
             ids.push(id);
@@ -343,9 +349,16 @@ impl ByteLevelBpe {
     }
 
     /// Pre-tokenizes and encodes `text[range]`, a piece without added tokens.
-    fn encode_piece(&self, text: &str, range: (usize, usize), tokens: &mut Vec<(u32, (usize, usize), bool)>) -> Result<()> {
-        let mut chars: Vec<(char, (usize, usize))> =
-            text[range.0..range.1].char_indices().map(|(i, c)| (c, (range.0 + i, range.0 + i + c.len_utf8()))).collect();
+    fn encode_piece(
+        &self,
+        text: &str,
+        range: (usize, usize),
+        tokens: &mut Vec<(u32, (usize, usize), bool)>,
+    ) -> Result<()> {
+        let mut chars: Vec<(char, (usize, usize))> = text[range.0..range.1]
+            .char_indices()
+            .map(|(i, c)| (c, (range.0 + i, range.0 + i + c.len_utf8())))
+            .collect();
         let Some(&(first, first_range)) = chars.first() else {
             return Ok(());
         };
@@ -361,7 +374,8 @@ impl ByteLevelBpe {
         // the char index of byte `at`.
         let (mut at, mut char_at) = (0, 0);
         while at < normalized.len() {
-            let (start, mut end) = split.find_at(&normalized, at).map_or((normalized.len(), normalized.len()), |m| (m.start(), m.end()));
+            let (start, mut end) =
+                split.find_at(&normalized, at).map_or((normalized.len(), normalized.len()), |m| (m.start(), m.end()));
             let matched = &normalized[start..end];
             // `\s+(?!\S)`: a run of 2+ whitespace chars before a non-space leaves it its last.
             if end < normalized.len() && matched.chars().all(char::is_whitespace) {
@@ -381,7 +395,11 @@ impl ByteLevelBpe {
     }
 
     /// The BPE model on one pre-token (`BPE::merge_word` and `Word::merge_all`).
-    fn encode_word(&self, word: &[(char, (usize, usize))], tokens: &mut Vec<(u32, (usize, usize), bool)>) -> Result<()> {
+    fn encode_word(
+        &self,
+        word: &[(char, (usize, usize))],
+        tokens: &mut Vec<(u32, (usize, usize), bool)>,
+    ) -> Result<()> {
         if word.is_empty() {
             return Ok(());
         }
@@ -411,7 +429,10 @@ impl ByteLevelBpe {
         let mut unk: Option<(u32, usize)> = None;
         let unk_id = || {
             let token = self.unk.as_deref().unwrap_or_default();
-            self.vocab.get(token).copied().ok_or_else(|| Error::Tokenizer("the unk token is not in the vocabulary".into()))
+            self.vocab
+                .get(token)
+                .copied()
+                .ok_or_else(|| Error::Tokenizer("the unk token is not in the vocabulary".into()))
         };
         for &b in &bytes {
             let len = chars[b as usize].len_utf8();
@@ -559,7 +580,8 @@ mod tests {
     /// The text of a vocabulary entry (its byte-level chars back to bytes), if it is UTF-8.
     fn decoded(token: &str) -> Option<String> {
         let chars = byte_chars();
-        let bytes: Option<Vec<u8>> = token.chars().map(|c| chars.iter().position(|&b| b == c).map(|b| b as u8)).collect();
+        let bytes: Option<Vec<u8>> =
+            token.chars().map(|c| chars.iter().position(|&b| b == c).map(|b| b as u8)).collect();
         String::from_utf8(bytes?).ok()
     }
 
@@ -570,12 +592,85 @@ mod tests {
     /// leading and trailing whitespace.
     fn generated(seed: u64, words: &[String]) -> String {
         const PIECES: &[&str] = &[
-            " ", "  ", "   ", "\t", "\n", "\r\n", " \n ", "\u{a0}", "\u{3000}", "\u{2028}", "\u{85}", ".", ",", "!", "?", "-",
-            "'", "\"", "(", ")", "...", "—", "don't", "it's", "we'll", "they're", "I've", "I'm", "she'd", "'S", "'ll've",
-            "O'Brien", "Café", "cafe\u{301}", "naïve", "ÉCOLE", "Zoë", "ß", "ﬁ", "\u{301}", "a\u{328}\u{301}", "क्षि", "中文",
-            "東京", "日本語", "한국어", "😀", "👍🏽", "\u{1F468}\u{200D}\u{1F469}", "emoji😀x", "5", "38.5", "120/80", "7.2%",
-            "COVID-19", "HbA1c", "2mg", "x²", "①", "Ⅻ", "٣", "ℌ", "\u{0}", "\u{7}", "\u{fffd}", "\u{200b}", "\u{feff}", "<s>",
-            "</s>", "<pad>", "<unk>", "<mask>", " <mask>", "  <mask>", "\t<mask> ", "<mas", "<<s>>", "x<mask>y", "<s><mask>",
+            " ",
+            "  ",
+            "   ",
+            "\t",
+            "\n",
+            "\r\n",
+            " \n ",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{2028}",
+            "\u{85}",
+            ".",
+            ",",
+            "!",
+            "?",
+            "-",
+            "'",
+            "\"",
+            "(",
+            ")",
+            "...",
+            "—",
+            "don't",
+            "it's",
+            "we'll",
+            "they're",
+            "I've",
+            "I'm",
+            "she'd",
+            "'S",
+            "'ll've",
+            "O'Brien",
+            "Café",
+            "cafe\u{301}",
+            "naïve",
+            "ÉCOLE",
+            "Zoë",
+            "ß",
+            "ﬁ",
+            "\u{301}",
+            "a\u{328}\u{301}",
+            "क्षि",
+            "中文",
+            "東京",
+            "日本語",
+            "한국어",
+            "😀",
+            "👍🏽",
+            "\u{1F468}\u{200D}\u{1F469}",
+            "emoji😀x",
+            "5",
+            "38.5",
+            "120/80",
+            "7.2%",
+            "COVID-19",
+            "HbA1c",
+            "2mg",
+            "x²",
+            "①",
+            "Ⅻ",
+            "٣",
+            "ℌ",
+            "\u{0}",
+            "\u{7}",
+            "\u{fffd}",
+            "\u{200b}",
+            "\u{feff}",
+            "<s>",
+            "</s>",
+            "<pad>",
+            "<unk>",
+            "<mask>",
+            " <mask>",
+            "  <mask>",
+            "\t<mask> ",
+            "<mas",
+            "<<s>>",
+            "x<mask>y",
+            "<s><mask>",
         ];
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut next = |n: usize| {
@@ -636,9 +731,9 @@ mod tests {
                 ("no post-processor", Box::new(|j| j["post_processor"] = serde_json::Value::Null)),
                 (
                     "ByteLevel post-processor",
-                    Box::new(move |j| {
-                        j["post_processor"] = serde_json::json!({"type": "ByteLevel", "add_prefix_space": !aps, "trim_offsets": true, "use_regex": true})
-                    }),
+                    Box::new(
+                        move |j| j["post_processor"] = serde_json::json!({"type": "ByteLevel", "add_prefix_space": !aps, "trim_offsets": true, "use_regex": true}),
+                    ),
                 ),
                 ("no trim", Box::new(|j| j["post_processor"]["trim_offsets"] = false.into())),
                 (
@@ -650,7 +745,14 @@ mod tests {
                             .iter()
                             .map(|m| match m {
                                 serde_json::Value::String(s) => s.split(' ').collect::<Vec<_>>().into(),
-                                pair => pair.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect::<Vec<_>>().join(" ").into(),
+                                pair => pair
+                                    .as_array()
+                                    .unwrap()
+                                    .iter()
+                                    .map(|t| t.as_str().unwrap())
+                                    .collect::<Vec<_>>()
+                                    .join(" ")
+                                    .into(),
                             })
                             .collect();
                         j["model"]["merges"] = merges.into();
@@ -713,7 +815,10 @@ mod tests {
     /// Broken or hostile JSON: errors, never panics, and no token text in the messages.
     #[test]
     fn hostile_json_is_an_error() {
-        let huge = format!(r#"{{"model":{{"type":"BPE","vocab":{{"a":0}},"merges":["a a"{}]}}}}"#, ", \"a a\"".repeat(100_000));
+        let huge = format!(
+            r#"{{"model":{{"type":"BPE","vocab":{{"a":0}},"merges":["a a"{}]}}}}"#,
+            ", \"a a\"".repeat(100_000)
+        );
         for bad in [
             String::new(),
             "[]".into(),

@@ -9,12 +9,15 @@
 //!   and neither the character before it nor its first character is a space.
 //! - The unknown token is never a subword.
 
+use std::collections::HashMap;
+
 /// What [`SubwordRule::is_subword`] needs from a tokenizer, read once at load.
 #[derive(Debug, Clone, Default)]
 pub struct SubwordRule {
     /// Per id, its vocabulary string's length in characters, for tokenizers that mark
-    /// continuations; `None` selects the space heuristic.
-    token_chars: Option<Vec<u32>>,
+    /// continuations; `None` selects the space heuristic. A map, not a table indexed by id:
+    /// ids come from the tokenizer file, and a table would be as long as the largest one.
+    token_chars: Option<HashMap<u32, u32>>,
     unk: Option<u32>,
 }
 
@@ -26,17 +29,8 @@ impl SubwordRule {
         marks_continuations: bool,
         unk: Option<u32>,
     ) -> Self {
-        let token_chars = marks_continuations.then(|| {
-            let mut chars = Vec::new();
-            for (token, id) in vocab {
-                let id = id as usize;
-                if chars.len() <= id {
-                    chars.resize(id + 1, u32::MAX);
-                }
-                chars[id] = token.chars().count() as u32;
-            }
-            chars
-        });
+        let token_chars = marks_continuations
+            .then(|| vocab.into_iter().map(|(token, id)| (id, token.chars().count() as u32)).collect());
         Self { token_chars, unk }
     }
 
@@ -48,7 +42,7 @@ impl SubwordRule {
         match &self.token_chars {
             Some(chars) => {
                 let covered = text.get(start..end).map_or(0, |s| s.chars().count() as u32);
-                chars.get(id as usize).is_some_and(|&n| n != u32::MAX && n != covered)
+                chars.get(&id).is_some_and(|&n| n != covered)
             }
             None => {
                 if start == 0 {

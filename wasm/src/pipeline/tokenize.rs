@@ -118,15 +118,6 @@ impl TextTokenizer {
         self.special
     }
 
-    /// The vocabulary string of token `id` (added tokens included; byte-level BPE strings in
-    /// GPT-2's byte-to-char form, `Ġ` for a space), as `Tokenizer::id_to_token` gives it.
-    pub fn id_to_token(&self, id: u32) -> Option<String> {
-        #[cfg(target_arch = "wasm32")]
-        return self.inner.id_to_token(id).map(str::to_string);
-        #[cfg(not(target_arch = "wasm32"))]
-        self.inner.id_to_token(id)
-    }
-
     pub fn vocab_size(&self) -> usize {
         #[cfg(target_arch = "wasm32")]
         return self.inner.vocab_size();
@@ -155,7 +146,8 @@ impl TextTokenizer {
         };
         #[cfg(not(target_arch = "wasm32"))]
         let tokens = {
-            let encoding = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
+            let encoding =
+                self.inner.encode(text, false).map_err(|e| Error::Tokenizer(format!("text {index}: {e}")))?;
             Tokens { ids: encoding.get_ids().to_vec(), offsets: encoding.get_offsets().to_vec() }
         };
         if tokens.is_empty() {
@@ -190,82 +182,66 @@ fn subword_rule(inner: &Inner) -> SubwordRule {
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) enum BrowserTokenizer {
-    /// With each id's vocabulary string (added tokens first), for [`Self::id_to_token`].
-    WordPiece(super::wordpiece::WordPiece, std::collections::HashMap<u32, String>),
+    WordPiece(super::wordpiece::WordPiece),
     ByteLevelBpe(Box<super::bpe::ByteLevelBpe>),
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 impl BrowserTokenizer {
     pub fn from_json(json: &str) -> Result<Self> {
+        // Only what picks the model; each model reads the JSON itself.
         #[derive(serde::Deserialize)]
         struct Head {
             model: Model,
-            #[serde(default)]
-            added_tokens: Vec<Added>,
         }
         #[derive(serde::Deserialize)]
         struct Model {
             #[serde(rename = "type")]
             kind: Option<String>,
             merges: Option<serde::de::IgnoredAny>,
-            #[serde(default)]
-            vocab: std::collections::HashMap<String, u32>,
-        }
-        #[derive(serde::Deserialize)]
-        struct Added {
-            id: u32,
-            content: String,
         }
         let head: Head =
             serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
         if head.model.kind.as_deref() == Some("BPE") || (head.model.kind.is_none() && head.model.merges.is_some()) {
             return Ok(Self::ByteLevelBpe(Box::new(super::bpe::ByteLevelBpe::from_json(json)?)));
         }
-        let model = super::wordpiece::WordPiece::from_json(json)?;
-        // WordPiece's ids: the model's, then an added token's own where the model lacks it.
-        let mut tokens: std::collections::HashMap<u32, String> =
-            head.model.vocab.iter().map(|(t, &id)| (id, t.clone())).collect();
-        for t in head.added_tokens.into_iter().filter(|t| !t.content.is_empty()) {
-            let id = head.model.vocab.get(&t.content).copied().unwrap_or(t.id);
-            tokens.insert(id, t.content);
-        }
-        Ok(Self::WordPiece(model, tokens))
+        Ok(Self::WordPiece(super::wordpiece::WordPiece::from_json(json)?))
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         match self {
-            Self::WordPiece(m, _) => m.token_to_id(token),
+            Self::WordPiece(m) => m.token_to_id(token),
             Self::ByteLevelBpe(m) => m.token_to_id(token),
         }
     }
 
     /// The vocabulary string of token `id` (as `Tokenizer::id_to_token`: byte-level BPE
     /// strings are in GPT-2's byte-to-char form, `Ġ` for a space).
+    #[cfg(test)]
     pub fn id_to_token(&self, id: u32) -> Option<&str> {
         match self {
-            Self::WordPiece(_, tokens) => tokens.get(&id).map(String::as_str),
+            Self::WordPiece(m) => m.id_to_token(id),
             Self::ByteLevelBpe(m) => m.id_to_token(id),
         }
     }
 
     pub fn vocab_size(&self) -> usize {
         match self {
-            Self::WordPiece(m, _) => m.vocab_size(),
+            Self::WordPiece(m) => m.vocab_size(),
             Self::ByteLevelBpe(m) => m.vocab_size(),
         }
     }
 
     pub fn id_span(&self) -> u64 {
         match self {
-            Self::WordPiece(m, _) => m.id_span(),
+            Self::WordPiece(m) => m.id_span(),
             Self::ByteLevelBpe(m) => m.id_span(),
         }
     }
 
     pub fn encode(&self, text: &str) -> Result<super::bpe::Encoded> {
         match self {
-            Self::WordPiece(m, _) => m.encode(text),
+            Self::WordPiece(m) => m.encode(text),
             Self::ByteLevelBpe(m) => m.encode(text),
         }
     }
@@ -273,7 +249,7 @@ impl BrowserTokenizer {
     /// transformers' subword rule: WordPiece marks continuations; byte-level BPE does not.
     pub fn subword_rule(&self) -> SubwordRule {
         match self {
-            Self::WordPiece(m, _) => m.subword_rule(),
+            Self::WordPiece(m) => m.subword_rule(),
             Self::ByteLevelBpe(m) => SubwordRule::new(std::iter::empty(), false, m.unk_id()),
         }
     }

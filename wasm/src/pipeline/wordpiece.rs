@@ -113,7 +113,8 @@ type Aligned = (char, (usize, usize));
 
 impl WordPiece {
     pub fn from_json(json: &str) -> Result<Self> {
-        let j: Json = serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
+        let j: Json =
+            serde_json::from_str(json).map_err(|e| Error::Tokenizer(format!("tokenizer JSON does not load: {e}")))?;
         if j.model.kind.as_deref().is_some_and(|k| k != "WordPiece") {
             return Err(unsupported(format!("this one's model is {:?}", j.model.kind.unwrap_or_default())));
         }
@@ -133,19 +134,22 @@ impl WordPiece {
             )));
         }
         if !j.model.vocab.contains_key(&j.model.unk_token) {
-            return Err(Error::Tokenizer(format!("tokenizer JSON does not load: unk token {:?} is not in the vocabulary", j.model.unk_token)));
+            return Err(Error::Tokenizer(format!(
+                "tokenizer JSON does not load: unk token {:?} is not in the vocabulary",
+                j.model.unk_token
+            )));
         }
         let mut vocab = j.model.vocab;
-        let mut added: Vec<(String, u32)> =
-            j.added_tokens
-                .into_iter()
-                .filter(|t| !t.content.is_empty())
-                .enumerate()
-                .map(|(i, t)| match t.id {
-                    Some(id) => Ok((t.content, id)),
-                    None => Err(Error::Tokenizer(format!("tokenizer JSON does not load: added token {i} has no id"))),
-                })
-                .collect::<Result<_>>()?;
+        let mut added: Vec<(String, u32)> = j
+            .added_tokens
+            .into_iter()
+            .filter(|t| !t.content.is_empty())
+            .enumerate()
+            .map(|(i, t)| match t.id {
+                Some(id) => Ok((t.content, id)),
+                None => Err(Error::Tokenizer(format!("tokenizer JSON does not load: added token {i} has no id"))),
+            })
+            .collect::<Result<_>>()?;
         for (content, id) in &added {
             vocab.entry(content.clone()).or_insert(*id);
         }
@@ -166,7 +170,18 @@ impl WordPiece {
     /// transformers' subword rule for this tokenizer: WordPiece marks continuations.
     pub fn subword_rule(&self) -> super::subword::SubwordRule {
         let unk = self.vocab.get(&self.unk).copied();
-        super::subword::SubwordRule::new(self.vocab.iter().map(|(t, &id)| (t.as_str(), id)), !self.prefix.is_empty(), unk)
+        super::subword::SubwordRule::new(
+            self.vocab.iter().map(|(t, &id)| (t.as_str(), id)),
+            !self.prefix.is_empty(),
+            unk,
+        )
+    }
+
+    /// The string of token `id`. A scan: nothing on the encoding path needs it, so no
+    /// reverse table is built at load.
+    #[cfg(test)]
+    pub fn id_to_token(&self, id: u32) -> Option<&str> {
+        self.vocab.iter().find(|(_, &v)| v == id).map(|(t, _)| t.as_str())
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -205,11 +220,19 @@ impl WordPiece {
         Ok((ids, offsets))
     }
 
-    fn encode_piece(&self, text: &str, start: usize, end: usize, ids: &mut Vec<u32>, offsets: &mut Vec<(usize, usize)>) -> Result<()> {
+    fn encode_piece(
+        &self,
+        text: &str,
+        start: usize,
+        end: usize,
+        ids: &mut Vec<u32>,
+        offsets: &mut Vec<(usize, usize)>,
+    ) -> Result<()> {
         if start >= end {
             return Ok(());
         }
-        let chars: Vec<Aligned> = text[start..end].char_indices().map(|(i, c)| (c, (start + i, start + i + c.len_utf8()))).collect();
+        let chars: Vec<Aligned> =
+            text[start..end].char_indices().map(|(i, c)| (c, (start + i, start + i + c.len_utf8()))).collect();
         let chars = self.normalize(chars);
         // BertPreTokenizer: whitespace splits (and goes), punctuation is a word of its own.
         let mut word: Vec<Aligned> = Vec::new();
@@ -270,7 +293,12 @@ impl WordPiece {
             return Ok(());
         }
         let whole = (word[0].1 .0, word[word.len() - 1].1 .1);
-        let unk = || self.vocab.get(&self.unk).copied().ok_or_else(|| Error::Tokenizer("the unk token is not in the vocabulary".into()));
+        let unk = || {
+            self.vocab
+                .get(&self.unk)
+                .copied()
+                .ok_or_else(|| Error::Tokenizer("the unk token is not in the vocabulary".into()))
+        };
         if word.len() > self.max_chars {
             ids.push(unk()?);
             offsets.push(whole);
@@ -397,11 +425,70 @@ mod tests {
     /// that lowercases to several chars, long words.
     fn generated(seed: u64, vocab: &[&str]) -> String {
         const PIECES: &[&str] = &[
-            " ", "  ", "\t", "\n", "\r\n", "\u{a0}", "\u{3000}", "\u{2028}", ".", ",", "!", "?", "-", "'", "\"", "(", ")",
-            "¿", "«", "»", "—", "…", "Café", "cafe\u{301}", "naïve", "ÉCOLE", "İstanbul", "ß", "ﬁ", "Ǆ", "ΣΑΣ", "Ω",
-            "中文", "日本語", "한국어", "\u{0}", "\u{fffd}", "\u{200b}", "\u{7}", "\u{ad}", "\u{feff}", "a\u{328}\u{301}",
-            "\u{301}", "क्षि", "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]", "[cls]", "[MASK", "x[SEP]y", "mg/dL", "5.0",
-            "12:30", "O2", "Dr.", "e-mail", "emoji😀", "\u{1F468}\u{200D}\u{1F469}", "ℌ", "Ⅻ", "①", "x²",
+            " ",
+            "  ",
+            "\t",
+            "\n",
+            "\r\n",
+            "\u{a0}",
+            "\u{3000}",
+            "\u{2028}",
+            ".",
+            ",",
+            "!",
+            "?",
+            "-",
+            "'",
+            "\"",
+            "(",
+            ")",
+            "¿",
+            "«",
+            "»",
+            "—",
+            "…",
+            "Café",
+            "cafe\u{301}",
+            "naïve",
+            "ÉCOLE",
+            "İstanbul",
+            "ß",
+            "ﬁ",
+            "Ǆ",
+            "ΣΑΣ",
+            "Ω",
+            "中文",
+            "日本語",
+            "한국어",
+            "\u{0}",
+            "\u{fffd}",
+            "\u{200b}",
+            "\u{7}",
+            "\u{ad}",
+            "\u{feff}",
+            "a\u{328}\u{301}",
+            "\u{301}",
+            "क्षि",
+            "[CLS]",
+            "[SEP]",
+            "[MASK]",
+            "[PAD]",
+            "[UNK]",
+            "[cls]",
+            "[MASK",
+            "x[SEP]y",
+            "mg/dL",
+            "5.0",
+            "12:30",
+            "O2",
+            "Dr.",
+            "e-mail",
+            "emoji😀",
+            "\u{1F468}\u{200D}\u{1F469}",
+            "ℌ",
+            "Ⅻ",
+            "①",
+            "x²",
         ];
         let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut next = |n: usize| {
