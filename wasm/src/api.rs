@@ -210,7 +210,8 @@ impl Bedside {
     /// replaced per label. The removed text is in no field.
     pub fn deid(&self, text: &str, rules: JsValue) -> Result<JsValue, JsValue> {
         let scrubber = parse_rules(rules)?;
-        let redacted = crate::runtime::block_on(self.model.deid_async(text, scrubber.as_ref(), None)).map_err(js_error)?;
+        let redacted =
+            crate::runtime::block_on(self.model.deid_async(text, scrubber.as_ref(), None)).map_err(js_error)?;
         to_js(&JsRedacted::new(text, redacted))
     }
 
@@ -364,10 +365,9 @@ fn storage(int8: Option<bool>) -> crate::search::Storage {
 fn parse_aggregation(aggregation: Option<&str>) -> Result<Option<EntityAggregation>, Error> {
     match aggregation {
         None | Some("") => Ok(None),
-        Some(name) => name
-            .parse()
-            .map(Some)
-            .map_err(|message| Error::InvalidArgument { field: "aggregation".into(), message }),
+        Some(name) => {
+            name.parse().map(Some).map_err(|message| Error::InvalidArgument { field: "aggregation".into(), message })
+        }
     }
 }
 
@@ -403,10 +403,11 @@ fn parse_rules(rules: JsValue) -> Result<Option<Scrubber>, JsValue> {
             let mut kinds = Vec::with_capacity(names.len());
             for name in &names {
                 // Not echoed: whatever was typed there may be a name.
-                let kind = PhiKind::ALL.into_iter().find(|k| k.as_str() == name.to_ascii_lowercase()).ok_or_else(|| {
-                    let all: Vec<&str> = PhiKind::ALL.iter().map(|k| k.as_str()).collect();
-                    invalid(format!("an unknown kind: use {}", all.join(", ")))
-                })?;
+                let kind =
+                    PhiKind::ALL.into_iter().find(|k| k.as_str() == name.to_ascii_lowercase()).ok_or_else(|| {
+                        let all: Vec<&str> = PhiKind::ALL.iter().map(|k| k.as_str()).collect();
+                        invalid(format!("an unknown kind: use {}", all.join(", ")))
+                    })?;
                 kinds.push(kind);
             }
             ScrubOptions::only(kinds)

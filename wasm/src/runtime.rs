@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 use crate::gpu::{AdapterSummary, Backend, GpuBert, GpuContext, GpuOutput};
 use crate::model::{Bert, Head, QuantizedMatmul, SequenceHead, TokenHead, Weights};
+use crate::pipeline::encode::encode;
 use crate::pipeline::entities::{self, token_probabilities, Entity, EntityAggregation, ScoredToken};
+use crate::pipeline::pool::{normalize, pool};
 use crate::pipeline::redact::{redact, Redacted};
 use crate::pipeline::scrub::{Scrubbed, Scrubber};
-use crate::pipeline::encode::encode;
-use crate::pipeline::pool::{normalize, pool};
 use crate::pipeline::tokenize::TextTokenizer;
 use crate::pipeline::window::{self, Window, WindowSpec};
 
@@ -291,7 +291,9 @@ impl Model {
         let bert = Bert::load(weights, &manifest.config)?;
         let head = match manifest.task {
             Task::Embedding => None,
-            Task::TokenClassification => Some(Head::Token(TokenHead::load(weights, &manifest.config, manifest.head_outputs)?)),
+            Task::TokenClassification => {
+                Some(Head::Token(TokenHead::load(weights, &manifest.config, manifest.head_outputs)?))
+            }
             _ => Some(Head::Sequence(SequenceHead::load(
                 weights,
                 &manifest.config,

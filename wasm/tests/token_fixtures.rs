@@ -163,11 +163,14 @@ fn long_notes_tag_in_windows() {
         })
         .collect();
     let note = note_words.join(" ");
-    let starts: Vec<usize> = note_words.iter().scan(0, |at, w| {
-        let s = *at;
-        *at += w.len() + 1;
-        Some(s)
-    }).collect();
+    let starts: Vec<usize> = note_words
+        .iter()
+        .scan(0, |at, w| {
+            let s = *at;
+            *at += w.len() + 1;
+            Some(s)
+        })
+        .collect();
 
     let (max_len, stride) = (model.manifest().max_seq_len, model.manifest().stride);
     let (content, n) = (max_len - 2, note_words.len());
@@ -226,6 +229,10 @@ fn deid_names_entity_types_not_tags() {
     assert!(model.tag(text).unwrap().iter().any(|e| e.label.starts_with("B-")));
     let redacted = model.deid(text, None).unwrap();
     assert!(!redacted.counts.is_empty());
-    assert!(redacted.counts.keys().all(|label| !label.starts_with("B-") && !label.starts_with("I-")), "{:?}", redacted.counts);
+    assert!(
+        redacted.counts.keys().all(|label| !label.starts_with("B-") && !label.starts_with("I-")),
+        "{:?}",
+        redacted.counts
+    );
     assert!(!redacted.text.contains("[B-") && !redacted.text.contains("[I-"));
 }

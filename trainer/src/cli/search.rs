@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use bedside_runtime::search::{self, Storage};
 use bedside::data::table::{self, ColumnSpec, TableSpec};
 use bedside::data::Format;
+use bedside_runtime::search::{self, Storage};
 use bedside_runtime::Error;
 use clap::Args;
 

@@ -374,7 +374,9 @@ impl From<TableError> for DatasetError {
         match err {
             TableError::Io { path, source } => DatasetError::Io { path, source },
             TableError::UnknownExtension { path } => DatasetError::UnknownExtension { path },
-            TableError::MissingColumn { path, column, columns } => DatasetError::MissingColumn { path, column, columns },
+            TableError::MissingColumn { path, column, columns } => {
+                DatasetError::MissingColumn { path, column, columns }
+            }
             other => DatasetError::Table(other),
         }
     }

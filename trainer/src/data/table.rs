@@ -408,18 +408,15 @@ impl<R: Read> TableReader<R> {
                 // the line comes from the bytes themselves ([`Window`]).
                 let window = Rc::new(RefCell::new(Window::default()));
                 let source = Windowed { inner: reader, window: Rc::clone(&window) };
-                let mut reader =
-                    csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(source);
+                let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).flexible(true).from_reader(source);
                 let headers = reader.byte_headers().map_err(|e| csv_error(e, path))?.clone();
                 check_record(&headers, 1, path, &spec.limits)?;
                 let header: Vec<String> =
                     headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
                 let mut positions = Vec::with_capacity(spec.columns.len());
                 for column in &spec.columns {
-                    let found = column
-                        .names
-                        .iter()
-                        .find_map(|n| header.iter().position(|h| h == n).map(|i| (n.clone(), i)));
+                    let found =
+                        column.names.iter().find_map(|n| header.iter().position(|h| h == n).map(|i| (n.clone(), i)));
                     if found.is_none() && column.required {
                         return Err(TableError::MissingColumn {
                             path: path.into(),
@@ -457,7 +454,8 @@ impl<R: Read> TableReader<R> {
                 Ok(Some(csv_row(record, line, positions, *width, path, spec)))
             }
             Inner::Jsonl { reader, line, buf } => {
-                let mut lines = Lines { reader, path, line: *line, buf: std::mem::take(buf), max: spec.limits.max_record_bytes };
+                let mut lines =
+                    Lines { reader, path, line: *line, buf: std::mem::take(buf), max: spec.limits.max_record_bytes };
                 let result = loop {
                     let Some((line, bytes)) = lines.next()? else { break None };
                     // Blank lines (a trailing newline, spacing) hold no row.
@@ -798,7 +796,8 @@ mod tests {
         for case in cases {
             let name = case["name"].as_str().unwrap();
             let content = case["content"].as_str().unwrap();
-            let bytes = if case["escaped"] == Value::Bool(true) { unescape(content) } else { content.as_bytes().to_vec() };
+            let bytes =
+                if case["escaped"] == Value::Bool(true) { unescape(content) } else { content.as_bytes().to_vec() };
             let format: Format = case["format"].as_str().unwrap().parse().unwrap();
             let path = Path::new("case.table");
             let spec = spec_of(case);
@@ -864,8 +863,13 @@ mod tests {
         let mut bytes = b"text\n".to_vec();
         bytes.extend_from_slice(sentinel.as_bytes());
         bytes.extend_from_slice(b"\xff\n");
-        let err = read_all(bytes.as_slice(), Format::Csv, Path::new("t.csv"), &TableSpec::new(vec![ColumnSpec::text("text")]))
-            .unwrap_err();
+        let err = read_all(
+            bytes.as_slice(),
+            Format::Csv,
+            Path::new("t.csv"),
+            &TableSpec::new(vec![ColumnSpec::text("text")]),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "t.csv:2: column `text` is not valid UTF-8 (bad byte at offset 26 of 27)");
     }
 

@@ -745,10 +745,8 @@ pub fn load_documents_from_bytes(
     format: Format,
     options: &RetrievalOptions,
 ) -> Result<Vec<Document>> {
-    let columns = vec![
-        column(&options.id_col, "id", &["_id"], ColumnSpec::scalar),
-        ColumnSpec::text(&options.text_col),
-    ];
+    let columns =
+        vec![column(&options.id_col, "id", &["_id"], ColumnSpec::scalar), ColumnSpec::text(&options.text_col)];
     let mut first_line: HashMap<String, usize> = HashMap::new();
     let mut documents = Vec::new();
     for row in read_table(path, bytes, format, columns)? {
@@ -1444,8 +1442,16 @@ mod tests {
             ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":1}\n{\"text1\":\"a\",", ":2: not valid JSON"),
             ("p.jsonl", "[1,2]\n", ":1: line is JSON but not an object"),
             ("p.jsonl", "{\"text1\":\"a\",\"label\":1}\n", ":1: object has no key `text2`"),
-            ("p.jsonl", "{\"text1\":\"a\",\"text2\":3,\"label\":1}\n", ":1: column `text2` is a number, expected a string"),
-            ("p.jsonl", "{\"text1\":\"a\",\"text2\":\"b\",\"label\":null}\n", ":1: field `label`: must be a number in [0, 1], got 0 character(s) of text"),
+            (
+                "p.jsonl",
+                "{\"text1\":\"a\",\"text2\":3,\"label\":1}\n",
+                ":1: column `text2` is a number, expected a string",
+            ),
+            (
+                "p.jsonl",
+                "{\"text1\":\"a\",\"text2\":\"b\",\"label\":null}\n",
+                ":1: field `label`: must be a number in [0, 1], got 0 character(s) of text",
+            ),
             ("p.txt", "x", "cannot tell the format"),
         ];
         for (name, contents, want) in cases {

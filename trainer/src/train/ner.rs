@@ -119,7 +119,8 @@ pub fn read_sentences(path: &Path, scheme: TagScheme, format: Option<TagFormat>)
 
 /// Tags in head order: `O` first, then the rest sorted, as seen in training.
 pub fn label_list(train: &[Sentence]) -> Vec<String> {
-    let mut set: std::collections::BTreeSet<&str> = train.iter().flat_map(|s| s.tags.iter().map(String::as_str)).collect();
+    let mut set: std::collections::BTreeSet<&str> =
+        train.iter().flat_map(|s| s.tags.iter().map(String::as_str)).collect();
     let mut labels = Vec::with_capacity(set.len() + 1);
     labels.push("O".to_string());
     set.remove("O");
@@ -205,7 +206,11 @@ fn training_items(
 
 /// Per sentence, a predicted tag per word: each word takes its first subtoken's label, from
 /// the window where that subtoken is most central; a word with no subtoken is `O`.
-pub fn predict_tags(model: &TrainableClassifier, sentences: &[Sentence], labels: &[String]) -> Result<Vec<Vec<String>>> {
+pub fn predict_tags(
+    model: &TrainableClassifier,
+    sentences: &[Sentence],
+    labels: &[String],
+) -> Result<Vec<Vec<String>>> {
     let mut out = Vec::with_capacity(sentences.len());
     for (n, sentence) in sentences.iter().enumerate() {
         let mut tags = vec!["O".to_string(); sentence.words.len()];
@@ -430,7 +435,8 @@ pub struct NerData {
 pub fn prepare_ner(config: &TrainConfig) -> Result<NerData> {
     let scheme = parse_scheme(&config.tag_scheme)?;
     let format = config.tag_format.as_deref().map(str::parse::<TagFormat>).transpose()?;
-    let read = |path: &Path| read_sentences(path, scheme, format).with_context(|| format!("loading {}", path.display()));
+    let read =
+        |path: &Path| read_sentences(path, scheme, format).with_context(|| format!("loading {}", path.display()));
     let mut train = read(&config.train)?;
     let val = match &config.val {
         Some(path) => read(path)?,
@@ -517,8 +523,7 @@ pub fn train_ner(
     let frozen = frozen_baseline(&model, &data.train, &labels, baseline_split, scheme, config.seed)?;
     let best_dir = config.out.join("best");
     let n_items = items.len();
-    let mut learner =
-        Tagging { ckpt, items, val: &data.val, labels: &labels, serving, best_dir: &best_dir, on_eval };
+    let mut learner = Tagging { ckpt, items, val: &data.val, labels: &labels, serving, best_dir: &best_dir, on_eval };
     let Some(state) = fit(&model, config, control, &mut learner)? else {
         return Ok(NerResult { best_dir, report: None });
     };
@@ -531,7 +536,8 @@ pub fn train_ner(
         None => None,
     };
     let rules = rule_tags(baseline_split, &labels, scheme);
-    let rules_baseline = rules.iter().any(|s| s.iter().any(|t| t != "O")).then(|| score(baseline_split, &rules, scheme));
+    let rules_baseline =
+        rules.iter().any(|s| s.iter().any(|t| t != "O")).then(|| score(baseline_split, &rules, scheme));
     let report = NerReport {
         base_model: config.base.clone(),
         labels,
@@ -622,7 +628,10 @@ fn render_markdown(r: &NerReport) -> String {
             s.sentences, s.words, s.default.micro.f1, s.strict.micro.f1, s.default.macro_avg.f1, s.tokens.accuracy
         ));
         for t in &s.default.per_type {
-            md.push_str(&format!("| {} | {:.4} | {:.4} | {:.4} | {} |\n", t.kind, t.precision, t.recall, t.f1, t.support));
+            md.push_str(&format!(
+                "| {} | {:.4} | {:.4} | {:.4} | {} |\n",
+                t.kind, t.precision, t.recall, t.f1, t.support
+            ));
         }
         md.push('\n');
     };

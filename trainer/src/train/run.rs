@@ -378,11 +378,8 @@ fn write_checkpoint(
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let arch = model.config().architecture();
     for (name, w) in weights.iter() {
-        let hf_name = if name.starts_with("classifier.") {
-            name.clone()
-        } else {
-            format!("{}{name}", arch.weight_prefix())
-        };
+        let hf_name =
+            if name.starts_with("classifier.") { name.clone() } else { format!("{}{name}", arch.weight_prefix()) };
         tensors.insert(hf_name, w.to_f32()?.contiguous()?);
     }
     candle_core::safetensors::save(&tensors, partial.join("model.safetensors"))?;

@@ -186,7 +186,11 @@ impl BertConfig {
         if self.max_positions() == 0 {
             return Err(Error::config(
                 "max_position_embeddings",
-                format!("{} rows leave no position after RoBERTa's offset {}", self.max_position_embeddings, self.position_offset()),
+                format!(
+                    "{} rows leave no position after RoBERTa's offset {}",
+                    self.max_position_embeddings,
+                    self.position_offset()
+                ),
             ));
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
@@ -282,8 +286,9 @@ mod tests {
         assert!(c.is_token_classifier());
         let bert = BertConfig::from_json(r#"{"architectures":["BertModel"]}"#, "c.json").unwrap();
         assert_eq!((bert.architecture(), bert.position_offset(), bert.max_positions()), (Architecture::Bert, 0, 512));
-        let err = BertConfig::from_json(r#"{"model_type":"roberta","pad_token_id":1,"max_position_embeddings":2}"#, "c.json")
-            .unwrap_err();
+        let err =
+            BertConfig::from_json(r#"{"model_type":"roberta","pad_token_id":1,"max_position_embeddings":2}"#, "c.json")
+                .unwrap_err();
         assert_eq!(err.code(), "config");
     }
 

@@ -170,8 +170,10 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], he
     // One task per (sequence, head): with several rayon threads (natively, or the threaded wasm
     // build) the heads run side by side. Each head's sums are the same whoever computes them.
     let tasks: Vec<(usize, usize)> = (0..batch).flat_map(|b| (0..heads).map(move |head| (b, head))).collect();
-    let per_head: Vec<Vec<f32>> =
-        tasks.par_iter().map(|&(b, head)| attention_head(q, k, v, shape, &mask[b * seq..(b + 1) * seq], head_dim, b, head)).collect();
+    let per_head: Vec<Vec<f32>> = tasks
+        .par_iter()
+        .map(|&(b, head)| attention_head(q, k, v, shape, &mask[b * seq..(b + 1) * seq], head_dim, b, head))
+        .collect();
     let mut context = vec![0f32; batch * seq * hidden];
     for (&(b, head), out) in tasks.iter().zip(&per_head) {
         for (i, row) in out.chunks_exact(head_dim).enumerate() {
@@ -183,7 +185,16 @@ fn attention_rows(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], he
 
 /// Sequence `b`'s context for one head, `[seq][head_dim]`.
 #[allow(clippy::too_many_arguments)] // the head's coordinates in the stacked q, k, v
-fn attention_head(q: &[f32], k: &[f32], v: &[f32], shape: Rows, mask: &[f32], head_dim: usize, b: usize, head: usize) -> Vec<f32> {
+fn attention_head(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: Rows,
+    mask: &[f32],
+    head_dim: usize,
+    b: usize,
+    head: usize,
+) -> Vec<f32> {
     let Rows { seq, stride, .. } = shape;
     let scale = (1.0 / (head_dim as f64).sqrt()) as f32;
     // Keys transposed in tiles of 8, [padded seq / 8][head_dim][8], so a score tile reads one

@@ -181,10 +181,7 @@ pub fn entities(
             words(tokens).into_iter().map(|word| aggregate_word(word, strategy)).collect()
         }
     };
-    group(&items, &label)
-        .into_iter()
-        .filter(|e| !ignore.iter().any(|i| *i == e.label))
-        .collect()
+    group(&items, &label).into_iter().filter(|e| !ignore.iter().any(|i| *i == e.label)).collect()
 }
 
 /// Consecutive tokens of one word: a word starts at every token that is not a subword.

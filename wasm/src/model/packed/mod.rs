@@ -500,18 +500,27 @@ pub(crate) mod tests {
         let wt = Tensor::from_vec(w, (out_dim, in_dim), &Device::Cpu).unwrap();
         let q8 = QTensor::quantize(&wt, GgmlDType::Q8_0).unwrap();
         let linears: [(&str, Box<dyn Fn(&Tensor) -> Tensor + Sync>); 3] = [
-            ("f32", Box::new({
-                let l = PackedLinear::from_f32("w", &wt, Some(bias.clone())).unwrap();
-                move |x| l.forward(x).unwrap()
-            })),
-            ("q8_0 pairs", Box::new({
-                let l = PackedLinear::<pairs::Pairs>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
-                move |x| x.apply_op1_no_bwd(&l).unwrap()
-            })),
-            ("q8_0 quads", Box::new({
-                let l = PackedLinear::<quads::Quads>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
-                move |x| x.apply_op1_no_bwd(&l).unwrap()
-            })),
+            (
+                "f32",
+                Box::new({
+                    let l = PackedLinear::from_f32("w", &wt, Some(bias.clone())).unwrap();
+                    move |x| l.forward(x).unwrap()
+                }),
+            ),
+            (
+                "q8_0 pairs",
+                Box::new({
+                    let l = PackedLinear::<pairs::Pairs>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
+                    move |x| x.apply_op1_no_bwd(&l).unwrap()
+                }),
+            ),
+            (
+                "q8_0 quads",
+                Box::new({
+                    let l = PackedLinear::<quads::Quads>::from_qtensor("w", &q8, Some(bias.clone())).unwrap();
+                    move |x| x.apply_op1_no_bwd(&l).unwrap()
+                }),
+            ),
         ];
         for rows in [1, 7, 130] {
             let x: Vec<f32> = (0..rows * in_dim).map(|_| lcg(&mut seed) * 3.0).collect();
